@@ -1,0 +1,32 @@
+//! fleetwire's actors, the pure state machines they wrap, and the ports (traits) they
+//! use to reach the backends.
+//!
+//! # Layout
+//!
+//! - [`model`]: records, signal values, vehicle snapshots and updates.
+//! - [`ports`]: `RecordStream`, `LeaseStore`, `StateStore`, `FanOut` — implemented in the
+//!   binary crate's `src/backends/`.
+//! - [`codec`]: record bodies on the stream.
+//! - [`consumer`]: the KCL-style consumer — `LeaseCoordinator` (takes and renews shard
+//!   leases), one `ShardConsumer` per owned shard, and the `Checkpointer` that only moves
+//!   past records whose effects are persisted.
+//! - [`vehicle`]: `VehicleState` (pure: dedupe, latest value per signal), its actor, and
+//!   the `VehicleDirectory` that spawns, finds and passivates vehicle actors.
+//! - [`subscriber`]: the `SubscriberHub` (one per node, fed by the fan-out) and one
+//!   `Subscriber` actor per SSE connection with its coalescing queue.
+//! - [`registry`]: the actor registry behind `/admin/actors`.
+//! - [`telemetry`]: metric names.
+//!
+//! Each actor is a thin shell (`actor.rs` or the actor's own file) over a plain state
+//! machine that is unit-tested without actix.
+
+#![deny(missing_docs)]
+
+pub mod codec;
+pub mod consumer;
+pub mod model;
+pub mod ports;
+pub mod registry;
+pub mod subscriber;
+pub mod telemetry;
+pub mod vehicle;

@@ -1,0 +1,210 @@
+//! The data that flows through the pipeline: telemetry records, signal values and the
+//! per-vehicle snapshot that is persisted and published.
+//!
+//! The wire contract of `POST /v1/ingest` is the "seed data contract":
+//! `{"timestamp": RFC3339, "vehicle_id": "...", "payload": {signal: value, ...}, "can_id": optional}`.
+//! The server adds `ingest_received_at`. The same JSON is the record body on the stream.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Identifier of a vehicle inside fleetwire. Once pseudonymization lands this is the
+/// pseudonym, never a clear VIN; it is also the stream partition key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VehicleId(pub String);
+
+impl VehicleId {
+    /// Longest id accepted at the edge (Kinesis partition keys are limited to 256 chars).
+    pub const MAX_LEN: usize = 128;
+
+    /// Builds an id after checking it is 1..=128 chars of `[A-Za-z0-9_.:-]`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(format!("vehicle_id must be 1 to {} characters", Self::MAX_LEN));
+        }
+        if let Some(c) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+        {
+            return Err(format!("vehicle_id contains the character {c:?}; allowed: A-Z a-z 0-9 _ - . :"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VehicleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A geographic position in WGS84 degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Degrees north, -90..=90.
+    pub latitude: f64,
+    /// Degrees east, -180..=180.
+    pub longitude: f64,
+}
+
+/// One signal value. JSON numbers that are integers stay integers so counters and
+/// enums survive a round trip; everything else a vehicle reports is one of these shapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SignalValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A JSON integer.
+    Int(i64),
+    /// Any other JSON number.
+    Float(f64),
+    /// Text, including enum names such as `"D"` for a gear.
+    Text(String),
+    /// `{"latitude": .., "longitude": ..}`.
+    Location(Location),
+}
+
+impl SignalValue {
+    /// The value as a number, when it is one (used by aggregates and the live page).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            SignalValue::Int(i) => Some(*i as f64),
+            SignalValue::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// One telemetry record as it travels on the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryRecord {
+    /// When the vehicle measured the values (source time; orders updates).
+    pub timestamp: DateTime<Utc>,
+    /// Which vehicle sent it.
+    pub vehicle_id: VehicleId,
+    /// Signal name → value.
+    pub payload: BTreeMap<String, SignalValue>,
+    /// CAN bus id of the frame the values came from, when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_id: Option<u32>,
+    /// When fleetwire accepted the record at its edge (set by the server).
+    pub ingest_received_at: DateTime<Utc>,
+}
+
+impl TelemetryRecord {
+    /// A stable identity of the record's content, used by the dedupe window: the same
+    /// vehicle, source time and payload is the same record however often it arrives
+    /// (client retries, stream replays after a failover).
+    pub fn content_id(&self) -> RecordId {
+        // The canonical JSON of the parts that define the record (BTreeMap keeps keys sorted),
+        // hashed with xxh3, which is a fixed algorithm so ids persisted today still match
+        // after an upgrade.
+        let canonical = serde_json::to_vec(&(&self.vehicle_id, self.timestamp, &self.payload, self.can_id))
+            .expect("record parts always serialize");
+        RecordId(xxhash_rust::xxh3::xxh3_64(&canonical))
+    }
+}
+
+/// Content hash of a record (see [`TelemetryRecord::content_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(pub u64);
+
+/// The latest value of one signal and the source time it was measured at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalReading {
+    /// The value.
+    pub value: SignalValue,
+    /// Source timestamp of the record that carried it.
+    pub timestamp: DateTime<Utc>,
+}
+
+/// Everything fleetwire keeps about one vehicle: persisted by the StateStore, restored
+/// when the vehicle's actor is reactivated, and published (in full) on every change.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VehicleSnapshot {
+    /// The vehicle.
+    pub vehicle_id: VehicleId,
+    /// Latest reading per signal name.
+    pub signals: BTreeMap<String, SignalReading>,
+    /// Newest source timestamp seen in any applied record.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Number of records applied so far; grows by one per applied record and orders
+    /// writes to the store (a save with a lower version never replaces a higher one).
+    pub version: u64,
+    /// Recently applied record ids, oldest first, so replays after a restart are
+    /// recognised as duplicates.
+    pub recent_records: Vec<RecordId>,
+}
+
+/// A change to one vehicle, as published through the FanOut port to every node's
+/// subscribers. Carries the full latest state so that a subscriber that coalesces or
+/// misses an update still ends up with the right picture from the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VehicleUpdate {
+    /// The vehicle.
+    pub vehicle_id: VehicleId,
+    /// Snapshot version after the change.
+    pub version: u64,
+    /// Newest source time seen.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Names of the signals this change touched.
+    pub changed: Vec<String>,
+    /// Latest reading of every signal.
+    pub signals: BTreeMap<String, SignalReading>,
+    /// Ingest time of the newest record in the change; lets a client measure
+    /// record → browser latency.
+    pub ingest_received_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vehicle_id_rejects_bad_input() {
+        assert!(VehicleId::parse("car-1").is_ok());
+        assert!(VehicleId::parse("").is_err());
+        assert!(VehicleId::parse("a b").unwrap_err().contains("' '"));
+        assert!(VehicleId::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn signal_values_keep_their_json_shape() {
+        let json = r#"{"a":true,"b":3,"c":2.5,"d":"D","e":{"latitude":1.0,"longitude":2.0}}"#;
+        let map: BTreeMap<String, SignalValue> = serde_json::from_str(json).unwrap();
+        assert_eq!(map["a"], SignalValue::Bool(true));
+        assert_eq!(map["b"], SignalValue::Int(3));
+        assert_eq!(map["c"], SignalValue::Float(2.5));
+        assert_eq!(map["d"], SignalValue::Text("D".into()));
+        assert!(matches!(map["e"], SignalValue::Location(_)));
+        assert_eq!(serde_json::to_string(&map).unwrap(), json);
+    }
+
+    #[test]
+    fn content_id_depends_on_content_only() {
+        let mut r = TelemetryRecord {
+            timestamp: "2026-01-01T00:00:00Z".parse().unwrap(),
+            vehicle_id: VehicleId("v1".into()),
+            payload: [("Soc".to_string(), SignalValue::Int(80))].into(),
+            can_id: None,
+            ingest_received_at: "2026-01-01T00:00:01Z".parse().unwrap(),
+        };
+        let id = r.content_id();
+        r.ingest_received_at = "2026-01-01T00:00:09Z".parse().unwrap();
+        assert_eq!(id, r.content_id(), "arrival time is not part of the identity");
+        r.payload.insert("Soc".into(), SignalValue::Int(79));
+        assert_ne!(id, r.content_id());
+    }
+}

@@ -1,0 +1,1 @@
+//! SSE subscribers. (Stub.)

@@ -1,0 +1,73 @@
+//! Metric names: one closed list, so dashboards and alarms have a single place to look.
+//!
+//! Naming follows Prometheus conventions: `fleetwire_<what>_<unit>` with `_total` for
+//! counters. Labels are low-cardinality (`result`, `reason`, `kind`, `shard`); never a
+//! vehicle id.
+
+/// Records received by `POST /v1/ingest`; label `result` = `accepted` | `rejected` | `failed`.
+pub const INGEST_RECORDS_TOTAL: &str = "fleetwire_ingest_records_total";
+/// Ingest requests; label `status` = HTTP status code.
+pub const INGEST_REQUESTS_TOTAL: &str = "fleetwire_ingest_requests_total";
+/// Records the shard consumers handed to vehicle actors; label `result` =
+/// `applied` | `duplicate` | `stale` | `undecodable`.
+pub const ROUTE_RECORDS_TOTAL: &str = "fleetwire_route_records_total";
+/// Snapshot writes to the state store; label `result` = `written` | `already_newer` | `error`.
+pub const PERSIST_WRITES_TOTAL: &str = "fleetwire_persist_writes_total";
+/// Vehicle updates published to the fan-out; label `result` = `ok` | `error`.
+pub const PUBLISH_UPDATES_TOTAL: &str = "fleetwire_publish_updates_total";
+/// Time from ingest to publish of the newest record of an update, in seconds.
+pub const INGEST_TO_PUBLISH_SECONDS: &str = "fleetwire_ingest_to_publish_seconds";
+/// Checkpoint writes; label `result` = `ok` | `lease_lost` | `error`.
+pub const CHECKPOINTS_TOTAL: &str = "fleetwire_checkpoints_total";
+/// Lease transitions on this node; label `event` = `taken` | `stolen` | `renewed` | `lost` | `released`.
+pub const LEASE_EVENTS_TOTAL: &str = "fleetwire_lease_events_total";
+/// Shard leases held by this node.
+pub const LEASES_HELD: &str = "fleetwire_leases_held";
+/// How far a shard consumer is behind the newest record; label `shard`.
+pub const SHARD_MILLIS_BEHIND_LATEST: &str = "fleetwire_shard_millis_behind_latest";
+/// Stream reads that failed; label `reason`.
+pub const STREAM_READ_ERRORS_TOTAL: &str = "fleetwire_stream_read_errors_total";
+/// Vehicle actors started (first record or reactivation).
+pub const VEHICLE_ACTIVATIONS_TOTAL: &str = "fleetwire_vehicle_activations_total";
+/// Vehicle actors stopped after being idle.
+pub const VEHICLE_PASSIVATIONS_TOTAL: &str = "fleetwire_vehicle_passivations_total";
+/// SSE events written to clients.
+pub const SSE_EVENTS_SENT_TOTAL: &str = "fleetwire_sse_events_sent_total";
+/// SSE connections opened.
+pub const SSE_CONNECTIONS_TOTAL: &str = "fleetwire_sse_connections_total";
+/// Updates replaced by a newer update of the same vehicle in a slow subscriber's queue.
+pub const SUBSCRIBER_COALESCED_TOTAL: &str = "fleetwire_subscriber_coalesced_total";
+/// Subscribers disconnected by the server; label `reason` = `slow_client` | `shutdown`.
+pub const SUBSCRIBER_DISCONNECTS_TOTAL: &str = "fleetwire_subscriber_disconnects_total";
+/// Updates the hub could not hand to a subscriber whose mailbox was full.
+pub const SUBSCRIBER_HUB_DROPPED_TOTAL: &str = "fleetwire_subscriber_hub_dropped_total";
+/// Updates this node's fan-out subscription skipped because it lagged.
+pub const FANOUT_LAGGED_TOTAL: &str = "fleetwire_fanout_lagged_total";
+
+/// Registers descriptions for every metric (call once after installing the recorder).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(INGEST_RECORDS_TOTAL, "Records received by POST /v1/ingest, by result.");
+    describe_counter!(INGEST_REQUESTS_TOTAL, "Ingest requests, by HTTP status.");
+    describe_counter!(ROUTE_RECORDS_TOTAL, "Records routed to vehicle actors, by result.");
+    describe_counter!(PERSIST_WRITES_TOTAL, "Vehicle snapshot writes, by result.");
+    describe_counter!(PUBLISH_UPDATES_TOTAL, "Vehicle updates published, by result.");
+    describe_histogram!(
+        INGEST_TO_PUBLISH_SECONDS,
+        metrics::Unit::Seconds,
+        "Ingest to publish latency of the newest record of each update."
+    );
+    describe_counter!(CHECKPOINTS_TOTAL, "Shard checkpoint writes, by result.");
+    describe_counter!(LEASE_EVENTS_TOTAL, "Shard lease transitions on this node.");
+    describe_gauge!(LEASES_HELD, "Shard leases held by this node.");
+    describe_gauge!(SHARD_MILLIS_BEHIND_LATEST, "Consumer lag behind the newest record, per shard.");
+    describe_counter!(STREAM_READ_ERRORS_TOTAL, "Failed stream reads, by reason.");
+    describe_counter!(VEHICLE_ACTIVATIONS_TOTAL, "Vehicle actors started.");
+    describe_counter!(VEHICLE_PASSIVATIONS_TOTAL, "Vehicle actors passivated after idling.");
+    describe_counter!(SSE_EVENTS_SENT_TOTAL, "SSE events written to clients.");
+    describe_counter!(SSE_CONNECTIONS_TOTAL, "SSE connections opened.");
+    describe_counter!(SUBSCRIBER_COALESCED_TOTAL, "Updates coalesced in slow subscribers' queues.");
+    describe_counter!(SUBSCRIBER_DISCONNECTS_TOTAL, "Subscribers disconnected by the server, by reason.");
+    describe_counter!(SUBSCRIBER_HUB_DROPPED_TOTAL, "Updates dropped because a subscriber mailbox was full.");
+    describe_counter!(FANOUT_LAGGED_TOTAL, "Updates skipped by a lagging fan-out subscription.");
+}

@@ -1,0 +1,1 @@
+//! Per-vehicle state. (Stub: filled by the vehicle work.)

@@ -1,0 +1,1 @@
+//! The simulated fleet (used by `fleetwire demo`) and, later, the load-test driver.

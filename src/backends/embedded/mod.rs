@@ -1,0 +1,1 @@
+//! Embedded backends (stub: being written).

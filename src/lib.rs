@@ -1,0 +1,3 @@
+//! fleetwire binary crate.
+
+pub mod backends;
