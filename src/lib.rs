@@ -1,3 +1,24 @@
-//! fleetwire binary crate.
+//! fleetwire: the real-time backbone of a connected-vehicle fleet.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`serve`, `demo`, `validate-config`).
+//! - [`config`]: typed configuration (TOML + `FLEETWIRE_*` environment overrides).
+//! - [`node`]: builds the ports, starts actors and listeners, shuts down in order.
+//! - [`http`]: the public API (ingest, REST, SSE, page) and the admin API.
+//! - [`ingest`]: batch validation and puts onto the stream.
+//! - [`backends`]: implementations of the ports (embedded now; AWS and Redis later).
+//! - [`demo`]: the simulated fleet driving a node.
+//! - [`observability`]: logs and metrics.
+//!
+//! The actors, their state machines and the port traits live in the `fleetwire-actors`
+//! crate (`actors/`); `docs/ARCHITECTURE.md` walks a record through all of it.
 
 pub mod backends;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod ingest;
+pub mod node;
+pub mod observability;

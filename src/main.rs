@@ -1,1 +1,51 @@
-fn main() {}
+//! The `fleetwire` binary: parses the command line and runs it.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use fleetwire::cli::{Cli, Command};
+use fleetwire::config::Config;
+use fleetwire::{demo, node::Node, observability};
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let limit = Duration::from_secs(cli.shutdown_limit_secs);
+    let result = match cli.command {
+        Command::ValidateConfig { file } => Config::load(Some(&file))
+            .map(|config| {
+                println!("{} is valid. Effective configuration:\n", file.display());
+                println!("{}", toml_pretty(&config));
+            })
+            .map_err(anyhow::Error::from),
+        Command::Serve { config } => serve(config.as_deref(), limit).await,
+        Command::Demo(args) => match Config::load(args.config.as_deref()) {
+            Ok(config) => {
+                observability::init_logging(&config.log);
+                demo::run(config, args, limit).await
+            }
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleetwire: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(file: Option<&std::path::Path>, limit: Duration) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    observability::init_logging(&config.log);
+    let node = Node::start(config).await?;
+    demo::wait_for_stop(0).await;
+    node.shutdown(limit).await;
+    Ok(())
+}
+
+fn toml_pretty(config: &Config) -> String {
+    serde_json::to_string_pretty(config).unwrap_or_default()
+}

@@ -30,7 +30,9 @@ impl VehicleId {
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
         {
-            return Err(format!("vehicle_id contains the character {c:?}; allowed: A-Z a-z 0-9 _ - . :"));
+            return Err(format!(
+                "vehicle_id contains the character {c:?}; allowed: A-Z a-z 0-9 _ - . :"
+            ));
         }
         Ok(Self(raw.to_owned()))
     }

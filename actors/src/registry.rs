@@ -95,7 +95,8 @@ impl ActorStats {
             self.queued.fetch_sub(1, Ordering::Relaxed);
         }
         self.handled.fetch_add(1, Ordering::Relaxed);
-        self.last_message_ms.store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.last_message_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
     }
 
     /// Sets one kind-specific detail field.
@@ -118,7 +119,9 @@ impl ActorStats {
             id: self.id.clone(),
             kind: self.kind,
             started_at: self.started_at,
-            last_message_at: (last > 0).then(|| Utc.timestamp_millis_opt(last).single()).flatten(),
+            last_message_at: (last > 0)
+                .then(|| Utc.timestamp_millis_opt(last).single())
+                .flatten(),
             messages_handled: self.handled.load(Ordering::Relaxed),
             mailbox_depth: self.mailbox_depth(),
             details: self.details.lock().expect("details lock never poisoned").clone(),
@@ -173,7 +176,10 @@ impl ActorRegistry {
             details: Mutex::new(serde_json::Map::new()),
         });
         self.lock().insert((kind, id), stats.clone());
-        Registration { stats, table: Arc::downgrade(&self.table) }
+        Registration {
+            stats,
+            table: Arc::downgrade(&self.table),
+        }
     }
 
     /// Number of live actors per kind; every kind is present, zero included.
@@ -188,10 +194,15 @@ impl ActorRegistry {
     /// Live actors, optionally of one kind, ordered by kind then id, at most `limit`.
     pub fn list(&self, kind: Option<ActorKind>, limit: usize) -> Vec<ActorInfo> {
         let table = self.lock();
-        let mut keys: Vec<&(ActorKind, String)> =
-            table.keys().filter(|(k, _)| kind.is_none_or(|want| *k == want)).collect();
+        let mut keys: Vec<&(ActorKind, String)> = table
+            .keys()
+            .filter(|(k, _)| kind.is_none_or(|want| *k == want))
+            .collect();
         keys.sort();
-        keys.into_iter().take(limit).map(|key| table[key].info()).collect()
+        keys.into_iter()
+            .take(limit)
+            .map(|key| table[key].info())
+            .collect()
     }
 
     /// One actor.
@@ -270,9 +281,15 @@ mod tests {
     #[test]
     fn list_filters_and_limits() {
         let reg = ActorRegistry::new();
-        let _g: Vec<_> = (0..5).map(|i| reg.register(ActorKind::VehicleState, format!("v{i}"))).collect();
+        let _g: Vec<_> = (0..5)
+            .map(|i| reg.register(ActorKind::VehicleState, format!("v{i}")))
+            .collect();
         let _s = reg.register(ActorKind::Subscriber, "s");
-        let ids: Vec<_> = reg.list(Some(ActorKind::VehicleState), 3).into_iter().map(|i| i.id).collect();
+        let ids: Vec<_> = reg
+            .list(Some(ActorKind::VehicleState), 3)
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
         assert_eq!(ids, ["v0", "v1", "v2"]);
         assert_eq!(ActorKind::parse("shard_consumer"), Some(ActorKind::ShardConsumer));
     }

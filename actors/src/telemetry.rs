@@ -47,9 +47,15 @@ pub const FANOUT_LAGGED_TOTAL: &str = "fleetwire_fanout_lagged_total";
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(INGEST_RECORDS_TOTAL, "Records received by POST /v1/ingest, by result.");
+    describe_counter!(
+        INGEST_RECORDS_TOTAL,
+        "Records received by POST /v1/ingest, by result."
+    );
     describe_counter!(INGEST_REQUESTS_TOTAL, "Ingest requests, by HTTP status.");
-    describe_counter!(ROUTE_RECORDS_TOTAL, "Records routed to vehicle actors, by result.");
+    describe_counter!(
+        ROUTE_RECORDS_TOTAL,
+        "Records routed to vehicle actors, by result."
+    );
     describe_counter!(PERSIST_WRITES_TOTAL, "Vehicle snapshot writes, by result.");
     describe_counter!(PUBLISH_UPDATES_TOTAL, "Vehicle updates published, by result.");
     describe_histogram!(
@@ -60,14 +66,32 @@ pub fn describe() {
     describe_counter!(CHECKPOINTS_TOTAL, "Shard checkpoint writes, by result.");
     describe_counter!(LEASE_EVENTS_TOTAL, "Shard lease transitions on this node.");
     describe_gauge!(LEASES_HELD, "Shard leases held by this node.");
-    describe_gauge!(SHARD_MILLIS_BEHIND_LATEST, "Consumer lag behind the newest record, per shard.");
+    describe_gauge!(
+        SHARD_MILLIS_BEHIND_LATEST,
+        "Consumer lag behind the newest record, per shard."
+    );
     describe_counter!(STREAM_READ_ERRORS_TOTAL, "Failed stream reads, by reason.");
     describe_counter!(VEHICLE_ACTIVATIONS_TOTAL, "Vehicle actors started.");
-    describe_counter!(VEHICLE_PASSIVATIONS_TOTAL, "Vehicle actors passivated after idling.");
+    describe_counter!(
+        VEHICLE_PASSIVATIONS_TOTAL,
+        "Vehicle actors passivated after idling."
+    );
     describe_counter!(SSE_EVENTS_SENT_TOTAL, "SSE events written to clients.");
     describe_counter!(SSE_CONNECTIONS_TOTAL, "SSE connections opened.");
-    describe_counter!(SUBSCRIBER_COALESCED_TOTAL, "Updates coalesced in slow subscribers' queues.");
-    describe_counter!(SUBSCRIBER_DISCONNECTS_TOTAL, "Subscribers disconnected by the server, by reason.");
-    describe_counter!(SUBSCRIBER_HUB_DROPPED_TOTAL, "Updates dropped because a subscriber mailbox was full.");
-    describe_counter!(FANOUT_LAGGED_TOTAL, "Updates skipped by a lagging fan-out subscription.");
+    describe_counter!(
+        SUBSCRIBER_COALESCED_TOTAL,
+        "Updates coalesced in slow subscribers' queues."
+    );
+    describe_counter!(
+        SUBSCRIBER_DISCONNECTS_TOTAL,
+        "Subscribers disconnected by the server, by reason."
+    );
+    describe_counter!(
+        SUBSCRIBER_HUB_DROPPED_TOTAL,
+        "Updates dropped because a subscriber mailbox was full."
+    );
+    describe_counter!(
+        FANOUT_LAGGED_TOTAL,
+        "Updates skipped by a lagging fan-out subscription."
+    );
 }

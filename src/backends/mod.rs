@@ -1,5 +1,9 @@
 //! Backend adapters: implementations of the ports in `fleetwire_actors::ports`.
 //!
 //! - [`embedded`]: in-process stream, redb state and lease stores, in-process fan-out.
+//! - `conformance`: the port checks every backend must pass (hidden from the docs; used by
+//!   the backends' integration tests).
 
+#[doc(hidden)]
+pub mod conformance;
 pub mod embedded;

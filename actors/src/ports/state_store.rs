@@ -40,11 +40,8 @@ pub trait StateStore: Send + Sync + 'static {
     async fn save(&self, snapshot: &VehicleSnapshot) -> Result<SaveOutcome, StoreError>;
 
     /// Snapshots ordered by vehicle id, starting after `after`, at most `limit`.
-    async fn list(
-        &self,
-        after: Option<&VehicleId>,
-        limit: usize,
-    ) -> Result<Vec<VehicleSnapshot>, StoreError>;
+    async fn list(&self, after: Option<&VehicleId>, limit: usize)
+    -> Result<Vec<VehicleSnapshot>, StoreError>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

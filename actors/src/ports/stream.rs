@@ -40,7 +40,10 @@ pub struct SequenceNumber(pub String);
 
 impl Ord for SequenceNumber {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.len().cmp(&other.0.len()).then_with(|| self.0.cmp(&other.0))
+        self.0
+            .len()
+            .cmp(&other.0.len())
+            .then_with(|| self.0.cmp(&other.0))
     }
 }
 
@@ -224,7 +227,11 @@ pub fn even_hash_ranges(n: u32) -> Vec<(u128, u128)> {
     (0..u128::from(n))
         .map(|i| {
             let start = if i == 0 { 0 } else { i * width + 1 };
-            let end = if i + 1 == u128::from(n) { u128::MAX } else { (i + 1) * width };
+            let end = if i + 1 == u128::from(n) {
+                u128::MAX
+            } else {
+                (i + 1) * width
+            };
             (start, end)
         })
         .collect()

@@ -1,0 +1,511 @@
+//! [`VehicleStateActor`]: the actix shell around [`VehicleState`]. One per active vehicle.
+//!
+//! Lifecycle: on start it restores the state from the store (the mailbox waits until
+//! that is done), then handles `ApplyRecords` batches one at a time — apply, publish one
+//! update, persist, reply — and stops itself after `passivate_after_secs` without a
+//! batch. A persistent load failure also stops it, so the pending routes fail and the
+//! shard consumer retries the batch later instead of acknowledging unpersisted records.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use metrics::{counter, histogram};
+use tracing::{debug, error, warn};
+
+use super::VehicleConfig;
+use super::directory::DirectorySlot;
+use super::state::{ApplyReport, VehicleState};
+use crate::consumer::RouteError;
+use crate::model::{TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
+use crate::ports::{FanOut, SaveOutcome, StateStore, StoreError};
+use crate::registry::Registration;
+use crate::telemetry::{
+    INGEST_TO_PUBLISH_SECONDS, PERSIST_WRITES_TOTAL, PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL,
+    VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
+};
+
+/// Loads tried before a vehicle actor gives up and stops (transient store errors only).
+const LOAD_ATTEMPTS: u32 = 4;
+/// Wait after the first failed load; doubles after each further failure (0.1 + 0.2 + 0.4 s).
+const LOAD_BACKOFF: Duration = Duration::from_millis(100);
+/// Shortest passivation check period, so a tiny `passivate_after` does not spin.
+const MIN_IDLE_CHECK: Duration = Duration::from_millis(10);
+
+/// The actor that owns one vehicle's state while the vehicle is active.
+pub struct VehicleStateActor {
+    /// The pure state machine; the only place records are applied.
+    state: VehicleState,
+    /// Dedupe window size, needed again when the loaded snapshot replaces `state`.
+    window: usize,
+    /// Highest version known to be durable in the store; a batch is persisted whenever
+    /// the state is ahead of it, which also retries a save that failed earlier.
+    persisted_version: u64,
+    /// Where snapshots are loaded from and saved to.
+    store: Arc<dyn StateStore>,
+    /// Where updates are published.
+    fanout: Arc<dyn FanOut>,
+    /// Idle time after which the actor stops.
+    passivate_after: Duration,
+    /// When the last batch finished (or the actor started).
+    last_activity: Instant,
+    /// The registry entry; dropped in `stopped` so `/admin/actors` stops listing the actor
+    /// as soon as it has stopped.
+    registration: Option<Registration>,
+    /// The directory entry this actor occupies; `None` when started outside a directory.
+    slot: Option<DirectorySlot>,
+}
+
+impl VehicleStateActor {
+    /// An actor for `id` that has not loaded its state yet (it does on start).
+    pub(crate) fn new(
+        id: VehicleId,
+        config: &VehicleConfig,
+        store: Arc<dyn StateStore>,
+        fanout: Arc<dyn FanOut>,
+        registration: Registration,
+        slot: Option<DirectorySlot>,
+    ) -> Self {
+        Self {
+            state: VehicleState::new(id, config.dedupe_window),
+            window: config.dedupe_window,
+            persisted_version: 0,
+            store,
+            fanout,
+            passivate_after: Duration::from_secs(config.passivate_after_secs),
+            last_activity: Instant::now(),
+            registration: Some(registration),
+            slot,
+        }
+    }
+
+    /// How often to check for idleness: a quarter of the idle limit, computed in
+    /// milliseconds so tests can passivate within about a second.
+    fn idle_check_period(&self) -> Duration {
+        (self.passivate_after / 4).max(MIN_IDLE_CHECK)
+    }
+
+    /// Stops the actor once it has been idle long enough. Never runs while a batch is in
+    /// flight: `ctx.wait` (used by `ApplyRecords`) holds back interval callbacks too.
+    fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.last_activity.elapsed() < self.passivate_after {
+            return;
+        }
+        if self.state.version() > self.persisted_version {
+            // Only after a failed save whose batch was never retried (the shard moved to
+            // another node); those records were not checkpointed, so they will be replayed.
+            warn!(vehicle = %self.state.vehicle_id(), version = self.state.version(),
+                persisted = self.persisted_version, "Passivating with unpersisted changes.");
+        }
+        debug!(vehicle = %self.state.vehicle_id(), "Vehicle actor passivating.");
+        counter!(VEHICLE_PASSIVATIONS_TOTAL).increment(1);
+        // Leave the directory before stopping so new routes spawn a fresh actor rather
+        // than queue behind this one; routes that already hold our address see a closed
+        // mailbox and retry against the fresh actor.
+        if let Some(slot) = &self.slot {
+            slot.release(self.state.vehicle_id());
+        }
+        ctx.stop();
+    }
+
+    /// Mirrors version and last_seen into the registry's details.
+    fn show_details(&self) {
+        if let Some(reg) = &self.registration {
+            reg.set_detail("version", self.state.version());
+            reg.set_detail("last_seen", self.state.last_seen().map(|t| t.to_rfc3339()));
+        }
+    }
+
+    /// Drops records of other vehicles: applying them would mix two vehicles' signals in
+    /// one snapshot. The router contract forbids them, so this is a bug upstream.
+    fn own_records(&self, mut records: Vec<TelemetryRecord>) -> Vec<TelemetryRecord> {
+        let own = self.state.vehicle_id();
+        let before = records.len();
+        records.retain(|r| &r.vehicle_id == own);
+        if records.len() != before {
+            error!(vehicle = %own, dropped = before - records.len(), "Records of another vehicle were routed here; dropped.");
+        }
+        records
+    }
+}
+
+impl Actor for VehicleStateActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        counter!(VEHICLE_ACTIVATIONS_TOTAL).increment(1);
+        let store = self.store.clone();
+        let id = self.state.vehicle_id().clone();
+        // `wait`, not `spawn`: the mailbox is not read until the state is restored, so no
+        // record is ever applied to an empty state and then overwritten by the load.
+        ctx.wait(async move { load_with_retry(store.as_ref(), &id).await }.into_actor(self).map(
+            |loaded, act, ctx| match loaded {
+                Ok(Some(snapshot)) => {
+                    act.persisted_version = snapshot.version;
+                    act.state = VehicleState::restore(snapshot, act.window);
+                    act.show_details();
+                }
+                Ok(None) => act.show_details(),
+                Err(err) => {
+                    error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
+                    if let Some(slot) = &act.slot {
+                        slot.release(act.state.vehicle_id());
+                    }
+                    ctx.stop();
+                }
+            },
+        ));
+        ctx.run_interval(self.idle_check_period(), Self::passivate_if_idle);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // Registry first, then the directory slot: once the slot (and with it the
+        // directory's liveness guard) is gone, `VehicleDirectory::shutdown` may return,
+        // and by then the registry must no longer list this actor.
+        self.registration = None;
+        if let Some(slot) = self.slot.take() {
+            slot.release(self.state.vehicle_id());
+        }
+    }
+}
+
+/// Loads the vehicle's snapshot, retrying transient errors with exponential backoff.
+async fn load_with_retry(
+    store: &dyn StateStore,
+    id: &VehicleId,
+) -> Result<Option<VehicleSnapshot>, StoreError> {
+    let mut delay = LOAD_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match store.load(id).await {
+            Ok(Some(snapshot)) if &snapshot.vehicle_id != id => {
+                return Err(StoreError::Corrupt(format!(
+                    "snapshot stored for {id} belongs to {}",
+                    snapshot.vehicle_id
+                )));
+            }
+            Ok(loaded) => return Ok(loaded),
+            // Unreadable data stays unreadable; retrying only delays the error.
+            Err(err @ StoreError::Corrupt(_)) => return Err(err),
+            Err(err) if attempt >= LOAD_ATTEMPTS => return Err(err),
+            Err(err) => {
+                warn!(vehicle = %id, %err, attempt, "Loading vehicle state failed; retrying.");
+                actix::clock::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Publishes one update; a failure is counted and logged but does not fail the batch
+/// (subscribers catch up from the next update, which carries the full state).
+async fn publish(fanout: &dyn FanOut, update: Arc<VehicleUpdate>) {
+    let ingest = update.ingest_received_at;
+    match fanout.publish(update.clone()).await {
+        Ok(()) => {
+            counter!(PUBLISH_UPDATES_TOTAL, "result" => "ok").increment(1);
+            let latency = (Utc::now() - ingest).to_std().unwrap_or_default();
+            histogram!(INGEST_TO_PUBLISH_SECONDS).record(latency.as_secs_f64());
+        }
+        Err(err) => {
+            counter!(PUBLISH_UPDATES_TOTAL, "result" => "error").increment(1);
+            warn!(vehicle = %update.vehicle_id, version = update.version, %err, "Publishing a vehicle update failed.");
+        }
+    }
+}
+
+/// Sent by the `VehicleDirectory` to a vehicle's actor when a shard consumer routes a
+/// batch of that vehicle's records. Replies once the resulting state is persisted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ApplyReport, RouteError>")]
+pub struct ApplyRecords {
+    /// Records of this vehicle, in stream order.
+    pub records: Vec<TelemetryRecord>,
+}
+
+impl Handler<ApplyRecords> for VehicleStateActor {
+    // Atomic: the actor handles nothing else (no other batch, no passivation tick) until
+    // this batch is persisted, so one vehicle's batches never interleave.
+    type Result = AtomicResponse<Self, Result<ApplyReport, RouteError>>;
+
+    fn handle(&mut self, msg: ApplyRecords, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(reg) = &self.registration {
+            reg.handled(true);
+        }
+        let records = self.own_records(msg.records);
+        let outcome = self.state.apply_batch(&records);
+        let report = outcome.report;
+        for (result, n) in [
+            ("applied", report.applied),
+            ("duplicate", report.duplicate),
+            ("stale", report.stale),
+        ] {
+            if n > 0 {
+                counter!(ROUTE_RECORDS_TOTAL, "result" => result).increment(n as u64);
+            }
+        }
+        let update = outcome
+            .newest_ingest
+            .map(|ingest| Arc::new(self.state.update(outcome.changed.into_iter().collect(), ingest)));
+        // Persist whenever the state is ahead of the store, not only when this batch
+        // applied something: a retried batch after a failed save is all duplicates, yet
+        // its effects still have to be made durable before it is acknowledged.
+        let to_save = (self.state.version() > self.persisted_version).then(|| self.state.snapshot());
+        self.show_details();
+
+        let fanout = self.fanout.clone();
+        let store = self.store.clone();
+        let vehicle = self.state.vehicle_id().clone();
+        let work = async move {
+            // Publish first: live views should not wait for the store. A crash between the
+            // two replays the batch, which is then re-published — harmless, updates carry
+            // full state.
+            if let Some(update) = update {
+                publish(fanout.as_ref(), update).await;
+            }
+            match to_save {
+                None => Ok(None),
+                Some(snapshot) => store
+                    .save(&snapshot)
+                    .await
+                    .map(|outcome| Some((outcome, snapshot.version))),
+            }
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |saved, act, _ctx| {
+            act.last_activity = Instant::now();
+            match saved {
+                Ok(None) => Ok(report),
+                Ok(Some((outcome, version))) => {
+                    let result = match outcome {
+                        SaveOutcome::Written => "written",
+                        // Someone (another node after a lease move) stored an equal or newer
+                        // version: our effects are covered, which is success for the batch.
+                        SaveOutcome::AlreadyNewer => "already_newer",
+                    };
+                    counter!(PERSIST_WRITES_TOTAL, "result" => result).increment(1);
+                    act.persisted_version = act.persisted_version.max(version);
+                    Ok(report)
+                }
+                Err(err) => {
+                    counter!(PERSIST_WRITES_TOTAL, "result" => "error").increment(1);
+                    warn!(%vehicle, %err, "Saving vehicle state failed; the batch will be retried.");
+                    // The state keeps the applied records; dedupe stops the retried batch
+                    // from applying them twice and the next batch saves them.
+                    Err(RouteError::NotPersisted {
+                        vehicle,
+                        reason: err.to_string(),
+                    })
+                }
+            }
+        })))
+    }
+}
+
+/// Sent by the `VehicleDirectory` to every vehicle actor when the node shuts down.
+/// Batches queued before it are still handled; later ones are refused.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for VehicleStateActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// Sent by tests and admin tooling to a vehicle actor when they want its current state.
+#[derive(Debug, Message)]
+#[rtype(result = "VehicleSnapshot")]
+pub struct GetSnapshot;
+
+impl Handler<GetSnapshot> for VehicleStateActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::registry::{ActorKind, ActorRegistry};
+    use crate::vehicle::fakes::{Event, FakeFanOut, FakeStore, ports, record};
+
+    fn start(
+        store: &Arc<FakeStore>,
+        fanout: &Arc<FakeFanOut>,
+        config: &VehicleConfig,
+    ) -> (Addr<VehicleStateActor>, ActorRegistry) {
+        let registry = ActorRegistry::new();
+        let registration = registry.register(ActorKind::VehicleState, "v1");
+        let (store, fanout, config) = (store.clone(), fanout.clone(), config.clone());
+        let addr = VehicleStateActor::create(move |_| {
+            VehicleStateActor::new(VehicleId("v1".into()), &config, store, fanout, registration, None)
+        });
+        (addr, registry)
+    }
+
+    fn apply(records: Vec<TelemetryRecord>) -> ApplyRecords {
+        ApplyRecords { records }
+    }
+
+    #[actix_rt::test]
+    async fn publishes_once_per_batch_before_persisting() {
+        let (store, fanout) = ports();
+        let (addr, registry) = start(&store, &fanout, &VehicleConfig::default());
+        let report = addr
+            .send(apply(vec![
+                record("v1", 1, &[("Soc", 80)]),
+                record("v1", 2, &[("Speed", 5)]),
+                record("v1", 0, &[("Soc", 1)]),
+            ]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            report,
+            ApplyReport {
+                applied: 2,
+                duplicate: 0,
+                stale: 1
+            }
+        );
+        let id = VehicleId("v1".into());
+        assert_eq!(
+            *store.log.lock().unwrap(),
+            [Event::Published(id.clone(), 2), Event::Saved(id.clone(), 2)]
+        );
+        let update = fanout.updates.lock().unwrap()[0].clone();
+        assert_eq!(update.changed, ["Soc", "Speed"]);
+        assert_eq!(update.ingest_received_at, crate::vehicle::fakes::at(3));
+        assert_eq!(store.snapshots.lock().unwrap()[&id].version, 2);
+        let info = registry.get(ActorKind::VehicleState, "v1").unwrap();
+        assert_eq!(info.details["version"], 2);
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_save_is_reported_and_saved_by_the_retry() {
+        let (store, fanout) = ports();
+        let (addr, _registry) = start(&store, &fanout, &VehicleConfig::default());
+        store.fail_saves.store(1, Ordering::SeqCst);
+        let batch = vec![record("v1", 1, &[("Soc", 80)])];
+        let err = addr.send(apply(batch.clone())).await.unwrap().unwrap_err();
+        assert!(matches!(err, RouteError::NotPersisted { .. }), "{err:?}");
+        // The update went out anyway: publishing does not depend on the store.
+        assert_eq!(fanout.updates.lock().unwrap().len(), 1);
+        assert!(store.snapshots.lock().unwrap().is_empty());
+
+        // The shard consumer re-sends the batch: all duplicates, but the state is still
+        // ahead of the store, so it is saved now — and not published a second time.
+        let report = addr.send(apply(batch.clone())).await.unwrap().unwrap();
+        assert_eq!(
+            report,
+            ApplyReport {
+                applied: 0,
+                duplicate: 1,
+                stale: 0
+            }
+        );
+        assert_eq!(
+            store.snapshots.lock().unwrap()[&VehicleId("v1".into())].version,
+            1
+        );
+        assert_eq!(fanout.updates.lock().unwrap().len(), 1);
+
+        // A third time there is nothing to do: no save, no publish.
+        addr.send(apply(batch)).await.unwrap().unwrap();
+        assert_eq!(store.log.lock().unwrap().len(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn a_publish_failure_does_not_fail_the_batch() {
+        let (store, fanout) = ports();
+        let (addr, _registry) = start(&store, &fanout, &VehicleConfig::default());
+        fanout.fail.store(1, Ordering::SeqCst);
+        addr.send(apply(vec![record("v1", 1, &[("Soc", 80)])]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.snapshots.lock().unwrap()[&VehicleId("v1".into())].version,
+            1
+        );
+    }
+
+    #[actix_rt::test]
+    async fn restores_from_the_store_before_applying() {
+        let (store, fanout) = ports();
+        let earlier = record("v1", 1, &[("Soc", 80)]);
+        let mut old = VehicleState::new(VehicleId("v1".into()), 8);
+        old.apply(&earlier);
+        store
+            .snapshots
+            .lock()
+            .unwrap()
+            .insert(VehicleId("v1".into()), old.snapshot());
+        // Two transient failures are retried.
+        store.fail_loads.store(2, Ordering::SeqCst);
+        let (addr, _registry) = start(&store, &fanout, &VehicleConfig::default());
+        let report = addr
+            .send(apply(vec![earlier, record("v1", 2, &[("Speed", 1)])]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            report,
+            ApplyReport {
+                applied: 1,
+                duplicate: 1,
+                stale: 0
+            }
+        );
+        let snap = addr.send(GetSnapshot).await.unwrap();
+        assert_eq!((snap.version, snap.signals.len()), (2, 2));
+        assert_eq!(store.loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[actix_rt::test]
+    async fn a_persistent_load_failure_stops_the_actor() {
+        let (store, fanout) = ports();
+        store.fail_loads.store(100, Ordering::SeqCst);
+        let (addr, registry) = start(&store, &fanout, &VehicleConfig::default());
+        let sent = addr.send(apply(vec![record("v1", 1, &[("Soc", 80)])])).await;
+        assert_eq!(sent.unwrap_err(), MailboxError::Closed);
+        assert_eq!(store.loads.load(Ordering::SeqCst), LOAD_ATTEMPTS as usize);
+        assert!(fanout.updates.lock().unwrap().is_empty());
+        assert!(registry.get(ActorKind::VehicleState, "v1").is_none());
+    }
+
+    #[actix_rt::test]
+    async fn stops_when_idle_and_on_request() {
+        let (store, fanout) = ports();
+        let config = VehicleConfig {
+            passivate_after_secs: 0,
+            ..Default::default()
+        };
+        let (idle, registry) = start(&store, &fanout, &config);
+        idle.send(apply(vec![record("v1", 1, &[("Soc", 80)])]))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while idle.connected() || registry.get(ActorKind::VehicleState, "v1").is_some() {
+                actix::clock::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("an idle actor passivates");
+
+        let (addr, registry) = start(&store, &fanout, &VehicleConfig::default());
+        addr.send(Stop).await.unwrap();
+        assert_eq!(addr.send(GetSnapshot).await.unwrap_err(), MailboxError::Closed);
+        assert!(registry.get(ActorKind::VehicleState, "v1").is_none());
+    }
+}

@@ -1,0 +1,266 @@
+//! Vehicle snapshots in redb, written with group commit.
+//!
+//! Table `vehicles`: key = vehicle id, value = the `VehicleSnapshot` as JSON.
+//!
+//! Every durable redb commit costs an fsync (milliseconds), so one commit per save would cap
+//! the store at a few hundred vehicles per second. Instead saves go through a bounded
+//! channel to one writer thread that takes everything pending (up to
+//! [`MAX_SAVES_PER_COMMIT`]), applies it in one write transaction, commits once and then
+//! answers every caller: thousands of saves per second for one fsync each batch. The
+//! channel is bounded ([`SAVE_QUEUE_CAPACITY`]), so when the disk falls behind, `save`
+//! waits — back-pressure up to the vehicle actors — instead of queueing without limit.
+//!
+//! Reads (`load`, `list`) are ordinary read transactions on the blocking pool; redb lets
+//! them run alongside the writer.
+
+use std::ops::Bound;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
+use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
+
+use super::{EmbeddedError, redb_err};
+
+/// `vehicle_id` → JSON of [`VehicleSnapshot`].
+const VEHICLES: TableDefinition<&str, &[u8]> = TableDefinition::new("vehicles");
+
+/// Saves waiting for the writer before `save` callers have to wait.
+pub const SAVE_QUEUE_CAPACITY: usize = 1024;
+
+/// Most saves applied in one write transaction; bounds how long the first caller of a
+/// batch waits behind the others.
+pub const MAX_SAVES_PER_COMMIT: usize = 512;
+
+/// One save on its way to the writer thread.
+struct SaveRequest {
+    /// Key of the row.
+    vehicle_id: String,
+    /// The snapshot's version, compared with the stored one.
+    version: u64,
+    /// The snapshot, already serialized by the caller so the JSON work is spread over the
+    /// async workers instead of piling up on the single writer.
+    json: Vec<u8>,
+    /// Where the writer reports the outcome once the batch is committed.
+    reply: oneshot::Sender<Result<SaveOutcome, StoreError>>,
+}
+
+/// Reads only the `version` of a stored snapshot (serde skips the rest without
+/// allocating it).
+#[derive(Deserialize)]
+struct StoredVersion {
+    version: u64,
+}
+
+/// [`StateStore`] on the shared redb database with a group-commit writer thread.
+///
+/// The writer thread stops once the store (every clone) is dropped.
+#[derive(Clone)]
+pub struct RedbStateStore {
+    /// For the read transactions.
+    db: Arc<Database>,
+    /// Queue to the writer thread.
+    saves: mpsc::Sender<SaveRequest>,
+}
+
+impl std::fmt::Debug for RedbStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStateStore").finish_non_exhaustive()
+    }
+}
+
+impl RedbStateStore {
+    /// Creates the `vehicles` table if needed and starts the writer thread.
+    /// Blocking: call at startup.
+    pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
+        let txn = db.begin_write().map_err(redb_err)?;
+        txn.open_table(VEHICLES).map_err(redb_err)?;
+        txn.commit().map_err(redb_err)?;
+
+        let (saves, rx) = mpsc::channel(SAVE_QUEUE_CAPACITY);
+        // Weak: the database closes when the last store is dropped, not whenever the
+        // writer thread gets around to noticing.
+        let writer_db = Arc::downgrade(&db);
+        std::thread::Builder::new()
+            .name("fleetwire-state-writer".into())
+            .spawn(move || run_writer(&writer_db, rx))
+            .map_err(|e| EmbeddedError::io("<state-writer thread>", e))?;
+        Ok(Self { db, saves })
+    }
+
+    /// Runs `f` on the blocking pool with the database.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("state store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl StateStore for RedbStateStore {
+    async fn load(&self, vehicle_id: &VehicleId) -> Result<Option<VehicleSnapshot>, StoreError> {
+        let key = vehicle_id.0.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(VEHICLES).map_err(unavailable)?;
+            let row = table.get(key.as_str()).map_err(unavailable)?;
+            row.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn save(&self, snapshot: &VehicleSnapshot) -> Result<SaveOutcome, StoreError> {
+        let json = serde_json::to_vec(snapshot).expect("a VehicleSnapshot always serializes to JSON");
+        let (reply, answer) = oneshot::channel();
+        let request = SaveRequest {
+            vehicle_id: snapshot.vehicle_id.0.clone(),
+            version: snapshot.version,
+            json,
+            reply,
+        };
+        // Waits while the queue is full: that is the back-pressure.
+        self.saves
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Unavailable("state writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("state writer thread dropped the save".into()))?
+    }
+
+    async fn list(
+        &self,
+        after: Option<&VehicleId>,
+        limit: usize,
+    ) -> Result<Vec<VehicleSnapshot>, StoreError> {
+        let after = after.map(|id| id.0.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(VEHICLES).map_err(unavailable)?;
+            let lower = match &after {
+                Some(after) => Bound::Excluded(after.as_str()),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for row in table
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(unavailable)?
+                .take(limit)
+            {
+                let (_, value) = row.map_err(unavailable)?;
+                out.push(decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.saves.is_closed() {
+            return Err(StoreError::Unavailable("state writer thread has stopped".into()));
+        }
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            txn.open_table(VEHICLES).map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The writer thread: batch, commit once, answer everyone. Ends when every sender is gone.
+///
+/// It holds the database only while committing, and lets go of it before answering, so
+/// once every save has returned and the stores are dropped the file is closed and can be
+/// reopened at once (restarts, tests).
+fn run_writer(db: &Weak<Database>, mut rx: mpsc::Receiver<SaveRequest>) {
+    let mut batch = Vec::with_capacity(MAX_SAVES_PER_COMMIT);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_SAVES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let result = match db.upgrade() {
+            Some(db) => write_batch(&db, &batch),
+            None => Err(StoreError::Unavailable("the database was closed".into())),
+        };
+        match result {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    // A caller that gave up waiting is fine: its save is committed anyway.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, saves = batch.len(), "State store commit failed.");
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a batch in one durable write transaction. The outer error means nothing of the
+/// batch was committed; the per-save results are only valid once it returns `Ok`.
+fn write_batch(
+    db: &Database,
+    batch: &[SaveRequest],
+) -> Result<Vec<Result<SaveOutcome, StoreError>>, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let outcomes = apply_batch(&txn, batch)?;
+    // Default durability is Immediate: the commit returns after the fsync.
+    txn.commit().map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+fn apply_batch(
+    txn: &WriteTransaction,
+    batch: &[SaveRequest],
+) -> Result<Vec<Result<SaveOutcome, StoreError>>, StoreError> {
+    let mut table = txn.open_table(VEHICLES).map_err(unavailable)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        // Reads see earlier inserts of this transaction, so two saves of one vehicle in the
+        // same batch are still ordered by version.
+        let stored = table
+            .get(request.vehicle_id.as_str())
+            .map_err(unavailable)?
+            .map(|v| serde_json::from_slice::<StoredVersion>(v.value()).map(|s| s.version));
+        let outcome = match stored {
+            Some(Err(e)) => Err(StoreError::Corrupt(format!(
+                "stored snapshot of {} has no readable version: {e}",
+                request.vehicle_id
+            ))),
+            Some(Ok(version)) if version >= request.version => Ok(SaveOutcome::AlreadyNewer),
+            _ => {
+                table
+                    .insert(request.vehicle_id.as_str(), request.json.as_slice())
+                    .map_err(unavailable)?;
+                Ok(SaveOutcome::Written)
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+fn unavailable(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(e.into().to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<VehicleSnapshot, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

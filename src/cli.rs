@@ -1,0 +1,65 @@
+//! Command line: `serve`, `demo`, `validate-config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// fleetwire: the real-time backbone of a connected-vehicle fleet.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Longest wait for in-flight records to be processed at shutdown, in seconds.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub shutdown_limit_secs: u64,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node with the given configuration.
+    Serve {
+        /// TOML configuration file (see config/default.toml); FLEETWIRE_* variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run a node on embedded backends with a simulated fleet and the live page.
+    Demo(DemoArgs),
+    /// Check a configuration file and print the effective configuration.
+    ValidateConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Options of `fleetwire demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Configuration file; the built-in defaults otherwise.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Simulated vehicles.
+    #[arg(long, default_value_t = 200)]
+    pub vehicles: usize,
+    /// Each vehicle reports every this many milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// Where state, leases and the stream are kept, so a restarted demo finds them again.
+    #[arg(long, default_value = ".fleetwire-data", conflicts_with = "ephemeral")]
+    pub data_dir: PathBuf,
+    /// Keep everything in memory instead of `--data-dir`.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Public listener (page, API, SSE); overrides the config.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener; overrides the config.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Stop by itself after this many seconds (0 = run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub duration_secs: u64,
+}

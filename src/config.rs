@@ -1,0 +1,289 @@
+//! Typed configuration: TOML file + `FLEETWIRE_` environment overrides.
+//!
+//! Every section is a struct with `deny_unknown_fields`, so a misspelt key is an error
+//! that names it. Defaults are the ones in `config/default.toml` (a test keeps the two in
+//! step). Environment variables override the file: `FLEETWIRE_HTTP__LISTEN=0.0.0.0:8080`
+//! sets `http.listen` (`__` separates nesting levels).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use fleetwire_actors::consumer::ConsumerConfig;
+use fleetwire_actors::subscriber::SubscriberConfig;
+use fleetwire_actors::vehicle::VehicleConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::backends::embedded::EmbeddedConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The public API listener: ingest, REST, SSE and the live page.
+    pub http: HttpConfig,
+    /// The admin listener: actor registry, health, readiness, metrics.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Authentication of the public API.
+    pub security: SecurityConfig,
+    /// Which backend implements each port.
+    pub backends: BackendsConfig,
+    /// Settings of the embedded backends.
+    pub embedded: EmbeddedConfig,
+    /// The shard-lease consumer.
+    pub consumer: ConsumerConfig,
+    /// Per-vehicle state actors.
+    pub vehicles: VehicleConfig,
+    /// SSE subscribers.
+    pub subscribers: SubscriberConfig,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the public listener; port 0 picks a free port. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// HTTP worker threads; 0 = one per CPU. Default 0.
+    pub workers: usize,
+    /// Largest accepted ingest body in bytes; larger bodies get 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Most records in one ingest batch; more get 400. Default 1000.
+    pub max_batch_records: usize,
+    /// Seconds an in-flight request may take to finish at shutdown. Default 10.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 0,
+            max_body_bytes: 1024 * 1024,
+            max_batch_records: 1000,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener; keep it on a private network. Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for CloudWatch and other collectors).
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Output format. Default `text`.
+    pub format: LogFormat,
+    /// `tracing` filter directives; `RUST_LOG` overrides it. Default `info`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// How the public API authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// No authentication at all. For development only: logged loudly at start.
+    #[default]
+    DevOpen,
+}
+
+/// `[security]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Authentication mode. Default `dev_open` (the only mode until JWT and API keys land).
+    pub auth: AuthMode,
+}
+
+/// Backend choices per port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// In-process implementation (`[embedded]` settings).
+    #[default]
+    Embedded,
+}
+
+/// `[backends]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendsConfig {
+    /// The record stream. Default `embedded`.
+    pub stream: BackendKind,
+    /// Shard leases and checkpoints. Default `embedded`.
+    pub leases: BackendKind,
+    /// Vehicle state. Default `embedded`.
+    pub state: BackendKind,
+    /// Fan-out of updates to subscribers. Default `embedded`.
+    pub fanout: BackendKind,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (when given), then `FLEETWIRE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("FLEETWIRE_").split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(render_figment_error(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.http.max_batch_records == 0 {
+            problems.push("http.max_batch_records must be at least 1".to_owned());
+        }
+        if self.http.max_body_bytes < 1024 {
+            problems.push("http.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.embedded.stream.shards == 0 {
+            problems.push("embedded.stream.shards must be at least 1".to_owned());
+        }
+        if self.consumer.failover_time_ms < 300 {
+            problems.push("consumer.failover_time_ms must be at least 300".to_owned());
+        }
+        if self.http.listen.port() != 0 && self.http.listen == self.admin.listen {
+            problems.push("http.listen and admin.listen must differ".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems.join("; ")))
+        }
+    }
+}
+
+/// Renders every error figment found, each with the key and source it came from.
+fn render_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("key `{}`: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!(" (from {src})"),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_toml(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn shipped_default_toml_matches_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from_file: Config = toml_from_str(&text);
+        assert_eq!(
+            from_file,
+            Config::default(),
+            "config/default.toml drifted from Config::default()"
+        );
+    }
+
+    #[test]
+    fn every_shipped_config_is_valid() {
+        for name in ["default.toml", "local.toml", "aws.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(name);
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file_exact(&path))
+                .extract::<Config>()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .validate()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let f = write_toml("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("http"), "{err}");
+    }
+
+    #[test]
+    fn semantic_rules_are_checked() {
+        let f = write_toml("[http]\nmax_batch_records = 0\n");
+        let err = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("max_batch_records"), "{err}");
+        assert!(Config::load(Some(Path::new("/nonexistent/x.toml"))).is_err());
+    }
+
+    fn toml_from_str(text: &str) -> Config {
+        Figment::from(Toml::string(text)).extract().unwrap()
+    }
+}

@@ -1,0 +1,307 @@
+//! One fleetwire node: builds the ports from config, starts the actors and both HTTP
+//! listeners, and shuts everything down in order.
+//!
+//! Start order: backends → actor registry → vehicle directory → lease coordinator (which
+//! starts shard consumers) → subscriber hub → HTTP listeners.
+//!
+//! Shutdown order (nothing acknowledged is lost):
+//! 1. `/readyz` turns 503 so a load balancer stops sending traffic.
+//! 2. The public listener stops accepting; in-flight ingest requests finish; SSE streams end.
+//! 3. Drain: wait until every shard checkpoint has reached the highest sequence number this
+//!    node acknowledged (bounded by the shutdown limit).
+//! 4. The lease coordinator stops its shard consumers (each writes a final checkpoint) and
+//!    releases its leases so other nodes take them at once.
+//! 5. Vehicle actors stop (their state is persisted before every acknowledgement).
+//! 6. The admin listener stops.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer};
+use anyhow::Context as _;
+use fleetwire_actors::consumer::{ConsumerStatus, GracefulShutdown, LeaseCoordinator};
+use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
+use fleetwire_actors::registry::ActorRegistry;
+use fleetwire_actors::subscriber::{CloseAll, SubscriberHub};
+use fleetwire_actors::vehicle::VehicleDirectory;
+use tracing::{info, warn};
+
+use crate::backends::embedded::{self, EmbeddedStream, InProcessFanOut, RedbLeaseStore, RedbStateStore};
+use crate::config::{AuthMode, BackendKind, Config};
+use crate::http::{self, AdminState, ApiState, Readiness};
+use crate::ingest::{AcceptedWatermarks, Ingestor};
+use crate::observability;
+
+/// The four ports, built from config.
+#[derive(Clone)]
+pub struct Ports {
+    /// Record stream.
+    pub stream: Arc<dyn RecordStream>,
+    /// Shard leases and checkpoints.
+    pub leases: Arc<dyn LeaseStore>,
+    /// Vehicle state.
+    pub state: Arc<dyn StateStore>,
+    /// Update fan-out.
+    pub fanout: Arc<dyn FanOut>,
+}
+
+impl Ports {
+    /// Waits until this is the last handle to every backend (stopped actors and HTTP
+    /// workers drop theirs asynchronously), then drops them, which closes files and the
+    /// database so the same data directory can be opened again at once.
+    pub async fn close(self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let unique = |p: &Ports| {
+            Arc::strong_count(&p.stream) == 1
+                && Arc::strong_count(&p.leases) == 1
+                && Arc::strong_count(&p.state) == 1
+                && Arc::strong_count(&p.fanout) == 1
+        };
+        while !unique(&self) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Builds the backends the config names.
+    pub fn build(config: &Config) -> anyhow::Result<Self> {
+        let b = &config.backends;
+        // Only the embedded backends exist so far; the match keeps each port's choice explicit.
+        let (BackendKind::Embedded, BackendKind::Embedded, BackendKind::Embedded, BackendKind::Embedded) =
+            (b.stream, b.leases, b.state, b.fanout);
+        let dir = config.embedded.data_dir.as_deref();
+        let db = embedded::open_database(dir).context("opening the embedded database")?;
+        Ok(Self {
+            stream: Arc::new(
+                EmbeddedStream::open(&config.embedded.stream, dir).context("opening the embedded stream")?,
+            ),
+            leases: Arc::new(RedbLeaseStore::new(db.clone()).context("opening the lease store")?),
+            state: Arc::new(RedbStateStore::new(db).context("opening the state store")?),
+            fanout: Arc::new(InProcessFanOut::new(config.embedded.fanout_capacity)),
+        })
+    }
+}
+
+/// A running node.
+pub struct Node {
+    api_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    api_server: ServerHandle,
+    admin_server: ServerHandle,
+    coordinator: Addr<LeaseCoordinator>,
+    directory: VehicleDirectory,
+    hub: Addr<SubscriberHub>,
+    ports: Ports,
+    consumer: ConsumerStatus,
+    watermarks: AcceptedWatermarks,
+    shutting_down: Arc<AtomicBool>,
+}
+
+/// What shutdown did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every acknowledged record was checkpointed before the consumers stopped.
+    pub drained: bool,
+    /// Subscribers whose streams were closed.
+    pub subscribers_closed: usize,
+}
+
+impl Node {
+    /// Starts a node. Must run inside an actix System (`#[actix_web::main]`, `#[actix_rt::test]`).
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let AuthMode::DevOpen = config.security.auth;
+        warn!("Authentication is OFF (security.auth = \"dev_open\"): for development only.");
+        let metrics = observability::metrics_handle();
+        spawn_metrics_upkeep(metrics.clone());
+
+        let ports = Ports::build(&config)?;
+        let registry = ActorRegistry::new();
+        let directory = VehicleDirectory::new(
+            config.vehicles.clone(),
+            ports.state.clone(),
+            ports.fanout.clone(),
+            registry.clone(),
+        );
+        let (coordinator, consumer) = LeaseCoordinator::start(
+            config.consumer.clone(),
+            ports.stream.clone(),
+            ports.leases.clone(),
+            Arc::new(directory.clone()),
+            registry.clone(),
+        );
+        let hub = SubscriberHub::start(ports.fanout.clone(), &registry);
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records);
+        let watermarks = ingestor.watermarks().clone();
+
+        let api_state = ApiState {
+            ingestor,
+            store: ports.state.clone(),
+            hub: hub.clone(),
+            registry: registry.clone(),
+            subscribers: config.subscribers.clone(),
+            max_body_bytes: config.http.max_body_bytes,
+        };
+        let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))
+            .shutdown_timeout(config.http.shutdown_timeout_secs)
+            .disable_signals();
+        if config.http.workers > 0 {
+            api = api.workers(config.http.workers);
+        }
+        let api = api
+            .bind(config.http.listen)
+            .with_context(|| format!("binding {}", config.http.listen))?;
+        let api_addr = api.addrs()[0];
+        let api = api.run();
+        let api_server = api.handle();
+        actix_rt::spawn(api);
+
+        let admin_state = AdminState {
+            registry: registry.clone(),
+            readiness: Readiness {
+                stream: ports.stream.clone(),
+                leases: ports.leases.clone(),
+                state: ports.state.clone(),
+                fanout: ports.fanout.clone(),
+                consumer: consumer.clone(),
+                shutting_down: shutting_down.clone(),
+            },
+            metrics,
+        };
+        let admin = HttpServer::new(move || App::new().configure(http::admin_routes(admin_state.clone())))
+            .workers(1)
+            .shutdown_timeout(1)
+            .disable_signals()
+            .bind(config.admin.listen)
+            .with_context(|| format!("binding {}", config.admin.listen))?;
+        let admin_addr = admin.addrs()[0];
+        let admin = admin.run();
+        let admin_server = admin.handle();
+        actix_rt::spawn(admin);
+
+        info!(api = %api_addr, admin = %admin_addr, worker = %consumer.worker_id(), "fleetwire node started.");
+        Ok(Self {
+            api_addr,
+            admin_addr,
+            api_server,
+            admin_server,
+            coordinator,
+            directory,
+            hub,
+            ports,
+            consumer,
+            watermarks,
+            shutting_down,
+        })
+    }
+
+    /// Address of the public listener.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Address of the admin listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The backends this node uses.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Shuts down in order (see the module docs). `limit` bounds the drain wait.
+    pub async fn shutdown(self, limit: Duration) -> ShutdownReport {
+        info!("Shutting down: no longer ready, stopping ingest.");
+        self.shutting_down.store(true, Ordering::Relaxed);
+        let stop_api = self.api_server.stop(true);
+        let subscribers_closed = self.hub.send(CloseAll).await.unwrap_or(0);
+        stop_api.await;
+
+        info!("Draining: waiting for checkpoints to reach every acknowledged record.");
+        let drained = self.drain(limit).await;
+        if !drained {
+            warn!(
+                "Drain did not finish within {limit:?}; unprocessed records stay on the stream for the next owner."
+            );
+        }
+        if self.coordinator.send(GracefulShutdown).await.is_err() {
+            warn!("Lease coordinator was already stopped.");
+        }
+        self.directory.shutdown().await;
+        self.admin_server.stop(true).await;
+        let worker = self.consumer.worker_id();
+        let Node {
+            ports,
+            directory,
+            hub,
+            coordinator,
+            ..
+        } = self;
+        drop((directory, hub, coordinator));
+        if !ports.close(Duration::from_secs(5)).await {
+            warn!("Some backend handles were still in use after shutdown.");
+        }
+        info!(drained, subscribers_closed, %worker, "fleetwire node stopped.");
+        ShutdownReport {
+            drained,
+            subscribers_closed,
+        }
+    }
+
+    /// Waits until each shard's checkpoint is at or past the highest sequence number this
+    /// node acknowledged (or the shard has ended).
+    async fn drain(&self, limit: Duration) -> bool {
+        let targets = self.watermarks.snapshot();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(leases) = self.ports.leases.list_leases().await {
+                let done: HashMap<&str, bool> = targets
+                    .iter()
+                    .map(|(shard, target)| {
+                        let reached = leases.iter().any(|l| {
+                            l.lease_key == shard.0
+                                && match &l.checkpoint {
+                                    Checkpoint::ShardEnd => true,
+                                    Checkpoint::Sequence(seq) => seq >= target,
+                                    _ => false,
+                                }
+                        });
+                        (shard.0.as_str(), reached)
+                    })
+                    .collect();
+                if done.values().all(|d| *d) {
+                    return true;
+                }
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Histograms need periodic upkeep to drain their buckets.
+fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    handle.run_upkeep();
+                }
+            })
+            .expect("spawning a thread succeeds");
+    });
+}

@@ -1,0 +1,170 @@
+//! Helpers for black-box tests: a real node on 127.0.0.1:0, an HTTP client, an SSE reader.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use fleetwire::config::Config;
+use fleetwire::node::Node;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A config for tests: loopback, random ports, fast consumer timings.
+pub fn test_config(data_dir: Option<PathBuf>) -> Config {
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.workers = 2;
+    config.embedded.data_dir = data_dir;
+    config.consumer.idle_poll_ms = 20;
+    config.consumer.checkpoint_interval_ms = 100;
+    config.consumer.failover_time_ms = 1000;
+    config.vehicles.arbiters = 2;
+    // A closed client is noticed at the next write; keep-alives make that prompt.
+    config.subscribers.keep_alive_ms = 200;
+    config
+}
+
+/// A running node and a client for it.
+pub struct TestNode {
+    pub node: Node,
+    pub api: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+}
+
+impl TestNode {
+    pub async fn start(config: Config) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            fleetwire::observability::init_logging(&config.log);
+        }
+        let node = Node::start(config).await.expect("node starts");
+        let api = format!("http://{}", node.api_addr());
+        let admin = format!("http://{}", node.admin_addr());
+        let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+        Self {
+            node,
+            api,
+            admin,
+            client,
+        }
+    }
+
+    /// Closes the client's pooled connections (an idle keep-alive connection would hold
+    /// up the server's graceful stop until it times out), then shuts the node down.
+    pub async fn shutdown(self, limit: Duration) -> fleetwire::node::ShutdownReport {
+        drop(self.client);
+        self.node.shutdown(limit).await
+    }
+
+    /// POSTs a JSON body to the ingest endpoint.
+    pub async fn ingest(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/ingest", self.api))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs raw bytes to the ingest endpoint.
+    pub async fn ingest_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/ingest", self.api))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs a URL and parses JSON (Null when the body is not JSON).
+    pub async fn get(&self, url: &str) -> (u16, Value) {
+        let r = self.client.get(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Actor count of one kind from /admin/actors.
+    pub async fn actor_count(&self, kind: &str) -> u64 {
+        let (_, body) = self.get(&format!("{}/admin/actors", self.admin)).await;
+        body["counts"][kind].as_u64().unwrap_or(0)
+    }
+
+    /// Opens an SSE stream; events arrive on the returned channel.
+    pub async fn subscribe(&self, query: &str) -> mpsc::Receiver<SseEvent> {
+        let url = format!("{}/v1/stream{query}", self.api);
+        let response = reqwest::Client::new().get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "SSE endpoint answers 200");
+        let (tx, rx) = mpsc::channel(10_000);
+        let mut events = response.bytes_stream().eventsource();
+        // The connection closes (and the server's subscriber with it) as soon as the test
+        // drops the receiver, even when no event is due.
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    ev = events.next() => ev,
+                    _ = tx.closed() => break,
+                };
+                let Some(Ok(ev)) = ev else { break };
+                let data = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+                if tx
+                    .send(SseEvent {
+                        event: ev.event,
+                        id: ev.id,
+                        data,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// One received SSE event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// A record in the seed data contract.
+pub fn record(vehicle: &str, second: u32, soc: f64) -> Value {
+    json!({
+        "timestamp": format!("2026-01-01T00:{:02}:{:02}Z", second / 60, second % 60),
+        "vehicle_id": vehicle,
+        "payload": {"Soc": soc, "VehicleSpeed": second as f64, "Location": {"latitude": 52.5, "longitude": 13.4}}
+    })
+}
+
+/// Polls `check` until it returns true or [`WAIT`] passes.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
