@@ -196,6 +196,10 @@ impl Config {
         if self.consumer.failover_time_ms < 300 {
             problems.push("consumer.failover_time_ms must be at least 300".to_owned());
         }
+        let max_get = fleetwire_actors::ports::stream::MAX_GET_RECORDS_LIMIT;
+        if !(1..=max_get).contains(&self.consumer.max_records_per_get) {
+            problems.push(format!("consumer.max_records_per_get must be 1 to {max_get}"));
+        }
         if self.http.listen.port() != 0 && self.http.listen == self.admin.listen {
             problems.push("http.listen and admin.listen must differ".to_owned());
         }
@@ -234,14 +238,6 @@ fn render_figment_error(error: figment::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn write_toml(text: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        f
-    }
-
     #[test]
     fn shipped_default_toml_matches_the_built_in_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
@@ -267,20 +263,53 @@ mod tests {
         }
     }
 
+    // Tests that read the environment run inside `figment::Jail`, which serializes them
+    // and restores the environment afterwards. Its closures must return figment's own
+    // (large) error type, hence the `result_large_err` allowances.
+
     #[test]
+    #[allow(clippy::result_large_err)]
     fn unknown_keys_are_named() {
-        let f = write_toml("[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
-        let err = Config::load(Some(f.path())).unwrap_err().to_string();
-        assert!(err.contains("lisen"), "{err}");
-        assert!(err.contains("http"), "{err}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("f.toml", "[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")?;
+            let err = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
+            assert!(err.contains("lisen"), "{err}");
+            assert!(err.contains("http"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn semantic_rules_are_checked() {
-        let f = write_toml("[http]\nmax_batch_records = 0\n");
-        let err = Config::load(Some(f.path())).unwrap_err().to_string();
-        assert!(err.contains("max_batch_records"), "{err}");
-        assert!(Config::load(Some(Path::new("/nonexistent/x.toml"))).is_err());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "f.toml",
+                "[http]\nmax_batch_records = 0\n[consumer]\nmax_records_per_get = 20000\n",
+            )?;
+            let err = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
+            assert!(err.contains("max_batch_records"), "{err}");
+            assert!(err.contains("max_records_per_get"), "{err}");
+            assert!(Config::load(Some(Path::new("/nonexistent/x.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("f.toml", "[http]\nlisten = \"127.0.0.1:1111\"\n")?;
+            jail.set_env("FLEETWIRE_HTTP__LISTEN", "127.0.0.1:2222");
+            jail.set_env("FLEETWIRE_CONSUMER__FAILOVER_TIME_MS", "20000");
+            let config = Config::load(Some(Path::new("f.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.listen.port(), 2222);
+            assert_eq!(config.consumer.failover_time_ms, 20000);
+            jail.set_env("FLEETWIRE_HTTP__NOPE", "1");
+            let err = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
+            assert!(err.contains("nope"), "{err}");
+            Ok(())
+        });
     }
 
     fn toml_from_str(text: &str) -> Config {

@@ -167,10 +167,7 @@ impl Node {
         let admin_state = AdminState {
             registry: registry.clone(),
             readiness: Readiness {
-                stream: ports.stream.clone(),
-                leases: ports.leases.clone(),
-                state: ports.state.clone(),
-                fanout: ports.fanout.clone(),
+                ports: ports.clone(),
                 consumer: consumer.clone(),
                 shutting_down: shutting_down.clone(),
             },

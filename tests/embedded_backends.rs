@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use fleetwire::backends::conformance::{self, read_shard};
+use fleetwire::backends::conformance::{self, read_shard, stored};
 use fleetwire::backends::embedded::{
     EmbeddedStream, EmbeddedStreamConfig, InProcessFanOut, RedbLeaseStore, RedbStateStore, open_database,
 };
@@ -36,16 +36,6 @@ fn entry(key: &str, data: &str) -> PutEntry {
     PutEntry {
         partition_key: key.to_owned(),
         data: Bytes::from(data.to_owned()),
-    }
-}
-
-fn stored(outcome: &PutOutcome) -> (ShardId, SequenceNumber) {
-    match outcome {
-        PutOutcome::Stored {
-            shard_id,
-            sequence_number,
-        } => (shard_id.clone(), sequence_number.clone()),
-        PutOutcome::Failed { error } => panic!("unexpected failure: {error}"),
     }
 }
 

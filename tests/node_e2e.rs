@@ -241,3 +241,52 @@ async fn state_survives_a_restart_and_replays_do_not_double_apply() {
     );
     third.shutdown(Duration::from_secs(10)).await;
 }
+
+#[actix_rt::test]
+async fn a_full_stream_answers_503_with_retry_after_and_loses_nothing_accepted() {
+    let mut config = test_config(None);
+    config.embedded.stream.shards = 1;
+    config.embedded.stream.max_bytes_per_shard = 4096;
+    // Memory is only freed by retention (an hour), so the shard stays full for the test.
+    let t = TestNode::start(config).await;
+    let batch: Vec<Value> = (0..60).map(|i| record(&format!("v{i}"), 1, 50.0)).collect();
+    let r = t
+        .client
+        .post(format!("{}/v1/ingest", t.api))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let reply: Value = r.json().await.unwrap();
+    let (accepted, failed) = (
+        reply["accepted"].as_u64().unwrap(),
+        reply["failed"].as_u64().unwrap(),
+    );
+    assert!(accepted > 0 && failed > 0, "{reply}");
+    assert_eq!(accepted + failed, 60);
+    let failed_result = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "failed")
+        .unwrap();
+    assert_eq!(failed_result["retryable"], true);
+    // Every accepted record is processed.
+    let accepted_ids: Vec<String> = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&batch)
+        .filter(|(r, _)| r["status"] == "accepted")
+        .map(|(_, rec)| rec["vehicle_id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &accepted_ids {
+        eventually("accepted record processed", || async {
+            t.get(&format!("{}/v1/vehicles/{id}", t.api)).await.0 == 200
+        })
+        .await;
+    }
+    assert!(t.shutdown(Duration::from_secs(10)).await.drained);
+}

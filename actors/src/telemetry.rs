@@ -19,7 +19,8 @@ pub const PUBLISH_UPDATES_TOTAL: &str = "fleetwire_publish_updates_total";
 pub const INGEST_TO_PUBLISH_SECONDS: &str = "fleetwire_ingest_to_publish_seconds";
 /// Checkpoint writes; label `result` = `ok` | `lease_lost` | `error`.
 pub const CHECKPOINTS_TOTAL: &str = "fleetwire_checkpoints_total";
-/// Lease transitions on this node; label `event` = `taken` | `stolen` | `renewed` | `lost` | `released`.
+/// Lease transitions on this node; label `event` = `taken` | `stolen` | `renewed` | `lost` |
+/// `released` | `error` (a lease-store call failed; retried next round).
 pub const LEASE_EVENTS_TOTAL: &str = "fleetwire_lease_events_total";
 /// Shard leases held by this node.
 pub const LEASES_HELD: &str = "fleetwire_leases_held";

@@ -49,7 +49,8 @@ fn entry(key: &str, data: impl Into<Bytes>) -> PutEntry {
     }
 }
 
-fn stored(outcome: &PutOutcome) -> (ShardId, SequenceNumber) {
+/// The shard and sequence number of a stored put; panics on a failed one.
+pub fn stored(outcome: &PutOutcome) -> (ShardId, SequenceNumber) {
     match outcome {
         PutOutcome::Stored {
             shard_id,

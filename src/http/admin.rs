@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use fleetwire_actors::consumer::ConsumerStatus;
-use fleetwire_actors::ports::{FanOut, LeaseStore, RecordStream, StateStore};
 use fleetwire_actors::registry::{ActorKind, ActorRegistry};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+use crate::node::Ports;
 
 /// Longest a readiness probe waits for one backend.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -19,14 +19,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What `/readyz` checks.
 #[derive(Clone)]
 pub struct Readiness {
-    /// The stream port.
-    pub stream: Arc<dyn RecordStream>,
-    /// The lease store port.
-    pub leases: Arc<dyn LeaseStore>,
-    /// The state store port.
-    pub state: Arc<dyn StateStore>,
-    /// The fan-out port.
-    pub fanout: Arc<dyn FanOut>,
+    /// The backends to probe.
+    pub ports: Ports,
     /// The lease coordinator's status.
     pub consumer: ConsumerStatus,
     /// Set once shutdown begins: the node stops being ready so the load balancer drains it.
@@ -67,10 +61,10 @@ impl Readiness {
             }
         }
         let (stream, leases, state, fanout) = futures_util::join!(
-            probe("stream", self.stream.ping()),
-            probe("leases", self.leases.ping()),
-            probe("state", self.state.ping()),
-            probe("fanout", self.fanout.ping()),
+            probe("stream", self.ports.stream.ping()),
+            probe("leases", self.ports.leases.ping()),
+            probe("state", self.ports.state.ping()),
+            probe("fanout", self.ports.fanout.ping()),
         );
         let consumer_ready = self.consumer.is_ready();
         let shutting_down = self.shutting_down.load(Ordering::Relaxed);

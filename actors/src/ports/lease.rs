@@ -84,8 +84,9 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// `lease.lease_owner` being unchanged. Returns the stored lease.
     async fn renew_lease(&self, lease: &Lease) -> Result<Lease, LeaseError>;
 
-    /// Takes a lease (free, expired or stolen): owner = `new_owner`, counter + 1,
-    /// owner switches + 1, conditional on `lease.lease_counter` being unchanged.
+    /// Takes a lease (free, expired or stolen): owner = `new_owner`, counter + 1, and
+    /// owner switches + 1 when the owner actually changes; conditional on
+    /// `lease.lease_counter` being unchanged.
     async fn take_lease(&self, lease: &Lease, new_owner: &str) -> Result<Lease, LeaseError>;
 
     /// Releases a lease we hold so another worker can take it at once: owner = none,

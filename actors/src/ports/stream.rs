@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 /// Most entries in one `put_records` call (Kinesis PutRecords limit).
 pub const MAX_PUT_RECORDS_ENTRIES: usize = 500;
+/// Most records one `get_records` call may ask for (Kinesis GetRecords `Limit`: 10,000).
+pub const MAX_GET_RECORDS_LIMIT: usize = 10_000;
 /// Largest record data plus partition key, in bytes (Kinesis limit: 1 MiB).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
