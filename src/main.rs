@@ -15,8 +15,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::ValidateConfig { file } => Config::load(Some(&file))
             .map(|config| {
-                println!("{} is valid. Effective configuration:\n", file.display());
-                println!("{}", toml_pretty(&config));
+                println!(
+                    "{} is valid. Effective configuration (as JSON):\n",
+                    file.display()
+                );
+                println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
             })
             .map_err(anyhow::Error::from),
         Command::Serve { config } => serve(config.as_deref(), limit).await,
@@ -44,8 +47,4 @@ async fn serve(file: Option<&std::path::Path>, limit: Duration) -> anyhow::Resul
     demo::wait_for_stop(0).await;
     node.shutdown(limit).await;
     Ok(())
-}
-
-fn toml_pretty(config: &Config) -> String {
-    serde_json::to_string_pretty(config).unwrap_or_default()
 }
