@@ -16,6 +16,8 @@ use fleetwire_actors::vehicle::VehicleConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::backends::embedded::EmbeddedConfig;
+use crate::backends::kinesis::KinesisConfig;
+use crate::backends::redis::RedisConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -33,6 +35,10 @@ pub struct Config {
     pub backends: BackendsConfig,
     /// Settings of the embedded backends.
     pub embedded: EmbeddedConfig,
+    /// Settings of the Kinesis stream (with `backends.stream = "kinesis"`).
+    pub kinesis: KinesisConfig,
+    /// Settings of Redis (with `backends.fanout = "redis"`).
+    pub redis: RedisConfig,
     /// The shard-lease consumer.
     pub consumer: ConsumerConfig,
     /// Per-vehicle state actors.
@@ -132,11 +138,33 @@ pub struct SecurityConfig {
     pub auth: AuthMode,
 }
 
-/// Backend choices per port.
+/// Implementations of the record stream port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum BackendKind {
-    /// In-process implementation (`[embedded]` settings).
+pub enum StreamBackend {
+    /// In-process sharded log (`[embedded.stream]`).
+    #[default]
+    Embedded,
+    /// Amazon Kinesis Data Streams or a compatible emulator (`[kinesis]`).
+    Kinesis,
+}
+
+/// Implementations of the fan-out port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanOutBackend {
+    /// In-process broadcast: subscribers on this node only.
+    #[default]
+    Embedded,
+    /// Redis pub/sub across nodes (`[redis]`).
+    Redis,
+}
+
+/// Implementations of the lease and state store ports (DynamoDB joins later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// redb database in `embedded.data_dir` (or in memory).
     #[default]
     Embedded,
 }
@@ -145,14 +173,14 @@ pub enum BackendKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendsConfig {
-    /// The record stream. Default `embedded`.
-    pub stream: BackendKind,
-    /// Shard leases and checkpoints. Default `embedded`.
-    pub leases: BackendKind,
-    /// Vehicle state. Default `embedded`.
-    pub state: BackendKind,
-    /// Fan-out of updates to subscribers. Default `embedded`.
-    pub fanout: BackendKind,
+    /// The record stream: `embedded` or `kinesis`. Default `embedded`.
+    pub stream: StreamBackend,
+    /// Shard leases and checkpoints: `embedded`. Default `embedded`.
+    pub leases: StoreBackend,
+    /// Vehicle state: `embedded`. Default `embedded`.
+    pub state: StoreBackend,
+    /// Fan-out of updates to subscribers: `embedded` or `redis`. Default `embedded`.
+    pub fanout: FanOutBackend,
 }
 
 /// Why the configuration could not be loaded.
@@ -173,7 +201,13 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("FLEETWIRE_").split("__"));
+        // Only `FLEETWIRE_<SECTION>__<KEY>` variables are config (every key sits in a
+        // section); others with the prefix, like the test suite's endpoints, are not.
+        figment = figment.merge(
+            Env::prefixed("FLEETWIRE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError(render_figment_error(e)))?;
@@ -305,6 +339,8 @@ mod tests {
             let config = Config::load(Some(Path::new("f.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.http.listen.port(), 2222);
             assert_eq!(config.consumer.failover_time_ms, 20000);
+            jail.set_env("FLEETWIRE_TEST_ENDPOINT", "not config: no section");
+            assert!(Config::load(Some(Path::new("f.toml"))).is_ok());
             jail.set_env("FLEETWIRE_HTTP__NOPE", "1");
             let err = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
             assert!(err.contains("nope"), "{err}");

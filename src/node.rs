@@ -32,7 +32,9 @@ use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
 use crate::backends::embedded::{self, EmbeddedStream, InProcessFanOut, RedbLeaseStore, RedbStateStore};
-use crate::config::{AuthMode, BackendKind, Config};
+use crate::backends::kinesis::KinesisStream;
+use crate::backends::redis::RedisFanOut;
+use crate::config::{AuthMode, Config, FanOutBackend, StoreBackend, StreamBackend};
 use crate::http::{self, AdminState, ApiState, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
@@ -72,20 +74,31 @@ impl Ports {
     }
 
     /// Builds the backends the config names.
-    pub fn build(config: &Config) -> anyhow::Result<Self> {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let b = &config.backends;
-        // Only the embedded backends exist so far; the match keeps each port's choice explicit.
-        let (BackendKind::Embedded, BackendKind::Embedded, BackendKind::Embedded, BackendKind::Embedded) =
-            (b.stream, b.leases, b.state, b.fanout);
         let dir = config.embedded.data_dir.as_deref();
+        // Leases and state share one embedded database; it is opened only when used.
+        let (StoreBackend::Embedded, StoreBackend::Embedded) = (b.leases, b.state);
         let db = embedded::open_database(dir).context("opening the embedded database")?;
-        Ok(Self {
-            stream: Arc::new(
+        let stream: Arc<dyn RecordStream> = match b.stream {
+            StreamBackend::Embedded => Arc::new(
                 EmbeddedStream::open(&config.embedded.stream, dir).context("opening the embedded stream")?,
             ),
+            StreamBackend::Kinesis => {
+                Arc::new(KinesisStream::connect(&config.kinesis).await.with_context(|| {
+                    format!("connecting to Kinesis stream {}", config.kinesis.stream_name)
+                })?)
+            }
+        };
+        let fanout: Arc<dyn FanOut> = match b.fanout {
+            FanOutBackend::Embedded => Arc::new(InProcessFanOut::new(config.embedded.fanout_capacity)),
+            FanOutBackend::Redis => Arc::new(RedisFanOut::new(&config.redis).context("configuring Redis")?),
+        };
+        Ok(Self {
+            stream,
             leases: Arc::new(RedbLeaseStore::new(db.clone()).context("opening the lease store")?),
             state: Arc::new(RedbStateStore::new(db).context("opening the state store")?),
-            fanout: Arc::new(InProcessFanOut::new(config.embedded.fanout_capacity)),
+            fanout,
         })
     }
 }
@@ -122,7 +135,7 @@ impl Node {
         let metrics = observability::metrics_handle();
         spawn_metrics_upkeep(metrics.clone());
 
-        let ports = Ports::build(&config)?;
+        let ports = Ports::build(&config).await?;
         let registry = ActorRegistry::new();
         let directory = VehicleDirectory::new(
             config.vehicles.clone(),

@@ -74,6 +74,7 @@ async fn stream_conformance_in_memory() {
     conformance::check_partition_key_routing_is_stable(&memory_stream()).await;
     conformance::check_put_validation(&memory_stream()).await;
     conformance::check_iterator_positions(&memory_stream()).await;
+    conformance::check_garbage_iterator_is_invalid(&memory_stream()).await;
 }
 
 #[tokio::test]

@@ -45,6 +45,18 @@ pub const SUBSCRIBER_HUB_DROPPED_TOTAL: &str = "fleetwire_subscriber_hub_dropped
 /// Updates this node's fan-out subscription skipped because it lagged.
 pub const FANOUT_LAGGED_TOTAL: &str = "fleetwire_fanout_lagged_total";
 
+/// Updates a subscription dropped because its buffer to the hub was full (the hub hears of
+/// them as `Lagged`, counted in `fleetwire_fanout_lagged_total`).
+pub const REDIS_FANOUT_DROPPED_TOTAL: &str = "fleetwire_redis_fanout_dropped_total";
+/// Messages on the updates channel that did not decode as a `VehicleUpdate` (skipped).
+pub const REDIS_FANOUT_MALFORMED_TOTAL: &str = "fleetwire_redis_fanout_malformed_total";
+/// Attempts to open a subscription (the first one and every reconnect); label `result` =
+/// `ok` | `error`.
+pub const REDIS_FANOUT_CONNECTS_TOTAL: &str = "fleetwire_redis_fanout_connects_total";
+/// Subscriptions of this process that are currently subscribed (gauge; 1 on a healthy
+/// node, 0 while its subscription reconnects).
+pub const REDIS_FANOUT_SUBSCRIPTIONS: &str = "fleetwire_redis_fanout_subscriptions";
+
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};

@@ -296,7 +296,7 @@ pub async fn check_put_validation(stream: &dyn RecordStream) {
 
 /// TRIM_HORIZON, LATEST, AT_SEQUENCE_NUMBER and AFTER_SEQUENCE_NUMBER start where Kinesis
 /// starts; `limit` is honoured and the next iterator continues; unknown shards are
-/// `NotFound` and garbage iterators `InvalidArgument`.
+/// `NotFound`.
 pub async fn check_iterator_positions(stream: &dyn RecordStream) {
     let key = nonce("pos");
     let outcomes = stream
@@ -403,6 +403,10 @@ pub async fn check_iterator_positions(stream: &dyn RecordStream) {
         Err(StreamError::NotFound(_)) => {}
         other => panic!("an unknown shard must be NotFound, got {other:?}"),
     }
+}
+
+/// A garbage iterator is `InvalidArgument` (AWS: InvalidArgumentException), never retried.
+pub async fn check_garbage_iterator_is_invalid(stream: &dyn RecordStream) {
     let garbage = fleetwire_actors::ports::ShardIterator("not-an-iterator".into());
     match stream.get_records(&garbage, 10).await {
         Err(StreamError::InvalidArgument(_)) => {}

@@ -67,12 +67,18 @@ impl Readiness {
             probe("fanout", self.ports.fanout.ping()),
         );
         let consumer_ready = self.consumer.is_ready();
+        let subscribed = self.ports.fanout.is_subscribed();
         let shutting_down = self.shutting_down.load(Ordering::Relaxed);
         vec![
             stream,
             leases,
             state,
             fanout,
+            Check {
+                name: "fanout_subscription",
+                ok: subscribed,
+                error: (!subscribed).then(|| "the fan-out subscription is (re)connecting".to_owned()),
+            },
             Check {
                 name: "shard_leases",
                 ok: consumer_ready,

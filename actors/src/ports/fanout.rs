@@ -38,4 +38,10 @@ pub trait FanOut: Send + Sync + 'static {
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), FanOutError>;
+
+    /// Whether this node's subscription currently receives updates (a reconnecting
+    /// subscription misses them). In-process fan-outs are always subscribed.
+    fn is_subscribed(&self) -> bool {
+        true
+    }
 }

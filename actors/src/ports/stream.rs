@@ -239,6 +239,48 @@ pub fn even_hash_ranges(n: u32) -> Vec<(u128, u128)> {
         .collect()
 }
 
+/// Largest total of partition keys and data in one PutRecords call (5 MiB).
+pub const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
+/// Longest partition key, in Unicode characters (PutRecordsRequestEntry `PartitionKey`).
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+
+/// Request-level checks of PutRecords (Kinesis fails the whole call for these). Both
+/// backends apply them, so the emulator (which is lax) and AWS behave alike.
+pub fn check_put_request(entries: &[PutEntry]) -> Result<(), StreamError> {
+    if entries.len() > MAX_PUT_RECORDS_ENTRIES {
+        return Err(StreamError::InvalidArgument(format!(
+            "{} entries in one put_records call, at most {MAX_PUT_RECORDS_ENTRIES}",
+            entries.len()
+        )));
+    }
+    let total: usize = entries.iter().map(|e| e.partition_key.len() + e.data.len()).sum();
+    if total > MAX_PUT_RECORDS_BYTES {
+        return Err(StreamError::InvalidArgument(format!(
+            "{total} bytes in one put_records call, at most {MAX_PUT_RECORDS_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Entry-level checks (the port fails just that entry; AWS would reject the whole request,
+/// so the Kinesis backend never sends such an entry). The 1 MiB record limit counts the
+/// partition key's UTF-8 bytes plus the data, as Kinesis does.
+pub fn check_put_entry(entry: &PutEntry) -> Result<(), StreamError> {
+    let chars = entry.partition_key.chars().count();
+    if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+        return Err(StreamError::InvalidArgument(format!(
+            "partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"
+        )));
+    }
+    let size = entry.partition_key.len() + entry.data.len();
+    if size > MAX_RECORD_BYTES {
+        return Err(StreamError::InvalidArgument(format!(
+            "record of {size} bytes exceeds the maximum record size of {MAX_RECORD_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +310,37 @@ mod tests {
                 assert_eq!(w[0].1 + 1, w[1].0);
             }
         }
+    }
+
+    fn entry(key: &str, len: usize) -> PutEntry {
+        PutEntry {
+            partition_key: key.into(),
+            data: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    #[test]
+    fn request_limits() {
+        let ok: Vec<_> = (0..500).map(|_| entry("k", 1)).collect();
+        check_put_request(&ok).unwrap();
+        let many: Vec<_> = (0..501).map(|_| entry("k", 1)).collect();
+        assert!(matches!(
+            check_put_request(&many),
+            Err(StreamError::InvalidArgument(_))
+        ));
+        let big: Vec<_> = (0..6).map(|_| entry("k", MAX_RECORD_BYTES - 1)).collect();
+        assert!(matches!(
+            check_put_request(&big),
+            Err(StreamError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn entry_limits() {
+        check_put_entry(&entry("k", MAX_RECORD_BYTES - 1)).unwrap();
+        assert!(check_put_entry(&entry("k", MAX_RECORD_BYTES)).is_err());
+        assert!(check_put_entry(&entry("", 1)).is_err());
+        check_put_entry(&entry(&"é".repeat(256), 1)).unwrap();
+        assert!(check_put_entry(&entry(&"é".repeat(257), 1)).is_err());
     }
 }

@@ -81,9 +81,9 @@ use fleetwire_actors::ports::stream::MAX_GET_RECORDS_LIMIT;
 
 use self::files::{STREAM_DIR, load, write_topology};
 use self::iterator::{decode_iterator, encode_iterator, expired, parse_sequence};
-use self::put::check_request;
 use self::shard::{Shard, ShardLog, Stored};
 use self::topology::{Topology, initial_shards};
+use fleetwire_actors::ports::stream::check_put_request as check_request;
 
 pub use self::iterator::ITERATOR_TTL;
 

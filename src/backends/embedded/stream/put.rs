@@ -4,53 +4,14 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use fleetwire_actors::ports::stream::{MAX_PUT_RECORDS_ENTRIES, MAX_RECORD_BYTES, shard_for_key};
+use fleetwire_actors::ports::stream::{check_put_entry as check_entry, shard_for_key};
 use fleetwire_actors::ports::{PutEntry, PutOutcome, StreamError};
 
 use super::shard::Shard;
 use super::{Inner, lock};
 
-/// Largest total payload of one `put_records` call (Kinesis PutRecords limit: 5 MiB).
-const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
-/// Longest partition key, in Unicode characters (Kinesis limit).
-const MAX_PARTITION_KEY_CHARS: usize = 256;
-
 /// Entries of one put bound for one shard, with their index in the request.
 pub(super) type Batch = Vec<(usize, PutEntry)>;
-
-/// Request-level checks of `put_records` (Kinesis fails the whole call for these).
-pub(super) fn check_request(entries: &[PutEntry]) -> Result<(), StreamError> {
-    if entries.len() > MAX_PUT_RECORDS_ENTRIES {
-        return Err(StreamError::InvalidArgument(format!(
-            "{} entries in one put_records call, at most {MAX_PUT_RECORDS_ENTRIES}",
-            entries.len()
-        )));
-    }
-    let total: usize = entries.iter().map(|e| e.partition_key.len() + e.data.len()).sum();
-    if total > MAX_PUT_RECORDS_BYTES {
-        return Err(StreamError::InvalidArgument(format!(
-            "{total} bytes in one put_records call, at most {MAX_PUT_RECORDS_BYTES}"
-        )));
-    }
-    Ok(())
-}
-
-/// Entry-level checks (Kinesis fails just that entry).
-fn check_entry(entry: &PutEntry) -> Result<(), StreamError> {
-    let chars = entry.partition_key.chars().count();
-    if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-        return Err(StreamError::InvalidArgument(format!(
-            "partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"
-        )));
-    }
-    let size = entry.partition_key.len() + entry.data.len();
-    if size > MAX_RECORD_BYTES {
-        return Err(StreamError::InvalidArgument(format!(
-            "record of {size} bytes exceeds the maximum record size of {MAX_RECORD_BYTES}"
-        )));
-    }
-    Ok(())
-}
 
 impl Inner {
     /// The put itself, after the request-level checks. Blocking when persisting.
