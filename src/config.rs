@@ -15,6 +15,7 @@ use fleetwire_actors::subscriber::SubscriberConfig;
 use fleetwire_actors::vehicle::VehicleConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::backends::dynamodb::DynamoDbConfig;
 use crate::backends::embedded::EmbeddedConfig;
 use crate::backends::kinesis::KinesisConfig;
 use crate::backends::redis::RedisConfig;
@@ -39,6 +40,8 @@ pub struct Config {
     pub kinesis: KinesisConfig,
     /// Settings of Redis (with `backends.fanout = "redis"`).
     pub redis: RedisConfig,
+    /// Settings of DynamoDB (with `backends.leases = "dynamodb"`).
+    pub dynamodb: DynamoDbConfig,
     /// The shard-lease consumer.
     pub consumer: ConsumerConfig,
     /// Per-vehicle state actors.
@@ -160,10 +163,21 @@ pub enum FanOutBackend {
     Redis,
 }
 
-/// Implementations of the lease and state store ports (DynamoDB joins later).
+/// Implementations of the lease store port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StoreBackend {
+pub enum LeasesBackend {
+    /// redb database in `embedded.data_dir` (or in memory): one node only.
+    #[default]
+    Embedded,
+    /// A DynamoDB table shared by every node (`[dynamodb]`).
+    Dynamodb,
+}
+
+/// Implementations of the state store port (DynamoDB joins later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateBackend {
     /// redb database in `embedded.data_dir` (or in memory).
     #[default]
     Embedded,
@@ -175,10 +189,10 @@ pub enum StoreBackend {
 pub struct BackendsConfig {
     /// The record stream: `embedded` or `kinesis`. Default `embedded`.
     pub stream: StreamBackend,
-    /// Shard leases and checkpoints: `embedded`. Default `embedded`.
-    pub leases: StoreBackend,
+    /// Shard leases and checkpoints: `embedded` or `dynamodb`. Default `embedded`.
+    pub leases: LeasesBackend,
     /// Vehicle state: `embedded`. Default `embedded`.
-    pub state: StoreBackend,
+    pub state: StateBackend,
     /// Fan-out of updates to subscribers: `embedded` or `redis`. Default `embedded`.
     pub fanout: FanOutBackend,
 }

@@ -31,10 +31,11 @@ use fleetwire_actors::subscriber::{CloseAll, SubscriberHub};
 use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
+use crate::backends::dynamodb::DynamoDbLeaseStore;
 use crate::backends::embedded::{self, EmbeddedStream, InProcessFanOut, RedbLeaseStore, RedbStateStore};
 use crate::backends::kinesis::KinesisStream;
 use crate::backends::redis::RedisFanOut;
-use crate::config::{AuthMode, Config, FanOutBackend, StoreBackend, StreamBackend};
+use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 use crate::http::{self, AdminState, ApiState, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
@@ -77,9 +78,18 @@ impl Ports {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let b = &config.backends;
         let dir = config.embedded.data_dir.as_deref();
-        // Leases and state share one embedded database; it is opened only when used.
-        let (StoreBackend::Embedded, StoreBackend::Embedded) = (b.leases, b.state);
+        let StateBackend::Embedded = b.state;
         let db = embedded::open_database(dir).context("opening the embedded database")?;
+        let leases: Arc<dyn LeaseStore> = match b.leases {
+            LeasesBackend::Embedded => {
+                Arc::new(RedbLeaseStore::new(db.clone()).context("opening the lease store")?)
+            }
+            LeasesBackend::Dynamodb => Arc::new(
+                DynamoDbLeaseStore::connect(&config.dynamodb)
+                    .await
+                    .with_context(|| format!("connecting to lease table {}", config.dynamodb.lease_table))?,
+            ),
+        };
         let stream: Arc<dyn RecordStream> = match b.stream {
             StreamBackend::Embedded => Arc::new(
                 EmbeddedStream::open(&config.embedded.stream, dir).context("opening the embedded stream")?,
@@ -96,7 +106,7 @@ impl Ports {
         };
         Ok(Self {
             stream,
-            leases: Arc::new(RedbLeaseStore::new(db.clone()).context("opening the lease store")?),
+            leases,
             state: Arc::new(RedbStateStore::new(db).context("opening the state store")?),
             fanout,
         })

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{TestNode, WAIT, eventually, record, test_config};
 use fleetwire::backends::kinesis::KinesisStream;
 use fleetwire::backends::redis::RedisConfig;
-use fleetwire::config::{Config, FanOutBackend, StreamBackend};
+use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StreamBackend};
 use serde_json::json;
 
 fn unique(prefix: &str) -> String {
@@ -112,6 +112,89 @@ async fn a_record_ingested_on_one_node_reaches_a_browser_on_another() {
         .await
         .unwrap()
         .delete_stream()
+        .await
+        .unwrap();
+}
+
+/// Two consumer nodes share one Kinesis stream, one DynamoDB lease table and Redis.
+fn shared_config(stream: &str, table: &str, prefix: &str, worker: &str) -> Config {
+    let endpoint = std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!("FLEETWIRE_TEST_DYNAMODB_ENDPOINT is not set: run scripts/test (it starts DynamoDB Local)")
+    });
+    let mut config = cloud_config(stream, prefix);
+    config.backends.leases = LeasesBackend::Dynamodb;
+    config.dynamodb.endpoint_url = Some(endpoint);
+    config.dynamodb.static_credentials = true;
+    config.dynamodb.lease_table = table.to_owned();
+    config.dynamodb.create_tables_if_missing = true;
+    config.consumer.worker_id = Some(worker.to_owned());
+    config
+}
+
+#[actix_rt::test]
+async fn two_consumer_nodes_share_the_shards_and_hand_them_over_at_shutdown() {
+    let (stream, table, prefix) = (unique("fw-pair"), unique("fw-leases"), unique("fwtest"));
+    let a = TestNode::start(shared_config(&stream, &table, &prefix, "node-a")).await;
+    let b = TestNode::start(shared_config(&stream, &table, &prefix, "node-b")).await;
+    eventually("the two shards are balanced one per node", || async {
+        a.actor_count("shard_consumer").await == 1 && b.actor_count("shard_consumer").await == 1
+    })
+    .await;
+    ready(&a).await;
+    let mut sse = a.subscribe("").await;
+    eventually("subscriber registered", || async {
+        a.actor_count("subscriber").await == 1
+    })
+    .await;
+
+    let vehicles: Vec<String> = (0..20).map(|i| format!("pair-{i}")).collect();
+    let batch: Vec<_> = vehicles.iter().map(|v| record(v, 1, 50.0)).collect();
+    let (status, reply) = a.ingest(&json!(batch)).await;
+    assert_eq!((status, reply["accepted"].as_u64()), (200, Some(20)), "{reply}");
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < vehicles.len() {
+        let ev = tokio::time::timeout(WAIT, sse.recv())
+            .await
+            .expect("every vehicle's update arrives")
+            .unwrap();
+        seen.insert(ev.data["vehicle_id"].as_str().unwrap().to_owned());
+    }
+
+    // B leaves politely: its lease is released and A takes it at once (well within failover).
+    assert!(b.shutdown(Duration::from_secs(20)).await.drained);
+    eventually("node A owns both shards", || async {
+        a.actor_count("shard_consumer").await == 2
+    })
+    .await;
+    let (status, _) = a
+        .ingest(&json!(
+            vehicles.iter().map(|v| record(v, 2, 49.0)).collect::<Vec<_>>()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let mut again = std::collections::HashSet::new();
+    while again.len() < vehicles.len() {
+        let ev = tokio::time::timeout(WAIT, sse.recv())
+            .await
+            .expect("updates after the handover")
+            .unwrap();
+        if ev.data["signals"]["Soc"]["value"] == 49.0 {
+            again.insert(ev.data["vehicle_id"].as_str().unwrap().to_owned());
+        }
+    }
+    drop(sse);
+    assert!(a.shutdown(Duration::from_secs(20)).await.drained);
+    let config = shared_config(&stream, &table, &prefix, "cleanup");
+    KinesisStream::connect(&config.kinesis)
+        .await
+        .unwrap()
+        .delete_stream()
+        .await
+        .unwrap();
+    fleetwire::backends::dynamodb::DynamoDbLeaseStore::connect(&config.dynamodb)
+        .await
+        .unwrap()
+        .delete_table()
         .await
         .unwrap();
 }

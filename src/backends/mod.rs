@@ -1,13 +1,16 @@
 //! Backend adapters: implementations of the ports in `fleetwire_actors::ports`.
 //!
+//! - [`dynamodb`]: the lease store on Amazon DynamoDB (`aws-sdk-dynamodb`), KCL's table layout.
 //! - [`embedded`]: in-process stream, redb state and lease stores, in-process fan-out.
 //! - [`kinesis`]: the stream on Amazon Kinesis Data Streams (`aws-sdk-kinesis`).
 //! - [`redis`]: the fan-out over Redis pub/sub, for deployments of several nodes.
 //! - `conformance`: the port checks every backend must pass (hidden from the docs; used by
 //!   the backends' integration tests).
 
+mod aws;
 #[doc(hidden)]
 pub mod conformance;
+pub mod dynamodb;
 pub mod embedded;
 pub mod kinesis;
 pub mod redis;

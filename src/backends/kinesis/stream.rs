@@ -3,10 +3,7 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{Credentials, Region};
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::{Blob, DateTime as AwsDateTime};
 use aws_sdk_kinesis::types::{
@@ -39,13 +36,6 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pause between DescribeStreamSummary polls while waiting for ACTIVE (AWS allows 20 of
 /// these calls per second per account).
 const ACTIVE_POLL: Duration = Duration::from_millis(100);
-/// Timeouts of the client `connect` builds. Without them the SDK has no read timeout, so a
-/// half-dead connection could stall a shard consumer forever. GetRecords returns at most
-/// 10 MiB, which takes well under 10 s within a region.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The Kinesis [`RecordStream`]: one SDK client and one stream. Cheap to share behind an
 /// `Arc` (the client pools its connections); every method is one or a few Kinesis calls.
 #[derive(Debug, Clone)]
@@ -61,30 +51,12 @@ impl KinesisStream {
     /// first call (and in `ping`, hence `/readyz`), so a node can start before its stream.
     pub async fn connect(config: &KinesisConfig) -> Result<Self, KinesisError> {
         config.validate()?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(config.region.clone()))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            );
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if config.static_credentials {
-            // Emulators check that requests are signed, not by whom.
-            loader = loader.credentials_provider(Credentials::new(
-                "fleetwire-local",
-                "fleetwire-local",
-                None,
-                None,
-                "fleetwire-static",
-            ));
-        }
-        // Loading resolves no credentials yet (the chain is lazy) and makes no network call.
-        let shared = loader.load().await;
+        let shared = crate::backends::aws::sdk_config(
+            &config.region,
+            config.endpoint_url.as_deref(),
+            config.static_credentials,
+        )
+        .await;
         let stream = Self::from_client(Client::new(&shared), config.stream_name.clone());
         if let Some(shards) = config.create_if_missing {
             stream.create_if_missing(shards).await?;

@@ -1,0 +1,50 @@
+//! The shared AWS SDK configuration of the AWS backends: region, endpoint override,
+//! optional static credentials for emulators, and timeouts.
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+// A re-export of `aws-credential-types`: the same type for every service crate.
+use aws_sdk_dynamodb::config::Credentials;
+
+/// Timeouts of every client built here. Without them the SDK has no read timeout, so a
+/// half-dead connection could stall a caller forever (e.g. a lease renewal past expiry).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Loads the SDK configuration for `region`, with `endpoint_url` overriding the AWS
+/// endpoint and, with `static_credentials`, fixed dummy credentials (emulators check that
+/// requests are signed, not by whom; AWS rejects them). Otherwise the default credential
+/// chain applies. Makes no network call: the chain resolves lazily.
+pub(crate) async fn sdk_config(
+    region: &str,
+    endpoint_url: Option<&str>,
+    static_credentials: bool,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        );
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if static_credentials {
+        // Letters and digits only: DynamoDB Local rejects any other access key id with
+        // `UnrecognizedClientException`.
+        loader = loader.credentials_provider(Credentials::new(
+            "fleetwirelocal",
+            "fleetwirelocal",
+            None,
+            None,
+            "fleetwire-static",
+        ));
+    }
+    loader.load().await
+}
