@@ -48,3 +48,23 @@ pub(crate) async fn sdk_config(
     }
     loader.load().await
 }
+
+/// Checks the connection settings both AWS backends share, so a bad region or endpoint is
+/// named at start instead of failing the first call. `section` names the config section.
+pub(crate) fn check_connection(
+    section: &str,
+    region: &str,
+    endpoint_url: Option<&str>,
+) -> Result<(), String> {
+    if region.trim().is_empty() {
+        return Err(format!("{section}.region must not be empty"));
+    }
+    if let Some(url) = endpoint_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(format!(
+            "{section}.endpoint_url must start with http:// or https://, got {url:?}"
+        ));
+    }
+    Ok(())
+}

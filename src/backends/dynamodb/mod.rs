@@ -107,18 +107,8 @@ impl DynamoDbConfig {
     /// (3–255 characters of `a-zA-Z0-9_.-`), an empty region, an endpoint without scheme.
     pub fn validate(&self) -> Result<(), DynamoDbError> {
         validate_table_name(&self.lease_table)?;
-        if self.region.trim().is_empty() {
-            return Err(DynamoDbError::InvalidConfig(
-                "dynamodb.region must not be empty".into(),
-            ));
-        }
-        if let Some(url) = &self.endpoint_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(DynamoDbError::InvalidConfig(format!(
-                "dynamodb.endpoint_url must start with http:// or https://, got {url:?}"
-            )));
-        }
+        crate::backends::aws::check_connection("dynamodb", &self.region, self.endpoint_url.as_deref())
+            .map_err(DynamoDbError::InvalidConfig)?;
         Ok(())
     }
 }

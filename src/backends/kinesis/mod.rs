@@ -101,18 +101,8 @@ impl KinesisConfig {
     /// pattern `[a-zA-Z0-9_.-]+`, 1–128 characters) and what cannot work at all.
     pub fn validate(&self) -> Result<(), KinesisError> {
         validate_stream_name(&self.stream_name)?;
-        if self.region.trim().is_empty() {
-            return Err(KinesisError::InvalidConfig(
-                "kinesis.region must not be empty".into(),
-            ));
-        }
-        if let Some(url) = &self.endpoint_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(KinesisError::InvalidConfig(format!(
-                "kinesis.endpoint_url must start with http:// or https://, got {url:?}"
-            )));
-        }
+        crate::backends::aws::check_connection("kinesis", &self.region, self.endpoint_url.as_deref())
+            .map_err(KinesisError::InvalidConfig)?;
         if self.create_if_missing == Some(0) {
             return Err(KinesisError::InvalidConfig(
                 "kinesis.create_if_missing must be at least 1 shard".into(),
