@@ -141,6 +141,19 @@ async fn two_consumer_nodes_share_the_shards_and_hand_them_over_at_shutdown() {
     })
     .await;
     ready(&a).await;
+    let (_, leases) = a.get(&format!("{}/admin/leases", a.admin)).await;
+    let mut owners: Vec<&str> = leases["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease_owner"].as_str().unwrap())
+        .collect();
+    owners.sort_unstable();
+    assert_eq!(
+        owners,
+        ["node-a", "node-b"],
+        "the shared lease table shows both owners: {leases}"
+    );
     let mut sse = a.subscribe("").await;
     eventually("subscriber registered", || async {
         a.actor_count("subscriber").await == 1

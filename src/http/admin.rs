@@ -152,6 +152,69 @@ pub async fn actor(
         .ok_or_else(|| ApiError::NotFound(format!("no live {kind} actor {id}")))
 }
 
+/// `GET /admin/leases`: every shard lease (owner, counter, checkpoint, parents) and, for
+/// the shards this node consumes, its lag from the shard consumer actor.
+pub async fn leases(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let leases = state
+        .readiness
+        .ports
+        .leases
+        .list_leases()
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            message: format!("lease store: {e}"),
+            retry_after_secs: 1,
+        })?;
+    let rows: Vec<serde_json::Value> = leases
+        .into_iter()
+        .map(|lease| {
+            let local = state.registry.get(ActorKind::ShardConsumer, &lease.lease_key);
+            serde_json::json!({
+                "lease_key": lease.lease_key,
+                "lease_owner": lease.lease_owner,
+                "lease_counter": lease.lease_counter,
+                "checkpoint": lease.checkpoint,
+                "parent_shard_ids": lease.parent_shard_ids,
+                "owner_switches_since_checkpoint": lease.owner_switches_since_checkpoint,
+                "consumed_here": local.is_some(),
+                "millis_behind_latest": local.as_ref().and_then(|a| a.details.get("millis_behind_latest").cloned()),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "worker_id": state.readiness.consumer.worker_id(),
+        "leases": rows,
+    })))
+}
+
+/// `GET /admin/shards`: the stream's shards with their hash-key ranges (as decimal text:
+/// 128-bit numbers do not fit JSON numbers) and parents.
+pub async fn shards(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let shards = state
+        .readiness
+        .ports
+        .stream
+        .list_shards()
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            message: format!("stream: {e}"),
+            retry_after_secs: 1,
+        })?;
+    let rows: Vec<serde_json::Value> = shards
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "shard_id": s.shard_id,
+                "parent_shard_ids": s.parent_shard_ids,
+                "starting_hash_key": s.starting_hash_key.to_string(),
+                "ending_hash_key": s.ending_hash_key.to_string(),
+                "closed": s.closed,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"shards": rows})))
+}
+
 /// `GET /healthz`: the process is alive and serving.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))

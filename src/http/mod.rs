@@ -2,7 +2,8 @@
 //!
 //! - Public API ([`api_routes`]): `POST /v1/ingest`, `GET /v1/vehicles[/{id}]`,
 //!   `GET /v1/stream` (SSE) and the live page at `/`.
-//! - Admin ([`admin_routes`]): `/admin/actors`, `/healthz`, `/readyz`, `/metrics`.
+//! - Admin ([`admin_routes`]): `/admin/actors`, `/admin/leases`, `/admin/shards`,
+//!   `/healthz`, `/readyz`, `/metrics`.
 //!   Meant for a private network.
 //!
 //! Handlers are thin: they parse, call one service, and render. Every error is JSON:
@@ -67,6 +68,8 @@ pub fn admin_routes(state: AdminState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(error::query_config())
             .route("/admin/actors", web::get().to(admin::actors))
             .route("/admin/actors/{kind}/{id}", web::get().to(admin::actor))
+            .route("/admin/leases", web::get().to(admin::leases))
+            .route("/admin/shards", web::get().to(admin::shards))
             .route("/healthz", web::get().to(admin::healthz))
             .route("/readyz", web::get().to(admin::readyz))
             .route("/metrics", web::get().to(admin::metrics))
