@@ -8,9 +8,11 @@
 //!
 //! Each test creates its own table and deletes it at the end, even when the test fails.
 
+mod common;
+
+use common::cloud::unique;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -27,19 +29,6 @@ fn endpoint() -> String {
              `scripts/emulators start dynamodb` and `eval \"$(scripts/emulators env)\"`."
         )
     })
-}
-
-/// A table name no other test (or earlier run against the same emulator) uses.
-fn unique_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    format!(
-        "fw-test-leases-{}-{t}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn config(table: &str, create: bool) -> DynamoDbConfig {
@@ -59,7 +48,7 @@ where
     F: FnOnce(Arc<DynamoDbLeaseStore>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let name = unique_name();
+    let name = unique("fw-test-leases");
     let store = Arc::new(
         DynamoDbLeaseStore::connect(&config(&name, true))
             .await
@@ -254,7 +243,7 @@ async fn list_leases_follows_scan_pages() {
 
 #[tokio::test]
 async fn a_missing_table_is_unavailable_not_not_found() {
-    let store = DynamoDbLeaseStore::connect(&config(&unique_name(), false))
+    let store = DynamoDbLeaseStore::connect(&config(&unique("fw-test-leases"), false))
         .await
         .unwrap();
     assert!(matches!(store.ping().await, Err(LeaseError::Unavailable(_))));

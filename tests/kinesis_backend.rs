@@ -9,9 +9,11 @@
 //! Each test creates its own small stream and deletes it at the end, even when the test
 //! fails: kinesis-local gets slower as a stream grows (shared/notes/emulators.md).
 
+mod common;
+
+use common::cloud::unique;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -34,19 +36,6 @@ fn endpoint() -> String {
     })
 }
 
-/// A stream name no other test (or earlier run against the same emulator) uses.
-fn unique_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    format!(
-        "fw-test-{}-{t}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn config(name: &str, create: Option<u32>) -> KinesisConfig {
     KinesisConfig {
         stream_name: name.to_owned(),
@@ -64,7 +53,7 @@ where
     F: FnOnce(Arc<KinesisStream>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let name = unique_name();
+    let name = unique("fw-test");
     let stream = Arc::new(
         KinesisStream::connect(&config(&name, Some(shards)))
             .await
@@ -272,7 +261,7 @@ async fn ping_succeeds_on_an_active_stream_and_fails_with_not_found_when_missing
     .await;
 
     // No create_if_missing: connect makes no call, so it succeeds; ping then finds nothing.
-    let missing = KinesisStream::connect(&config(&unique_name(), None))
+    let missing = KinesisStream::connect(&config(&unique("fw-test"), None))
         .await
         .unwrap();
     match missing.ping().await {

@@ -6,44 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::cloud::{delete_resources, kinesis_redis_config, redis_config, shared_config, unique};
 use common::{TestNode, WAIT, eventually, record, test_config};
-use fleetwire::backends::kinesis::KinesisStream;
-use fleetwire::backends::redis::RedisConfig;
-use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StreamBackend};
+use fleetwire::config::FanOutBackend;
 use serde_json::json;
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-/// A node config on a fresh Kinesis stream and a Redis key prefix.
-fn cloud_config(stream: &str, redis_prefix: &str) -> Config {
-    let endpoint = std::env::var("FLEETWIRE_TEST_KINESIS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("FLEETWIRE_TEST_KINESIS_ENDPOINT is not set: run scripts/test (it starts kinesis-local)")
-    });
-    let mut config = test_config(None);
-    config.backends.stream = StreamBackend::Kinesis;
-    config.kinesis.stream_name = stream.to_owned();
-    config.kinesis.endpoint_url = Some(endpoint);
-    config.kinesis.create_if_missing = Some(2);
-    config.kinesis.static_credentials = true;
-    config.backends.fanout = FanOutBackend::Redis;
-    config.redis = redis_config(redis_prefix);
-    config
-}
-
-fn redis_config(prefix: &str) -> RedisConfig {
-    RedisConfig {
-        url: std::env::var("FLEETWIRE_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned()),
-        key_prefix: prefix.to_owned(),
-        ..RedisConfig::default()
-    }
-}
 
 async fn ready(t: &TestNode) {
     eventually("node ready (leases held, fan-out subscribed)", || async {
@@ -57,7 +23,7 @@ async fn a_record_ingested_on_one_node_reaches_a_browser_on_another() {
     let stream = unique("fw-node");
     let prefix = unique("fwtest");
     // Node A consumes the Kinesis stream; node B only serves browsers, on the same Redis.
-    let a = TestNode::start(cloud_config(&stream, &prefix)).await;
+    let a = TestNode::start(kinesis_redis_config(&stream, &prefix)).await;
     let mut b_config = test_config(None);
     b_config.backends.fanout = FanOutBackend::Redis;
     b_config.redis = redis_config(&prefix);
@@ -108,27 +74,7 @@ async fn a_record_ingested_on_one_node_reaches_a_browser_on_another() {
         "every acked Kinesis record was checkpointed"
     );
     b.shutdown(Duration::from_secs(10)).await;
-    KinesisStream::connect(&cloud_config(&stream, &prefix).kinesis)
-        .await
-        .unwrap()
-        .delete_stream()
-        .await
-        .unwrap();
-}
-
-/// Two consumer nodes share one Kinesis stream, one DynamoDB lease table and Redis.
-fn shared_config(stream: &str, table: &str, prefix: &str, worker: &str) -> Config {
-    let endpoint = std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!("FLEETWIRE_TEST_DYNAMODB_ENDPOINT is not set: run scripts/test (it starts DynamoDB Local)")
-    });
-    let mut config = cloud_config(stream, prefix);
-    config.backends.leases = LeasesBackend::Dynamodb;
-    config.dynamodb.endpoint_url = Some(endpoint);
-    config.dynamodb.static_credentials = true;
-    config.dynamodb.lease_table = table.to_owned();
-    config.dynamodb.create_tables_if_missing = true;
-    config.consumer.worker_id = Some(worker.to_owned());
-    config
+    delete_resources(&kinesis_redis_config(&stream, &prefix)).await;
 }
 
 #[actix_rt::test]
@@ -197,17 +143,5 @@ async fn two_consumer_nodes_share_the_shards_and_hand_them_over_at_shutdown() {
     }
     drop(sse);
     assert!(a.shutdown(Duration::from_secs(20)).await.drained);
-    let config = shared_config(&stream, &table, &prefix, "cleanup");
-    KinesisStream::connect(&config.kinesis)
-        .await
-        .unwrap()
-        .delete_stream()
-        .await
-        .unwrap();
-    fleetwire::backends::dynamodb::DynamoDbLeaseStore::connect(&config.dynamodb)
-        .await
-        .unwrap()
-        .delete_table()
-        .await
-        .unwrap();
+    delete_resources(&shared_config(&stream, &table, &prefix, "cleanup")).await;
 }

@@ -9,86 +9,50 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TestNode, WAIT, eventually, record, test_config};
-use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StreamBackend};
+use common::cloud::{delete_resources, shared_config, unique};
+use common::{TestNode, WAIT, eventually, record};
+use fleetwire::config::Config;
 use serde_json::json;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run scripts/test (it starts the emulators)"))
-}
-
-/// The settings both nodes share, as `FLEETWIRE_*` overrides (how a deployment sets them).
-fn shared_env(stream: &str, table: &str, prefix: &str) -> Vec<(String, String)> {
-    [
-        ("BACKENDS__STREAM", "kinesis"),
-        ("BACKENDS__LEASES", "dynamodb"),
-        ("BACKENDS__FANOUT", "redis"),
-        ("KINESIS__STREAM_NAME", stream),
-        ("KINESIS__ENDPOINT_URL", &env("FLEETWIRE_TEST_KINESIS_ENDPOINT")),
-        ("KINESIS__CREATE_IF_MISSING", "2"),
-        ("KINESIS__STATIC_CREDENTIALS", "true"),
-        ("DYNAMODB__ENDPOINT_URL", &env("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")),
-        ("DYNAMODB__STATIC_CREDENTIALS", "true"),
-        ("DYNAMODB__LEASE_TABLE", table),
-        ("DYNAMODB__CREATE_TABLES_IF_MISSING", "true"),
-        ("REDIS__KEY_PREFIX", prefix),
-        ("CONSUMER__FAILOVER_TIME_MS", "1000"),
-        ("CONSUMER__IDLE_POLL_MS", "20"),
-        // A long interval keeps the victim's last records un-checkpointed when it dies.
-        ("CONSUMER__CHECKPOINT_INTERVAL_MS", "60000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("FLEETWIRE_{k}"), v.to_owned()))
-    .collect()
-}
-
-/// Node A: the real binary in its own process.
-fn spawn_victim(vars: &[(String, String)]) -> Child {
+/// Node A: the real binary in its own process, configured (as a deployment would be)
+/// through `FLEETWIRE_*` variables carrying the same settings as `shared`.
+fn spawn_victim(shared: &Config) -> Child {
+    let vars = [
+        ("BACKENDS__STREAM", "kinesis".to_owned()),
+        ("BACKENDS__LEASES", "dynamodb".to_owned()),
+        ("BACKENDS__FANOUT", "redis".to_owned()),
+        ("KINESIS__STREAM_NAME", shared.kinesis.stream_name.clone()),
+        (
+            "KINESIS__ENDPOINT_URL",
+            shared.kinesis.endpoint_url.clone().unwrap(),
+        ),
+        ("KINESIS__STATIC_CREDENTIALS", "true".to_owned()),
+        (
+            "DYNAMODB__ENDPOINT_URL",
+            shared.dynamodb.endpoint_url.clone().unwrap(),
+        ),
+        ("DYNAMODB__STATIC_CREDENTIALS", "true".to_owned()),
+        ("DYNAMODB__LEASE_TABLE", shared.dynamodb.lease_table.clone()),
+        ("REDIS__URL", shared.redis.url.clone()),
+        ("REDIS__KEY_PREFIX", shared.redis.key_prefix.clone()),
+        (
+            "CONSUMER__FAILOVER_TIME_MS",
+            shared.consumer.failover_time_ms.to_string(),
+        ),
+        ("CONSUMER__IDLE_POLL_MS", shared.consumer.idle_poll_ms.to_string()),
+        // A long interval keeps the victim's last batch un-checkpointed when it dies.
+        ("CONSUMER__CHECKPOINT_INTERVAL_MS", "60000".to_owned()),
+        ("CONSUMER__WORKER_ID", "victim".to_owned()),
+        ("HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+        ("ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
+    ];
     Command::new(env!("CARGO_BIN_EXE_fleetwire"))
-        .args(["serve"])
-        .envs(vars.iter().cloned())
-        .env("FLEETWIRE_HTTP__LISTEN", "127.0.0.1:0")
-        .env("FLEETWIRE_ADMIN__LISTEN", "127.0.0.1:0")
-        .env("FLEETWIRE_CONSUMER__WORKER_ID", "victim")
+        .arg("serve")
+        .envs(vars.iter().map(|(k, v)| (format!("FLEETWIRE_{k}"), v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the fleetwire binary starts")
-}
-
-/// Node B: in this process, configured through the same variables.
-fn survivor_config(vars: &[(String, String)]) -> Config {
-    let mut config = test_config(None);
-    let get = |k: &str| {
-        vars.iter()
-            .find(|(n, _)| n == &format!("FLEETWIRE_{k}"))
-            .unwrap()
-            .1
-            .clone()
-    };
-    config.backends.stream = StreamBackend::Kinesis;
-    config.backends.leases = LeasesBackend::Dynamodb;
-    config.backends.fanout = FanOutBackend::Redis;
-    config.kinesis.stream_name = get("KINESIS__STREAM_NAME");
-    config.kinesis.endpoint_url = Some(get("KINESIS__ENDPOINT_URL"));
-    config.kinesis.create_if_missing = Some(2);
-    config.kinesis.static_credentials = true;
-    config.dynamodb.endpoint_url = Some(get("DYNAMODB__ENDPOINT_URL"));
-    config.dynamodb.static_credentials = true;
-    config.dynamodb.lease_table = get("DYNAMODB__LEASE_TABLE");
-    config.dynamodb.create_tables_if_missing = true;
-    config.redis.key_prefix = get("REDIS__KEY_PREFIX");
-    config.consumer.worker_id = Some("survivor".into());
-    config
 }
 
 async fn lease_owners(t: &TestNode) -> Vec<String> {
@@ -107,13 +71,18 @@ async fn lease_owners(t: &TestNode) -> Vec<String> {
 
 #[actix_rt::test]
 async fn a_killed_node_loses_its_shard_and_nothing_acknowledged_is_lost() {
-    let vars = shared_env(&unique("fw-kill"), &unique("fw-kill-leases"), &unique("fwtest"));
-    let survivor = TestNode::start(survivor_config(&vars)).await;
+    let config = shared_config(
+        &unique("fw-kill"),
+        &unique("fw-kill-leases"),
+        &unique("fwtest"),
+        "survivor",
+    );
+    let survivor = TestNode::start(config.clone()).await;
     eventually("survivor holds both leases", || async {
         lease_owners(&survivor).await == ["survivor", "survivor"]
     })
     .await;
-    let mut victim = spawn_victim(&vars);
+    let mut victim = spawn_victim(&config);
     eventually("the victim steals one shard", || async {
         lease_owners(&survivor).await == ["survivor", "victim"]
     })
@@ -207,17 +176,5 @@ async fn a_killed_node_loses_its_shard_and_nothing_acknowledged_is_lost() {
     );
     drop(sse);
     assert!(survivor.shutdown(Duration::from_secs(20)).await.drained);
-    let config = survivor_config(&vars);
-    fleetwire::backends::kinesis::KinesisStream::connect(&config.kinesis)
-        .await
-        .unwrap()
-        .delete_stream()
-        .await
-        .unwrap();
-    fleetwire::backends::dynamodb::DynamoDbLeaseStore::connect(&config.dynamodb)
-        .await
-        .unwrap()
-        .delete_table()
-        .await
-        .unwrap();
+    delete_resources(&config).await;
 }

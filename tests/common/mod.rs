@@ -1,6 +1,8 @@
 //! Helpers for black-box tests: a real node on 127.0.0.1:0, an HTTP client, an SSE reader.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cloud;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

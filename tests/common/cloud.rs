@@ -1,0 +1,78 @@
+//! Node configs on the cloud backends (kinesis-local, DynamoDB Local, Redis) and their
+//! cleanup, shared by the multi-node tests. `scripts/test` starts the services and exports
+//! their endpoints.
+
+use fleetwire::backends::dynamodb::DynamoDbLeaseStore;
+use fleetwire::backends::kinesis::KinesisStream;
+use fleetwire::backends::redis::RedisConfig;
+use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StreamBackend};
+
+use super::test_config;
+
+/// A name no other test or earlier run uses (stream, table, key prefix).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn endpoint(var: &str) -> String {
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run scripts/test (it starts the emulators)"))
+}
+
+/// A node on a fresh Kinesis stream (2 shards) with the Redis fan-out under `redis_prefix`;
+/// leases and state stay embedded.
+pub fn kinesis_redis_config(stream: &str, redis_prefix: &str) -> Config {
+    let mut config = test_config(None);
+    config.backends.stream = StreamBackend::Kinesis;
+    config.kinesis.stream_name = stream.to_owned();
+    config.kinesis.endpoint_url = Some(endpoint("FLEETWIRE_TEST_KINESIS_ENDPOINT"));
+    config.kinesis.create_if_missing = Some(2);
+    config.kinesis.static_credentials = true;
+    config.backends.fanout = FanOutBackend::Redis;
+    config.redis = redis_config(redis_prefix);
+    config
+}
+
+/// Redis settings under `prefix`.
+pub fn redis_config(prefix: &str) -> RedisConfig {
+    RedisConfig {
+        url: std::env::var("FLEETWIRE_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned()),
+        key_prefix: prefix.to_owned(),
+        ..RedisConfig::default()
+    }
+}
+
+/// A consumer node that shares the stream, the DynamoDB lease table and Redis with others.
+pub fn shared_config(stream: &str, table: &str, prefix: &str, worker: &str) -> Config {
+    let mut config = kinesis_redis_config(stream, prefix);
+    config.backends.leases = LeasesBackend::Dynamodb;
+    config.dynamodb.endpoint_url = Some(endpoint("FLEETWIRE_TEST_DYNAMODB_ENDPOINT"));
+    config.dynamodb.static_credentials = true;
+    config.dynamodb.lease_table = table.to_owned();
+    config.dynamodb.create_tables_if_missing = true;
+    config.consumer.worker_id = Some(worker.to_owned());
+    config
+}
+
+/// Deletes the test's stream and, when it used one, its lease table.
+pub async fn delete_resources(config: &Config) {
+    KinesisStream::connect(&config.kinesis)
+        .await
+        .unwrap()
+        .delete_stream()
+        .await
+        .unwrap();
+    if config.backends.leases == LeasesBackend::Dynamodb {
+        DynamoDbLeaseStore::connect(&config.dynamodb)
+            .await
+            .unwrap()
+            .delete_table()
+            .await
+            .unwrap();
+    }
+}
