@@ -1,4 +1,4 @@
-//! Command line: `serve`, `demo`, `validate-config`.
+//! Command line: `serve`, `demo`, `validate-config`, `tesla decode`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,21 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Tools for Tesla Fleet Telemetry traffic.
+    #[command(subcommand)]
+    Tesla(TeslaCommand),
+}
+
+/// `fleetwire tesla ...`
+#[derive(Debug, Subcommand)]
+pub enum TeslaCommand {
+    /// Print captured frames (one WebSocket binary message per file) as JSON: envelope
+    /// fields and the payload in protobuf's canonical JSON. Exits 1 if any frame is bad.
+    Decode {
+        /// Frame files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Options of `fleetwire demo`.
@@ -62,4 +77,20 @@ pub struct DemoArgs {
     /// Stop by itself after this many seconds (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub duration_secs: u64,
+    /// How the simulated vehicles send: as Tesla vehicles over mTLS WebSockets, or as
+    /// JSON batches to `POST /v1/ingest`.
+    #[arg(long, value_enum, default_value_t = DemoProtocol::Tesla)]
+    pub protocol: DemoProtocol,
+    /// Vehicle listener (Tesla protocol); overrides the config.
+    #[arg(long)]
+    pub vehicle_listen: Option<SocketAddr>,
+}
+
+/// How `demo`'s simulated vehicles send their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoProtocol {
+    /// Tesla Fleet Telemetry over mTLS WebSockets.
+    Tesla,
+    /// JSON batches over HTTP.
+    Http,
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fleetwire_actors::consumer::ConsumerConfig;
+use fleetwire_actors::pseudonym::{KeyError, Pseudonymizer};
 use fleetwire_actors::subscriber::SubscriberConfig;
 use fleetwire_actors::vehicle::VehicleConfig;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use crate::backends::dynamodb::DynamoDbConfig;
 use crate::backends::embedded::EmbeddedConfig;
 use crate::backends::kinesis::KinesisConfig;
 use crate::backends::redis::RedisConfig;
+use crate::tesla::TeslaConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -34,6 +36,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Which backend implements each port.
     pub backends: BackendsConfig,
+    /// The Tesla Fleet Telemetry listener for vehicles (mTLS WebSocket).
+    pub tesla: TeslaConfig,
     /// Settings of the embedded backends.
     pub embedded: EmbeddedConfig,
     /// Settings of the Kinesis stream (with `backends.stream = "kinesis"`).
@@ -134,11 +138,62 @@ pub enum AuthMode {
 }
 
 /// `[security]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
     /// Authentication mode. Default `dev_open` (the only mode until JWT and API keys land).
     pub auth: AuthMode,
+    /// Key of the VIN pseudonymizer (HMAC-SHA256), at least 32 bytes as hex; set it from
+    /// a secret store (`FLEETWIRE_SECURITY__PSEUDONYM_KEY`). Unset: a published
+    /// development key, logged as a warning — vehicle ids are then not secret.
+    pub pseudonym_key: Option<Secret>,
+    /// Version of `pseudonym_key`, part of every vehicle id. Default 1.
+    pub pseudonym_key_version: u32,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            auth: AuthMode::default(),
+            pseudonym_key: None,
+            pseudonym_key_version: 1,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// The pseudonymizer this configuration describes.
+    pub fn pseudonymizer(&self) -> Result<Pseudonymizer, KeyError> {
+        match &self.pseudonym_key {
+            Some(key) => Pseudonymizer::from_hex(self.pseudonym_key_version, key.expose()),
+            None => Ok(Pseudonymizer::development()),
+        }
+    }
+}
+
+/// A secret value: read from config like text, never printed (Debug and Serialize show
+/// `"<redacted>"`), so `validate-config` and logs cannot leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
 }
 
 /// Implementations of the record stream port.
@@ -247,6 +302,10 @@ impl Config {
         let max_get = fleetwire_actors::ports::stream::MAX_GET_RECORDS_LIMIT;
         if !(1..=max_get).contains(&self.consumer.max_records_per_get) {
             problems.push(format!("consumer.max_records_per_get must be 1 to {max_get}"));
+        }
+        problems.extend(self.tesla.problems());
+        if let Err(e) = self.security.pseudonymizer() {
+            problems.push(format!("security.pseudonym_key: {e}"));
         }
         if self.http.listen.port() != 0 && self.http.listen == self.admin.listen {
             problems.push("http.listen and admin.listen must differ".to_owned());

@@ -1,14 +1,23 @@
-//! `fleetwire demo`: a node on embedded backends, a simulated fleet posting to the
-//! node's own ingest endpoint over loopback HTTP, and the live page.
+//! `fleetwire demo`: a node on embedded backends, a simulated fleet and the live page.
+//!
+//! The fleet connects like Tesla vehicles: each simulated vehicle opens a TLS WebSocket
+//! to the node's vehicle listener with its own client certificate (CommonName = its VIN)
+//! from a development PKI kept in the data directory, and sends Fleet Telemetry frames.
+//! `--protocol http` posts the same records to `POST /v1/ingest` instead.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig, IngestRecord};
-use tokio::sync::watch;
+use fleetwire_loadtest::pki::DevPki;
+use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, DemoProtocol};
 use crate::config::Config;
 use crate::node::Node;
 
@@ -26,24 +35,52 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
     if let Some(listen) = args.admin_listen {
         config.admin.listen = listen;
     }
+    if let Some(listen) = args.vehicle_listen {
+        config.tesla.listen = listen;
+    }
+    let pki = if args.protocol == DemoProtocol::Tesla {
+        let dir = match &config.embedded.data_dir {
+            Some(dir) => dir.join("pki"),
+            None => std::env::temp_dir().join(format!("fleetwire-demo-pki-{}", std::process::id())),
+        };
+        let pki = DevPki::load_or_create(&dir)?;
+        config.tesla.enabled = true;
+        config.tesla.server_cert_file = Some(pki.server_cert_file.clone());
+        config.tesla.server_key_file = Some(pki.server_key_file.clone());
+        config.tesla.client_ca_files = vec![pki.ca_cert_file.clone()];
+        Some(pki)
+    } else {
+        None
+    };
     let node = Node::start(config).await?;
     let (api, admin) = (node.api_addr(), node.admin_addr());
+    let vehicles_line = match (&pki, node.tesla_addr()) {
+        (Some(pki), Some(addr)) => format!(
+            "  vehicles in  wss://{addr}/ (Tesla Fleet Telemetry, mTLS; CA and server certificate in {})\n",
+            pki.dir.display()
+        ),
+        _ => format!("  vehicles in  POST http://{api}/v1/ingest\n"),
+    };
     println!(
-        "\nfleetwire demo: {} simulated vehicles\n  live page    http://{api}/\n  vehicles     http://{api}/v1/vehicles\n  SSE stream   http://{api}/v1/stream\n  actors       http://{admin}/admin/actors\n  readiness    http://{admin}/readyz\n  metrics      http://{admin}/metrics\nPress Ctrl-C to stop.\n",
+        "\nfleetwire demo: {} simulated vehicles\n{vehicles_line}  live page    http://{api}/\n  vehicles     http://{api}/v1/vehicles\n  SSE stream   http://{api}/v1/stream\n  actors       http://{admin}/admin/actors\n  readiness    http://{admin}/readyz\n  metrics      http://{admin}/metrics\nPress Ctrl-C to stop.\n",
         args.vehicles
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let fleet = Fleet::new(FleetConfig {
         vehicles: args.vehicles,
+        id_prefix: "SIMVIN".to_owned(),
         ..FleetConfig::default()
     });
-    let driver = tokio::spawn(drive_fleet(
-        fleet,
-        format!("http://{api}/v1/ingest"),
-        args.interval_ms,
-        stop_rx,
-    ));
+    let driver = match (pki, node.tesla_addr()) {
+        (Some(pki), Some(addr)) => tokio::spawn(drive_tesla_fleet(fleet, pki, addr, args.interval_ms, stop_rx)),
+        _ => tokio::spawn(drive_fleet(
+            fleet,
+            format!("http://{api}/v1/ingest"),
+            args.interval_ms,
+            stop_rx,
+        )),
+    };
 
     wait_for_stop(args.duration_secs).await;
     info!("Stop requested: stopping the simulated fleet.");
@@ -84,6 +121,69 @@ pub async fn wait_for_stop(duration_secs: u64) {
         _ = term => {}
         _ = timer => {}
     }
+}
+
+/// Records queued per simulated vehicle; when a vehicle cannot keep up (its frames wait
+/// for acks), older records are dropped and counted, as a real vehicle's buffer would.
+const VEHICLE_QUEUE: usize = 8;
+
+/// Connects every simulated vehicle over mTLS and feeds it one record per tick.
+async fn drive_tesla_fleet(
+    mut fleet: Fleet,
+    pki: DevPki,
+    addr: std::net::SocketAddr,
+    interval_ms: u64,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let target = Target {
+        addr,
+        server_name: addr.ip().to_string(),
+    };
+    let stats = Arc::new(DriverStats::default());
+    let mut queues = Vec::new();
+    let mut tasks = Vec::new();
+    for vin in fleet.vehicle_ids() {
+        let tls = pki.vehicle_client_config(&vin)?;
+        let (tx, rx) = mpsc::channel(VEHICLE_QUEUE);
+        queues.push(tx);
+        tasks.push(tokio::spawn(drive_vehicle(
+            target.clone(),
+            tls,
+            vin,
+            rx,
+            stats.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms.max(10)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_report = (tokio::time::Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        for (queue, record) in queues.iter().zip(fleet.tick(chrono::Utc::now())) {
+            if queue.try_send(record).is_err() {
+                metrics::counter!("fleetwire_demo_records_dropped_total").increment(1);
+            }
+        }
+        if last_report.0.elapsed() >= Duration::from_secs(10) {
+            let acked = stats.acked.load(Ordering::Relaxed);
+            info!(
+                frames_acked_per_sec = (acked - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64(),
+                connects = stats.connects.load(Ordering::Relaxed),
+                errors = stats.errors.load(Ordering::Relaxed),
+                "Simulated fleet (Tesla protocol)."
+            );
+            last_report = (tokio::time::Instant::now(), acked);
+        }
+    }
+    drop(queues);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
 }
 
 /// Posts one record per vehicle every `interval_ms` until `stop` turns true. Records the

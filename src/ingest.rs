@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use fleetwire_actors::codec::encode_record;
 use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
 use fleetwire_actors::ports::stream::MAX_PUT_RECORDS_ENTRIES;
-use fleetwire_actors::ports::{PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId};
+use fleetwire_actors::ports::{PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId, StreamError};
 use fleetwire_actors::telemetry;
 use serde::{Deserialize, Serialize};
 
@@ -217,6 +217,23 @@ impl Ingestor {
     /// What this ingestor has acknowledged so far.
     pub fn watermarks(&self) -> &AcceptedWatermarks {
         &self.watermarks
+    }
+
+    /// Puts one already-encoded record (a vehicle's frame from the Tesla listener) and
+    /// remembers its sequence number, so shutdown drains it like an HTTP-ingested record.
+    pub async fn put_one(&self, entry: PutEntry) -> Result<(ShardId, SequenceNumber), StreamError> {
+        let outcome = self.stream.put_records(vec![entry]).await?.into_iter().next();
+        match outcome {
+            Some(PutOutcome::Stored {
+                shard_id,
+                sequence_number,
+            }) => {
+                self.watermarks.record(&shard_id, &sequence_number);
+                Ok((shard_id, sequence_number))
+            }
+            Some(PutOutcome::Failed { error }) => Err(error),
+            None => Err(StreamError::Unavailable("the stream returned no outcome".into())),
+        }
     }
 
     /// Validates `body` and stores its valid records.

@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `demo`, `validate-config`).
+//! - [`cli`]: the command line (`serve`, `demo`, `validate-config`, `tesla decode`).
 //! - [`config`]: typed configuration (TOML + `FLEETWIRE_*` environment overrides).
 //! - [`node`]: builds the ports, starts actors and listeners, shuts down in order.
 //! - [`http`]: the public API (ingest, REST, SSE, page) and the admin API.
 //! - [`ingest`]: batch validation and puts onto the stream.
 //! - [`backends`]: implementations of the ports (embedded now; AWS and Redis later).
+//! - [`tesla`]: the vehicle listener (Tesla Fleet Telemetry over mTLS WebSocket), its
+//!   development PKI and the `tesla decode` tool.
 //! - [`demo`]: the simulated fleet driving a node.
 //! - [`observability`]: logs and metrics.
 //!
@@ -22,3 +24,4 @@ pub mod http;
 pub mod ingest;
 pub mod node;
 pub mod observability;
+pub mod tesla;

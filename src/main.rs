@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fleetwire::cli::{Cli, Command};
+use fleetwire::cli::{Cli, Command, TeslaCommand};
 use fleetwire::config::Config;
 use fleetwire::{demo, node::Node, observability};
 
@@ -22,6 +22,17 @@ async fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
             })
             .map_err(anyhow::Error::from),
+        Command::Tesla(TeslaCommand::Decode { files }) => {
+            let valid = fleetwire::tesla::decode::run(&files, &mut std::io::stdout(), &mut std::io::stderr());
+            return match valid {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("fleetwire: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Serve { config } => serve(config.as_deref(), limit).await,
         Command::Demo(args) => match Config::load(args.config.as_deref()) {
             Ok(config) => {

@@ -2,11 +2,13 @@
 //! listeners, and shuts everything down in order.
 //!
 //! Start order: backends → actor registry → vehicle directory → lease coordinator (which
-//! starts shard consumers) → subscriber hub → HTTP listeners.
+//! starts shard consumers) → subscriber hub → HTTP listeners → vehicle listener.
 //!
 //! Shutdown order (nothing acknowledged is lost):
 //! 1. `/readyz` turns 503 so a load balancer stops sending traffic.
-//! 2. The public listener stops accepting; in-flight ingest requests finish; SSE streams end.
+//! 2. The vehicle listener closes every vehicle connection (a frame being stored finishes
+//!    first, so its ack is either sent or rightly withheld); the public listener stops
+//!    accepting; in-flight ingest requests finish; SSE streams end.
 //! 3. Drain: wait until every shard checkpoint has reached the highest sequence number this
 //!    node acknowledged (bounded by the shutdown limit).
 //! 4. The lease coordinator stops its shard consumers (each writes a final checkpoint) and
@@ -28,17 +30,19 @@ use fleetwire_actors::consumer::{ConsumerStatus, GracefulShutdown, LeaseCoordina
 use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
 use fleetwire_actors::registry::ActorRegistry;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub};
+use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
 use crate::backends::dynamodb::DynamoDbLeaseStore;
 use crate::backends::embedded::{self, EmbeddedStream, InProcessFanOut, RedbLeaseStore, RedbStateStore};
-use crate::backends::kinesis::KinesisStream;
+use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
 use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 use crate::http::{self, AdminState, ApiState, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
+use crate::tesla::{StreamSink, TeslaListener};
 
 /// The four ports, built from config.
 #[derive(Clone)]
@@ -51,6 +55,9 @@ pub struct Ports {
     pub state: Arc<dyn StateStore>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
+    /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
+    /// Tesla listener is enabled.
+    pub topic_streams: HashMap<Topic, Arc<dyn RecordStream>>,
 }
 
 impl Ports {
@@ -64,6 +71,7 @@ impl Ports {
                 && Arc::strong_count(&p.leases) == 1
                 && Arc::strong_count(&p.state) == 1
                 && Arc::strong_count(&p.fanout) == 1
+                && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
         while !unique(&self) {
             if Instant::now() >= deadline {
@@ -104,8 +112,14 @@ impl Ports {
             FanOutBackend::Embedded => Arc::new(InProcessFanOut::new(config.embedded.fanout_capacity)),
             FanOutBackend::Redis => Arc::new(RedisFanOut::new(&config.redis).context("configuring Redis")?),
         };
+        let topic_streams = if config.tesla.enabled {
+            topic_streams(config).await?
+        } else {
+            HashMap::new()
+        };
         Ok(Self {
             stream,
+            topic_streams,
             leases,
             state: Arc::new(RedbStateStore::new(db).context("opening the state store")?),
             fanout,
@@ -113,9 +127,45 @@ impl Ports {
     }
 }
 
+/// Opens the streams of the Tesla topics other than `V`, on the same backend as the main
+/// stream (embedded: one folder per topic under the data directory).
+async fn topic_streams(config: &Config) -> anyhow::Result<HashMap<Topic, Arc<dyn RecordStream>>> {
+    let mut streams: HashMap<Topic, Arc<dyn RecordStream>> = HashMap::new();
+    let k = &config.kinesis;
+    for (topic, kinesis_name) in [
+        (Topic::Alerts, &k.alerts_stream_name),
+        (Topic::Errors, &k.errors_stream_name),
+        (Topic::Connectivity, &k.connectivity_stream_name),
+    ] {
+        let stream: Arc<dyn RecordStream> = match config.backends.stream {
+            StreamBackend::Embedded => {
+                let dir = config.embedded.data_dir.as_ref().map(|d| d.join("topics").join(topic.as_str()));
+                Arc::new(
+                    EmbeddedStream::open(&config.embedded.stream, dir.as_deref())
+                        .with_context(|| format!("opening the embedded {} stream", topic.as_str()))?,
+                )
+            }
+            StreamBackend::Kinesis => {
+                let cfg = KinesisConfig {
+                    stream_name: kinesis_name.clone(),
+                    ..k.clone()
+                };
+                Arc::new(
+                    KinesisStream::connect(&cfg)
+                        .await
+                        .with_context(|| format!("connecting to Kinesis stream {kinesis_name}"))?,
+                )
+            }
+        };
+        streams.insert(topic, stream);
+    }
+    Ok(streams)
+}
+
 /// A running node.
 pub struct Node {
     api_addr: SocketAddr,
+    tesla: Option<TeslaListener>,
     admin_addr: SocketAddr,
     api_server: ServerHandle,
     admin_server: ServerHandle,
@@ -164,6 +214,16 @@ impl Node {
         let shutting_down = Arc::new(AtomicBool::new(false));
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records);
         let watermarks = ingestor.watermarks().clone();
+        let tesla = if config.tesla.enabled {
+            let pseudonymizer = config.security.pseudonymizer()?;
+            if config.security.pseudonym_key.is_none() {
+                warn!("security.pseudonym_key is not set: vehicle ids use the published development key.");
+            }
+            let sink = StreamSink::new(ingestor.clone(), ports.topic_streams.clone());
+            Some(TeslaListener::start(&config.tesla, Arc::new(sink), pseudonymizer, registry.clone()).await?)
+        } else {
+            None
+        };
 
         let api_state = ApiState {
             ingestor,
@@ -211,6 +271,7 @@ impl Node {
         Ok(Self {
             api_addr,
             admin_addr,
+            tesla,
             api_server,
             admin_server,
             coordinator,
@@ -233,15 +294,28 @@ impl Node {
         self.admin_addr
     }
 
+    /// Address of the vehicle listener, when enabled.
+    pub fn tesla_addr(&self) -> Option<SocketAddr> {
+        self.tesla.as_ref().map(TeslaListener::local_addr)
+    }
+
+    /// Vehicles connected to this node's vehicle listener.
+    pub fn connected_vehicles(&self) -> usize {
+        self.tesla.as_ref().map_or(0, |t| t.directory().len())
+    }
+
     /// The backends this node uses.
     pub fn ports(&self) -> &Ports {
         &self.ports
     }
 
     /// Shuts down in order (see the module docs). `limit` bounds the drain wait.
-    pub async fn shutdown(self, limit: Duration) -> ShutdownReport {
+    pub async fn shutdown(mut self, limit: Duration) -> ShutdownReport {
         info!("Shutting down: no longer ready, stopping ingest.");
         self.shutting_down.store(true, Ordering::Relaxed);
+        if let Some(tesla) = self.tesla.take() {
+            tesla.shutdown(limit.min(Duration::from_secs(10))).await;
+        }
         let stop_api = self.api_server.stop(true);
         let subscribers_closed = self.hub.send(CloseAll).await.unwrap_or(0);
         stop_api.await;

@@ -43,6 +43,7 @@ fn config(name: &str, create: Option<u32>) -> KinesisConfig {
         endpoint_url: Some(endpoint()),
         create_if_missing: create,
         static_credentials: true,
+        ..KinesisConfig::default()
     }
 }
 

@@ -14,6 +14,9 @@
 //!   the `VehicleDirectory` that spawns, finds and passivates vehicle actors.
 //! - [`subscriber`]: the `SubscriberHub` (one per node, fed by the fan-out) and one
 //!   `Subscriber` actor per SSE connection with its coalescing queue.
+//! - [`connection`]: one `VehicleConnection` actor per vehicle WebSocket (Tesla protocol)
+//!   and the `ConnectionDirectory` that keeps one per vehicle.
+//! - [`pseudonym`]: VIN → pseudonymous vehicle id (keyed HMAC).
 //! - [`registry`]: the actor registry behind `/admin/actors`.
 //! - [`telemetry`]: metric names.
 //!
@@ -23,9 +26,11 @@
 #![deny(missing_docs)]
 
 pub mod codec;
+pub mod connection;
 pub mod consumer;
 pub mod model;
 pub mod ports;
+pub mod pseudonym;
 pub mod registry;
 pub mod subscriber;
 pub mod telemetry;

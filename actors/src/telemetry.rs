@@ -57,6 +57,28 @@ pub const REDIS_FANOUT_CONNECTS_TOTAL: &str = "fleetwire_redis_fanout_connects_t
 /// node, 0 while its subscription reconnects).
 pub const REDIS_FANOUT_SUBSCRIPTIONS: &str = "fleetwire_redis_fanout_subscriptions";
 
+/// Vehicles connected over the Tesla WebSocket listener (gauge).
+pub const TESLA_CONNECTIONS: &str = "fleetwire_tesla_connections";
+/// TLS/WebSocket handshakes; label `result` = `ok` | `tls_error` | `no_client_certificate` |
+/// `bad_certificate` | `websocket_error` | `timeout` | `node_full`.
+pub const TESLA_HANDSHAKES_TOTAL: &str = "fleetwire_tesla_handshakes_total";
+/// Connections closed because the same vehicle connected again.
+pub const TESLA_CONNECTIONS_REPLACED_TOTAL: &str = "fleetwire_tesla_connections_replaced_total";
+/// Connections closed for silence longer than the idle timeout.
+pub const TESLA_IDLE_DISCONNECTS_TOTAL: &str = "fleetwire_tesla_idle_disconnects_total";
+/// Connections closed because the vehicle did not read its replies.
+pub const TESLA_SLOW_VEHICLES_TOTAL: &str = "fleetwire_tesla_slow_vehicles_total";
+/// Read errors on vehicle sockets.
+pub const TESLA_SOCKET_ERRORS_TOTAL: &str = "fleetwire_tesla_socket_errors_total";
+/// Frames dispatched to the stream; label `topic`.
+pub const TESLA_FRAMES_TOTAL: &str = "fleetwire_tesla_frames_total";
+/// Frames refused; label `reason` (a stable name per rule, `rate_limited`, `text_message`).
+pub const TESLA_FRAMES_REJECTED_TOTAL: &str = "fleetwire_tesla_frames_rejected_total";
+/// Acks sent; label `reliable` = `true` (sent after the stream stored the record) | `false`.
+pub const TESLA_ACKS_TOTAL: &str = "fleetwire_tesla_acks_total";
+/// Records the stream did not store (throttled, failed, timed out); label `topic`.
+pub const TESLA_PUT_FAILURES_TOTAL: &str = "fleetwire_tesla_put_failures_total";
+
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -107,4 +129,14 @@ pub fn describe() {
         FANOUT_LAGGED_TOTAL,
         "Updates skipped by a lagging fan-out subscription."
     );
+    describe_gauge!(TESLA_CONNECTIONS, "Vehicles connected over the Tesla WebSocket listener.");
+    describe_counter!(TESLA_HANDSHAKES_TOTAL, "Vehicle TLS/WebSocket handshakes, by result.");
+    describe_counter!(TESLA_CONNECTIONS_REPLACED_TOTAL, "Vehicle connections replaced by a newer one.");
+    describe_counter!(TESLA_IDLE_DISCONNECTS_TOTAL, "Vehicle connections closed after the idle timeout.");
+    describe_counter!(TESLA_SLOW_VEHICLES_TOTAL, "Vehicle connections closed for not reading replies.");
+    describe_counter!(TESLA_SOCKET_ERRORS_TOTAL, "Read errors on vehicle sockets.");
+    describe_counter!(TESLA_FRAMES_TOTAL, "Tesla frames dispatched to the stream, by topic.");
+    describe_counter!(TESLA_FRAMES_REJECTED_TOTAL, "Tesla frames refused, by reason.");
+    describe_counter!(TESLA_ACKS_TOTAL, "Acks sent to vehicles, by reliability.");
+    describe_counter!(TESLA_PUT_FAILURES_TOTAL, "Tesla records the stream did not store, by topic.");
 }

@@ -42,7 +42,8 @@ def eventually(what, check, seconds=20):
 def start_demo(binary):
     proc = subprocess.Popen(
         [binary, "demo", "--ephemeral", "--vehicles", str(VEHICLES), "--interval-ms", "500",
-         "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--duration-secs", "300"],
+         "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--vehicle-listen", "127.0.0.1:0",
+         "--duration-secs", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     urls = {}
     deadline = time.time() + 60
@@ -78,13 +79,17 @@ def main():
             before = table_text()
             eventually("table values change live", lambda: table_text() != before)
 
-            page.locator('[data-testid="vehicle-row"]').nth(1).click()
+            row = page.locator('[data-testid="vehicle-row"]').nth(1)
+            vehicle_id = row.inner_text().split()[0]
+            assert vehicle_id.startswith("v0-"), f"vehicles are shown by pseudonym, not VIN: {vehicle_id}"
+            row.click()
             eventually("detail panel shows the selected vehicle",
-                       lambda: "sim-0002" in page.inner_text("body") and "Soc" in page.inner_text("body"))
+                       lambda: vehicle_id in page.inner_text("#detail") and "Soc" in page.inner_text("#detail"))
 
             counts = get_json(f"{admin}/admin/actors")["counts"]
             assert counts["subscriber"] == 1, counts
             assert counts["vehicle_state"] == VEHICLES, counts
+            assert counts["vehicle_connection"] == VEHICLES, counts
             with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as shot:
                 page.screenshot(path=shot.name)
             page.close()

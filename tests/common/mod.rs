@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod cloud;
+pub mod tesla;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -153,6 +154,22 @@ pub fn record(vehicle: &str, second: u32, soc: f64) -> Value {
         "vehicle_id": vehicle,
         "payload": {"Soc": soc, "VehicleSpeed": second as f64, "Location": {"latitude": 52.5, "longitude": 13.4}}
     })
+}
+
+/// Polls `check` until it returns `Some` (which is returned) or [`WAIT`] passes.
+pub async fn eventually_some<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Polls `check` until it returns true or [`WAIT`] passes.

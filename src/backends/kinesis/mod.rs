@@ -65,6 +65,12 @@ pub struct KinesisConfig {
     /// Name of the Kinesis data stream (1–128 characters of `a-zA-Z0-9_.-`).
     /// Default: `"fleetwire_V"`.
     pub stream_name: String,
+    /// Stream of Tesla `alerts` records (with the Tesla listener on). Default `"fleetwire_alerts"`.
+    pub alerts_stream_name: String,
+    /// Stream of Tesla `errors` records. Default `"fleetwire_errors"`.
+    pub errors_stream_name: String,
+    /// Stream of Tesla `connectivity` records. Default `"fleetwire_connectivity"`.
+    pub connectivity_stream_name: String,
     /// AWS region of the stream. Default: `"us-east-1"`.
     pub region: String,
     /// Endpoint override: `None` uses the region's AWS endpoint; for kinesis-local use
@@ -85,6 +91,9 @@ impl Default for KinesisConfig {
     fn default() -> Self {
         Self {
             stream_name: "fleetwire_V".into(),
+            alerts_stream_name: "fleetwire_alerts".into(),
+            errors_stream_name: "fleetwire_errors".into(),
+            connectivity_stream_name: "fleetwire_connectivity".into(),
             region: "us-east-1".into(),
             endpoint_url: None,
             create_if_missing: None,
