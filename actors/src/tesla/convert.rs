@@ -337,3 +337,90 @@ pub fn connectivity_payload(
     }
     .encode_to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::payload_to_json;
+    use super::super::wire::{WT_I64, WT_VARINT, put_len, put_tag, put_varint};
+    use super::*;
+
+    fn datum(key: u64, value: &[u8]) -> Vec<u8> {
+        let mut d = Vec::new();
+        put_tag(&mut d, 1, WT_VARINT);
+        put_varint(&mut d, key);
+        put_len(&mut d, 2, value);
+        let mut p = Vec::new();
+        put_len(&mut p, 1, &d);
+        p
+    }
+
+    fn one_signal(payload: &[u8]) -> (String, SignalValue) {
+        decode_vehicle_data(payload).unwrap().signals.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn values_map_to_signal_values() {
+        // float_value 38.8 keeps its short form.
+        let mut v = vec![0x25];
+        v.extend_from_slice(&38.8f32.to_le_bytes());
+        assert_eq!(one_signal(&datum(85, &v)), ("InsideTemp".into(), SignalValue::Float(38.8)));
+        // double NaN: the vehicle has no number.
+        let mut v = Vec::new();
+        put_tag(&mut v, 5, WT_I64);
+        v.extend_from_slice(&f64::NAN.to_le_bytes());
+        assert_eq!(one_signal(&datum(8, &v)).1, SignalValue::Invalid);
+        // An enum number the schema does not know, and a Field number it does not know.
+        let mut v = Vec::new();
+        put_tag(&mut v, 9, WT_VARINT);
+        put_varint(&mut v, 99);
+        assert_eq!(one_signal(&datum(10, &v)), ("Gear".into(), SignalValue::Int(99)));
+        assert_eq!(one_signal(&datum(9999, &v)).0, "9999");
+        // Time with only hour and minute: every field present.
+        let mut t = Vec::new();
+        put_tag(&mut t, 1, WT_VARINT);
+        put_varint(&mut t, 7);
+        let mut v = Vec::new();
+        put_len(&mut v, 31, &t);
+        let expected: BTreeMap<String, SignalValue> =
+            [("hour", 7), ("minute", 0), ("second", 0)].map(|(k, n)| (k.to_string(), SignalValue::Int(n))).into();
+        assert_eq!(one_signal(&datum(1, &v)).1, SignalValue::Fields(expected));
+        // invalid: false carries nothing.
+        assert!(decode_vehicle_data(&datum(8, &[0x50, 0x00])).unwrap().signals.is_empty());
+    }
+
+    #[test]
+    fn the_last_member_wins_and_message_members_merge() {
+        // location latitude, then a string, then a location with longitude only.
+        let mut lat = Vec::new();
+        put_tag(&mut lat, 1, WT_I64);
+        lat.extend_from_slice(&1.5f64.to_le_bytes());
+        let mut lon = Vec::new();
+        put_tag(&mut lon, 2, WT_I64);
+        lon.extend_from_slice(&2.5f64.to_le_bytes());
+        let mut v = Vec::new();
+        put_len(&mut v, 7, &lat);
+        put_len(&mut v, 1, b"text");
+        put_len(&mut v, 7, &lon);
+        put_len(&mut v, 7, &lat);
+        let (_, value) = one_signal(&datum(21, &v));
+        assert_eq!(value, SignalValue::Location(Location { latitude: 1.5, longitude: 2.5 }));
+    }
+
+    #[test]
+    fn connectivity_records_match_teslas_shape() {
+        let at = "2025-06-01T12:00:04Z".parse().unwrap();
+        let bytes = connectivity_payload("veh-1", "d5a82725-00d5-402e-a593-65844a9b831f", true, "wifi", at);
+        assert_eq!(
+            payload_to_json(Topic::Connectivity, &bytes).unwrap(),
+            serde_json::json!({
+                "vin": "veh-1",
+                "connectionId": "d5a82725-00d5-402e-a593-65844a9b831f",
+                "status": "CONNECTED",
+                "createdAt": "2025-06-01T12:00:04Z",
+                "networkInterface": "wifi",
+            })
+        );
+        let bytes = connectivity_payload("veh-1", "c", false, "cellular", at);
+        assert_eq!(payload_to_json(Topic::Connectivity, &bytes).unwrap()["status"], "DISCONNECTED");
+    }
+}
