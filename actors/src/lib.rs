@@ -6,7 +6,9 @@
 //! - [`model`]: records, signal values, vehicle snapshots and updates.
 //! - [`ports`]: `RecordStream`, `LeaseStore`, `StateStore`, `FanOut` — implemented in the
 //!   binary crate's `src/backends/`.
-//! - [`codec`]: record bodies on the stream.
+//! - [`codec`]: record bodies on the stream (seed JSON and Tesla's protobuf `Payload`).
+//! - [`tesla`]: Tesla Fleet Telemetry frames: envelope, acks, payload checks and
+//!   rewrites, canonical JSON, conversion to records.
 //! - [`consumer`]: the KCL-style consumer — `LeaseCoordinator` (takes and renews shard
 //!   leases), one `ShardConsumer` per owned shard, and the `Checkpointer` that only moves
 //!   past records whose effects are persisted.
@@ -34,4 +36,5 @@ pub mod pseudonym;
 pub mod registry;
 pub mod subscriber;
 pub mod telemetry;
+pub mod tesla;
 pub mod vehicle;

@@ -74,6 +74,13 @@ pub enum SignalValue {
     Text(String),
     /// `{"latitude": .., "longitude": ..}`.
     Location(Location),
+    /// A small record of named values, e.g. Tesla's `Doors` (`{"DriverFront": true, ..}`),
+    /// `TireLocation` or `Time` (`{"hour": 7, "minute": 30, "second": 0}`). Declared after
+    /// `Location` so an object with exactly `latitude` and `longitude` stays a location.
+    Fields(BTreeMap<String, SignalValue>),
+    /// The vehicle says the signal is currently unavailable (Tesla's `invalid: true`); JSON
+    /// `null`.
+    Invalid,
 }
 
 impl SignalValue {
@@ -192,6 +199,28 @@ mod tests {
         assert_eq!(map["d"], SignalValue::Text("D".into()));
         assert!(matches!(map["e"], SignalValue::Location(_)));
         assert_eq!(serde_json::to_string(&map).unwrap(), json);
+    }
+
+    #[test]
+    fn nested_fields_and_invalid_round_trip() {
+        let json = r#"{"doors":{"DriverFront":true,"TrunkRear":false},"range":null,"t":{"hour":7}}"#;
+        let map: BTreeMap<String, SignalValue> = serde_json::from_str(json).unwrap();
+        assert_eq!(map["range"], SignalValue::Invalid);
+        assert_eq!(
+            map["doors"],
+            SignalValue::Fields(
+                [
+                    ("DriverFront".to_string(), SignalValue::Bool(true)),
+                    ("TrunkRear".to_string(), SignalValue::Bool(false)),
+                ]
+                .into()
+            )
+        );
+        assert_eq!(map["t"], SignalValue::Fields([("hour".to_string(), SignalValue::Int(7))].into()));
+        assert_eq!(serde_json::to_string(&map).unwrap(), json);
+        // An object with a third key is not a location.
+        let other: SignalValue = serde_json::from_str(r#"{"latitude":1.0,"longitude":2.0,"x":1}"#).unwrap();
+        assert!(matches!(other, SignalValue::Fields(_)));
     }
 
     #[test]

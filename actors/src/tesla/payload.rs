@@ -1,0 +1,418 @@
+//! What Tesla's server does to a payload before it reaches the stream, done on the wire
+//! bytes so the common case costs one copy and no decoding into structs:
+//!
+//! - the payload is checked as the topic's message with Go's rules ([`super::wire`]);
+//! - `vin` is replaced (here: by the pseudonymous vehicle id), for all four topics;
+//! - `V`: the first `Location` datum whose value is text `"(lat N|S, lon E|W)"` becomes a
+//!   `location_value`, and every text value in scientific notation becomes `%.5f` text of
+//!   its float32 value (`"1.5e-3"` → `"0.00150"`);
+//! - `alerts`: `started_at`/`ended_at` whose seconds are ≥ 315,576,000,000 are read as
+//!   milliseconds.
+//!
+//! Output order: known fields before `vin`, `vin`, known fields after it, then unknown
+//! fields — the order Go's marshaller writes. So a record never starts with an unknown
+//! field, which [`crate::codec`] relies on to tell protobuf records from JSON ones.
+
+use chrono::{DateTime, Utc};
+
+use super::Topic;
+use super::schema::{MsgInfo, schema};
+use super::wire::{
+    RawField, Reader, TimestampParts, WT_I64, WireError, WireValue, put_len, put_tag, validate,
+};
+
+/// `Field.Location`.
+const FIELD_LOCATION: i32 = 21;
+/// `Value.string_value`.
+const VALUE_STRING: u32 = 1;
+/// `Value.location_value`.
+const VALUE_LOCATION: u32 = 7;
+/// Go's `maxSecondsInDuration`: alert timestamps at or past it are milliseconds.
+const MAX_SECONDS: i64 = 315_576_000_000;
+
+/// A payload ready for the stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Rewritten {
+    pub payload: Vec<u8>,
+    pub created_at: Option<DateTime<Utc>>,
+    /// Datums (`V`) or entries (alerts, errors); 0 for connectivity.
+    pub datums: usize,
+}
+
+/// Checks `payload` as `topic`'s message and applies Tesla's rewrites (module doc).
+pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<Rewritten, WireError> {
+    let msg = schema().topic(topic);
+    validate(msg, payload)?;
+    let created_no = topic.created_at_field();
+    let mut created = TimestampParts::default();
+    let mut datums = 0;
+    // (ordinal of the top-level field, its new encoding); empty in the common case.
+    let mut replacements: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut location_seen = false;
+    let mut in_go_order = true;
+    let mut last_number = 0;
+    for (ordinal, field) in Reader::new(payload).enumerate() {
+        let field = field?;
+        let known = is_known(msg, &field);
+        in_go_order &= known && field.number >= last_number;
+        last_number = field.number;
+        match (field.number, field.value) {
+            (n, WireValue::Len(b)) if n == created_no => created.merge(b),
+            (1, WireValue::Len(b)) if topic != Topic::Connectivity => {
+                datums += 1;
+                let new = match topic {
+                    Topic::V => rewrite_datum(b, &mut location_seen),
+                    Topic::Alerts => rewrite_alert(b),
+                    _ => None,
+                };
+                if let Some(new) = new {
+                    replacements.push((ordinal, new));
+                }
+            }
+            _ => {}
+        }
+    }
+    let extra: usize = replacements.iter().map(|(_, r)| r.len() + 10).sum();
+    let mut out = Vec::with_capacity(payload.len() + vehicle_id.len() + 8 + extra);
+    let vin_no = topic.vin_field();
+    let is_vin = |f: &RawField<'_>| f.number == vin_no && matches!(f.value, WireValue::Len(_));
+    if in_go_order {
+        // Already in Go's order (the usual case): one pass, vin spliced in its place.
+        let mut vin_written = false;
+        let select = |f: &RawField<'_>| {
+            if is_vin(f) {
+                return None;
+            }
+            let first_after_vin = !vin_written && f.number > vin_no;
+            vin_written |= first_after_vin;
+            Some(first_after_vin)
+        };
+        copy_fields(payload, &replacements, &mut out, select, vehicle_id, vin_no);
+        if !vin_written {
+            put_vin(&mut out, vin_no, vehicle_id);
+        }
+    } else {
+        let known_before = |f: &RawField<'_>| (is_known(msg, f) && f.number < vin_no).then_some(false);
+        let known_after = |f: &RawField<'_>| (is_known(msg, f) && f.number > vin_no).then_some(false);
+        let unknown = |f: &RawField<'_>| (!is_known(msg, f)).then_some(false);
+        copy_fields(payload, &replacements, &mut out, known_before, vehicle_id, vin_no);
+        put_vin(&mut out, vin_no, vehicle_id);
+        copy_fields(payload, &replacements, &mut out, known_after, vehicle_id, vin_no);
+        copy_fields(payload, &replacements, &mut out, unknown, vehicle_id, vin_no);
+    }
+    Ok(Rewritten { payload: out, created_at: created.to_datetime(), datums })
+}
+
+fn is_known(msg: &MsgInfo, f: &RawField<'_>) -> bool {
+    msg.field(f.number).is_some_and(|info| info.accepts(&f.value))
+}
+
+fn put_vin(out: &mut Vec<u8>, vin_no: u32, vehicle_id: &str) {
+    // proto3 leaves an empty string out.
+    if !vehicle_id.is_empty() {
+        put_len(out, vin_no, vehicle_id.as_bytes());
+    }
+}
+
+/// Copies the fields `select` picks (`Some(write_vin_first)`), substituting replacements.
+fn copy_fields(
+    payload: &[u8],
+    replacements: &[(usize, Vec<u8>)],
+    out: &mut Vec<u8>,
+    mut select: impl FnMut(&RawField<'_>) -> Option<bool>,
+    vehicle_id: &str,
+    vin_no: u32,
+) {
+    let mut next = 0;
+    // The payload was validated, so no field errors here.
+    for (ordinal, field) in Reader::new(payload).map_while(Result::ok).enumerate() {
+        while next < replacements.len() && replacements[next].0 < ordinal {
+            next += 1;
+        }
+        let Some(vin_first) = select(&field) else { continue };
+        if vin_first {
+            put_vin(out, vin_no, vehicle_id);
+        }
+        match replacements.get(next) {
+            Some((o, new)) if *o == ordinal => put_len(out, field.number, new),
+            _ => out.extend_from_slice(field.raw),
+        }
+    }
+}
+
+/// The effective oneof member of a datum's value, as Go sees it after merging every
+/// occurrence: the last `Value` field with its own wire type wins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Member<'a> {
+    Text(&'a str),
+    Other(u32),
+}
+
+/// A datum's key (last occurrence, as int32) and effective value member.
+pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
+    let value_msg = value_info();
+    let mut key = 0;
+    let mut member = None;
+    for field in Reader::new(datum).map_while(Result::ok) {
+        match (field.number, field.value) {
+            (1, WireValue::Varint(v)) => key = v as i32,
+            (2, WireValue::Len(value)) => {
+                for f in Reader::new(value).map_while(Result::ok) {
+                    if !is_known(value_msg, &f) {
+                        continue;
+                    }
+                    member = Some(match (f.number, f.value) {
+                        // Validated as UTF-8 already.
+                        (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
+                        (n, _) => Member::Other(n),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    (key, member)
+}
+
+fn value_info() -> &'static MsgInfo {
+    let data = schema().topic(Topic::V).field(1).map(|f| f.kind);
+    let Some(super::schema::WireKind::Msg(datum)) = data else { unreachable!("Payload.data is a message") };
+    let Some(super::schema::WireKind::Msg(value)) = schema().messages[datum].field(2).map(|f| f.kind) else {
+        unreachable!("Datum.value is a message")
+    };
+    &schema().messages[value]
+}
+
+/// Tesla's two text rewrites for one datum; `None` when the datum stays as it is.
+fn rewrite_datum(datum: &[u8], location_seen: &mut bool) -> Option<Vec<u8>> {
+    let (key, member) = datum_view(datum);
+    let mut new_value = None;
+    if key == FIELD_LOCATION && !*location_seen {
+        // Only the first Location datum is examined (Tesla: "there can be only one").
+        *location_seen = true;
+        if let Some(Member::Text(s)) = member
+            && let Some((lat, lon)) = parse_location(s)
+        {
+            new_value = Some(location_value(lat, lon));
+        }
+    }
+    if new_value.is_none()
+        && let Some(Member::Text(s)) = member
+        && let Some(fixed) = fixed_point(s)
+    {
+        let mut v = Vec::with_capacity(fixed.len() + 2);
+        put_len(&mut v, VALUE_STRING, fixed.as_bytes());
+        new_value = Some(v);
+    }
+    new_value.map(|value| {
+        // Go replaces the whole Value and keeps the rest of the datum: drop every
+        // `value` occurrence, then add the new one.
+        let mut out = Vec::with_capacity(datum.len() + value.len());
+        for f in Reader::new(datum).map_while(Result::ok) {
+            if !(f.number == 2 && matches!(f.value, WireValue::Len(_))) {
+                out.extend_from_slice(f.raw);
+            }
+        }
+        put_len(&mut out, 2, &value);
+        out
+    })
+}
+
+fn location_value(lat: f64, lon: f64) -> Vec<u8> {
+    let mut loc = Vec::with_capacity(18);
+    for (number, v) in [(1, lat), (2, lon)] {
+        // proto3 leaves +0.0 out (but writes -0.0).
+        if v.to_bits() != 0 {
+            put_tag(&mut loc, number, WT_I64);
+            loc.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut value = Vec::with_capacity(loc.len() + 2);
+    put_len(&mut value, VALUE_LOCATION, &loc);
+    value
+}
+
+/// Go's `fmt.Sscanf(s, "(%f %1s, %f %1s)")` followed by the N/S/E/W check: a space in the
+/// format needs one or more spaces in the input (or its end), verbs skip leading spaces,
+/// and text after `)` is ignored.
+pub(crate) fn parse_location(s: &str) -> Option<(f64, f64)> {
+    let rest = s.strip_prefix('(')?;
+    let (lat, rest) = scan_float(rest)?;
+    let (lat_q, rest) = scan_char(format_space(rest)?)?;
+    let rest = format_space(rest.strip_prefix(',')?)?;
+    let (lon, rest) = scan_float(rest)?;
+    let (lon_q, rest) = scan_char(format_space(rest)?)?;
+    rest.strip_prefix(')')?;
+    let lat = match lat_q {
+        'N' => lat,
+        'S' => -lat,
+        _ => return None,
+    };
+    let lon = match lon_q {
+        'E' => lon,
+        'W' => -lon,
+        _ => return None,
+    };
+    Some((lat, lon))
+}
+
+fn is_space(c: char) -> bool {
+    c.is_whitespace() && c != '\n'
+}
+
+fn format_space(s: &str) -> Option<&str> {
+    let trimmed = s.trim_start_matches(is_space);
+    (s.is_empty() || trimmed.len() < s.len()).then_some(trimmed)
+}
+
+fn scan_char(s: &str) -> Option<(char, &str)> {
+    let s = s.trim_start_matches(is_space);
+    let c = s.chars().next()?;
+    Some((c, &s[c.len_utf8()..]))
+}
+
+/// Go's `%f` token: `nan`, or sign, `inf`, or digits, fraction and exponent.
+fn scan_float(s: &str) -> Option<(f64, &str)> {
+    let s = s.trim_start_matches(is_space);
+    let b = s.as_bytes();
+    let starts = |i: usize, word: &str| b.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()));
+    let mut i = 0;
+    if starts(0, "nan") {
+        i = 3;
+    } else {
+        if matches!(b.first(), Some(b'+' | b'-')) {
+            i = 1;
+        }
+        if starts(i, "inf") {
+            i += 3;
+        } else {
+            let digits = |i: &mut usize| {
+                while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                    *i += 1;
+                }
+            };
+            digits(&mut i);
+            if b.get(i) == Some(&b'.') {
+                i += 1;
+                digits(&mut i);
+            }
+            if matches!(b.get(i), Some(b'e' | b'E')) {
+                i += 1;
+                if matches!(b.get(i), Some(b'+' | b'-')) {
+                    i += 1;
+                }
+                digits(&mut i);
+            }
+        }
+    }
+    let value = s[..i].parse::<f64>().ok()?;
+    Some((value, &s[i..]))
+}
+
+/// Tesla's scientific-notation rewrite: text matching
+/// `^[+-]?(\d*\.\d+|\d+\.\d*)([eE][+-]?\d+)$` whose float32 parse is finite becomes
+/// `%.5f` of that float32.
+pub(crate) fn fixed_point(s: &str) -> Option<String> {
+    if !is_scientific(s) {
+        return None;
+    }
+    let v = s.parse::<f32>().ok().filter(|v| v.is_finite())?;
+    Some(format!("{:.5}", f64::from(v)))
+}
+
+fn is_scientific(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let count = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let int_digits = count(&mut i);
+    if b.get(i) != Some(&b'.') {
+        return false;
+    }
+    i += 1;
+    let frac_digits = count(&mut i);
+    if int_digits + frac_digits == 0 || !matches!(b.get(i), Some(b'e' | b'E')) {
+        return false;
+    }
+    i += 1;
+    if matches!(b.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    count(&mut i) > 0 && i == b.len()
+}
+
+/// Tesla's millisecond fix for one alert; `None` when the alert stays as it is.
+fn rewrite_alert(alert: &[u8]) -> Option<Vec<u8>> {
+    const STARTED_AT: u32 = 3;
+    const ENDED_AT: u32 = 4;
+    let mut parts = [TimestampParts::default(); 2];
+    for f in Reader::new(alert).map_while(Result::ok) {
+        if let (STARTED_AT | ENDED_AT, WireValue::Len(b)) = (f.number, f.value) {
+            parts[(f.number - STARTED_AT) as usize].merge(b);
+        }
+    }
+    let fix = parts.map(|p| p.present && p.seconds >= MAX_SECONDS);
+    if !fix.contains(&true) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(alert.len() + 16);
+    for f in Reader::new(alert).map_while(Result::ok) {
+        let fixed = matches!(f.value, WireValue::Len(_))
+            && matches!(f.number, STARTED_AT | ENDED_AT)
+            && fix[(f.number - STARTED_AT) as usize];
+        if !fixed {
+            out.extend_from_slice(f.raw);
+        }
+    }
+    for (i, number) in [STARTED_AT, ENDED_AT].into_iter().enumerate() {
+        if fix[i] {
+            let ms = parts[i].seconds;
+            let ts = TimestampParts::encode(ms / 1000, ((ms % 1000) * 1_000_000) as i32);
+            put_len(&mut out, number, &ts);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_text_follows_go_sscanf() {
+        assert_eq!(parse_location("(37.412374 N, 122.145867 W)"), Some((37.412374, -122.145867)));
+        assert_eq!(parse_location("(1.5 S, 2 E)"), Some((-1.5, 2.0)));
+        assert_eq!(parse_location("(1 N,   2 E) trailing"), Some((1.0, 2.0)));
+        assert_eq!(parse_location("(  1 N, 2 E)"), Some((1.0, 2.0)));
+        assert_eq!(parse_location("(1N, 2E)"), None, "format spaces need input spaces");
+        assert_eq!(parse_location("(1 N,2 E)"), None);
+        assert_eq!(parse_location("(1 X, 2 E)"), None);
+        assert_eq!(parse_location("(1 N, 2 E"), None);
+        assert_eq!(parse_location(" (1 N, 2 E)"), None);
+        assert_eq!(parse_location("(abc N, 2 E)"), None);
+        assert_eq!(parse_location(""), None);
+    }
+
+    #[test]
+    fn scientific_text_becomes_fixed_point_of_its_float32() {
+        assert_eq!(fixed_point("1.5e-3").as_deref(), Some("0.00150"));
+        assert_eq!(fixed_point("-3.75e-1").as_deref(), Some("-0.37500"));
+        assert_eq!(fixed_point("1.5E+1").as_deref(), Some("15.00000"));
+        assert_eq!(fixed_point(".5e1").as_deref(), Some("5.00000"));
+        assert_eq!(fixed_point("5.e1").as_deref(), Some("50.00000"));
+        assert_eq!(fixed_point("1.25e-3").as_deref(), Some("0.00125"));
+        assert_eq!(fixed_point("1.0e-50").as_deref(), Some("0.00000"));
+        assert_eq!(fixed_point("1.0e50"), None, "out of float32 range");
+        assert_eq!(fixed_point("1e5"), None, "needs a decimal point");
+        assert_eq!(fixed_point("1.5"), None, "needs an exponent");
+        assert_eq!(fixed_point(".e1"), None);
+        assert_eq!(fixed_point("1.5e"), None);
+        assert_eq!(fixed_point("1.5e3 "), None);
+        assert_eq!(fixed_point("٣.5e1"), None, "ASCII digits only");
+    }
+}
