@@ -67,6 +67,7 @@ module "redis" {
   subnet_ids         = module.network.private_subnet_ids
   node_type          = var.redis_node_type
   num_cache_clusters = var.redis_nodes
+  transit_encryption = var.redis_tls
   kms_key_arn        = module.kms.data_key_arn
   tags               = local.tags
 }

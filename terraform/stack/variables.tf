@@ -151,6 +151,12 @@ variable "redis_node_type" {
   default     = "cache.t4g.small"
 }
 
+variable "redis_tls" {
+  description = "TLS and AUTH on Redis (see the redis module); false only in dev until the image's Redis client speaks TLS."
+  type        = bool
+  default     = true
+}
+
 variable "redis_nodes" {
   description = "Redis nodes (2+ for Multi-AZ failover)."
   type        = number

@@ -636,3 +636,13 @@ def test_skip_check_detects_a_bare_skip(tmp_path):
     short = tmp_path / "short.tf"
     short.write_text('resource "a" "b" {\n  #checkov:skip=CKV_AWS_18:not needed\n}\n')
     assert len(skip_problems([bare, short])) == 2
+
+
+# --- production posture ---------------------------------------------------------------------
+
+
+def test_prod_keeps_redis_tls_and_deletion_protection(dirs):
+    prod = dirs["environments/prod"].modules["fleetwire"]
+    assert prod["redis_tls"] is True and prod["deletion_protection"] is True
+    assert default_of(dirs["stack"], "redis_tls") is True
+    assert default_of(mod(dirs, "redis"), "transit_encryption") is True

@@ -22,6 +22,7 @@ module "fleetwire" {
   kinesis_stream_mode = "ON_DEMAND"
   redis_node_type     = "cache.t4g.small"
   redis_nodes         = 2
+  redis_tls           = var.redis_tls
   log_retention_days  = 30
 
   deletion_protection   = false

@@ -56,6 +56,12 @@ variable "enable_tesla_listener" {
   default     = false
 }
 
+variable "redis_tls" {
+  description = "TLS + AUTH on Redis. false until the fleetwire image's Redis client supports TLS (docs/deploy.md)."
+  type        = bool
+  default     = false
+}
+
 variable "extra_environment" {
   description = "Further FLEETWIRE_<SECTION>__<KEY> settings."
   type        = map(string)

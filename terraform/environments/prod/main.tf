@@ -29,6 +29,7 @@ module "fleetwire" {
 
   redis_node_type    = var.redis_node_type
   redis_nodes        = 2
+  redis_tls          = true
   log_retention_days = 365
 
   deletion_protection   = true

@@ -2,6 +2,10 @@
 # [redis], backends.fanout = "redis").
 #
 # - TLS in transit and an AUTH token: the client URL is rediss://:<token>@<primary>:6379/.
+#   var.transit_encryption = false (no TLS, hence no AUTH: redis://<primary>:6379/) exists
+#   only for dev while the fleetwire image's Redis client lacks TLS support
+#   (docs/deploy.md, "Before the first deployment"); the security group still admits the
+#   tasks only.
 #   The whole URL is stored in Secrets Manager and handed to the task as the environment
 #   variable FLEETWIRE_REDIS__URL (config key redis.url), so the token never appears in the
 #   task definition, the config file or a log line (RedisConfig redacts it).
@@ -33,6 +37,8 @@ resource "random_password" "auth_token" {
 }
 
 resource "aws_elasticache_replication_group" "this" {
+  #checkov:skip=CKV_AWS_30:Transit encryption is var.transit_encryption, true by default and in prod; dev turns it off only while the fleetwire image's Redis client lacks TLS (docs/deploy.md), inside a private subnet that admits the tasks only.
+  #checkov:skip=CKV_AWS_31:The AUTH token comes with transit encryption (ElastiCache requires TLS for AUTH); same switch and same reason as CKV_AWS_30.
   replication_group_id = var.name_prefix
   description          = "fleetwire fan-out (${var.name_prefix})"
   engine               = "redis"
@@ -48,10 +54,10 @@ resource "aws_elasticache_replication_group" "this" {
   automatic_failover_enabled = true
   multi_az_enabled           = true
 
-  transit_encryption_enabled = true
-  transit_encryption_mode    = "required"
-  auth_token                 = random_password.auth_token.result
-  auth_token_update_strategy = "ROTATE"
+  transit_encryption_enabled = var.transit_encryption
+  transit_encryption_mode    = var.transit_encryption ? "required" : null
+  auth_token                 = var.transit_encryption ? random_password.auth_token.result : null
+  auth_token_update_strategy = var.transit_encryption ? "ROTATE" : null
   at_rest_encryption_enabled = true
   kms_key_id                 = var.kms_key_arn
 
@@ -74,5 +80,8 @@ resource "aws_secretsmanager_secret" "url" {
 
 resource "aws_secretsmanager_secret_version" "url" {
   secret_id     = aws_secretsmanager_secret.url.id
-  secret_string = "rediss://:${random_password.auth_token.result}@${aws_elasticache_replication_group.this.primary_endpoint_address}:6379/"
+  secret_string = (var.transit_encryption
+    ? "rediss://:${random_password.auth_token.result}@${aws_elasticache_replication_group.this.primary_endpoint_address}:6379/"
+    : "redis://${aws_elasticache_replication_group.this.primary_endpoint_address}:6379/"
+  )
 }

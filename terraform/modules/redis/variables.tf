@@ -41,6 +41,12 @@ variable "num_cache_clusters" {
   }
 }
 
+variable "transit_encryption" {
+  description = "TLS in transit plus an AUTH token (rediss://). Turn off only in dev, and only while the image's Redis client has no TLS support."
+  type        = bool
+  default     = true
+}
+
 variable "engine_version" {
   description = "Redis OSS engine version."
   type        = string
