@@ -1,5 +1,5 @@
-# dev: a small, disposable fleetwire environment. Everything on-demand, one shard's worth
-# of traffic, two tasks, no deletion protection (terraform destroy removes it all).
+# dev: a small, disposable fleetwire environment: one shard per stream, on-demand tables,
+# two tasks (one of them Spot), no deletion protection (terraform destroy removes it all).
 
 module "fleetwire" {
   source = "../../stack"
@@ -19,7 +19,10 @@ module "fleetwire" {
   max_tasks           = 4
   on_demand_base      = 1
   spot_percent        = 50
-  kinesis_stream_mode = "ON_DEMAND"
+  # Provisioned with one shard per topic: 4 x $10.95/month, where on-demand would cost
+  # 4 x $29.20 in stream-hours alone (docs/capacity-and-cost.md).
+  kinesis_stream_mode  = "PROVISIONED"
+  kinesis_shard_counts = { V = 1, alerts = 1, errors = 1, connectivity = 1 }
   redis_node_type     = "cache.t4g.small"
   redis_nodes         = 2
   redis_tls           = var.redis_tls

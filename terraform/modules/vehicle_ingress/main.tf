@@ -29,6 +29,7 @@ resource "aws_vpc_security_group_ingress_rule" "vehicles" {
 
 resource "aws_lb" "this" {
   #checkov:skip=CKV_AWS_150:Deletion protection is var.deletion_protection: true in prod, false in the disposable dev environment so that terraform destroy works.
+  #checkov:skip=CKV_AWS_152:Cross-zone is off on purpose (var.cross_zone): with it about half of all vehicle bytes cross AZs and are billed; ECS spreads tasks evenly over both AZs, and each AZ keeps serving if the other fails.
   #checkov:skip=CKV_AWS_91:NLB access logs exist only for TLS listeners; this listener is TCP passthrough (TLS terminates in fleetwire), so there is nothing to log at the NLB. Connection events are logged by fleetwire and VPC flow logs.
   #checkov:skip=CKV2_AWS_28:WAF cannot be attached to a Network Load Balancer; vehicles are authenticated by client certificate in fleetwire and rate-limited per vehicle there.
   name                             = "${var.name_prefix}-vehicles"

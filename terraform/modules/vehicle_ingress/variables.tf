@@ -48,9 +48,9 @@ variable "allowed_cidrs" {
 }
 
 variable "cross_zone" {
-  description = "Cross-zone load balancing (spreads vehicles evenly when tasks are uneven across AZs; inter-AZ traffic is charged)."
+  description = "Cross-zone load balancing. Off by default: with it, about half of all vehicle bytes cross AZs and are billed as inter-AZ transfer (docs/capacity-and-cost.md); ECS already spreads tasks evenly over the AZs."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "deregistration_delay_seconds" {
