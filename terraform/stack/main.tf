@@ -122,6 +122,17 @@ resource "aws_secretsmanager_secret" "tesla" {
   tags                    = local.tags
 }
 
+# VIN pseudonymization key (security.pseudonym_key: >= 32 bytes as hex). Like the TLS
+# material, terraform creates the secret but never its value (docs/deploy.md).
+resource "aws_secretsmanager_secret" "pseudonym_key" {
+  #checkov:skip=CKV2_AWS_57:Rotating this key changes every vehicle id; it is rotated deliberately with a new key version (docs/deploy.md), never on a Lambda schedule.
+  name                    = "${local.name_prefix}/security/pseudonym-key"
+  description             = "HMAC key that turns VINs into vehicle ids (FLEETWIRE_SECURITY__PSEUDONYM_KEY)"
+  kms_key_id              = module.kms.data_key_arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
 module "cloudwatch" {
   source                           = "../modules/cloudwatch"
   name_prefix                      = local.name_prefix
@@ -152,7 +163,7 @@ module "iam" {
   log_group_arn          = module.cloudwatch.log_group_arn
   enable_execute_command = var.enable_execute_command
   secret_arns = concat(
-    [module.redis.url_secret_arn],
+    [module.redis.url_secret_arn, aws_secretsmanager_secret.pseudonym_key.arn],
     var.enable_tesla_listener ? [for s in aws_secretsmanager_secret.tesla : s.arn] : [],
   )
   tags = local.tags
@@ -190,6 +201,8 @@ module "ecs" {
   log_group_name                   = module.cloudwatch.log_group_name
   kms_key_arn                      = module.kms.data_key_arn
   kinesis_stream_name              = module.kinesis.vehicle_data_stream_name
+  kinesis_topic_stream_names       = module.kinesis.stream_names
+  pseudonym_key_secret_arn         = aws_secretsmanager_secret.pseudonym_key.arn
   lease_table_name                 = module.dynamodb.lease_table_name
   redis_url_secret_arn             = module.redis.url_secret_arn
   enable_tesla_listener            = var.enable_tesla_listener

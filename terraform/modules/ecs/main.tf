@@ -9,8 +9,7 @@
 # every variable name below is a real config key and that ports match the load balancers,
 # the Dockerfile and config/aws.toml.
 #
-# Tesla listener (issue #9, config section [tesla]): the section does not exist in the
-# config parser yet, and unknown keys are errors, so its variables are only set with
+# Tesla listener (config section [tesla], docs/protocol.md): on with
 # enable_tesla_listener = true. Its certificate, key and client CA bundle are PEM files:
 # Secrets Manager values are exposed as environment variables, so the short-lived "init"
 # container (the same image, run as root) writes them to a task-local volume, owned by the
@@ -39,10 +38,15 @@ locals {
     FLEETWIRE_DYNAMODB__REGION      = local.region
     FLEETWIRE_DYNAMODB__LEASE_TABLE = var.lease_table_name
     FLEETWIRE_REDIS__KEY_PREFIX     = var.name_prefix
+    # The other Tesla topics' streams (written by the vehicle listener).
+    FLEETWIRE_KINESIS__ALERTS_STREAM_NAME       = var.kinesis_topic_stream_names["alerts"]
+    FLEETWIRE_KINESIS__ERRORS_STREAM_NAME       = var.kinesis_topic_stream_names["errors"]
+    FLEETWIRE_KINESIS__CONNECTIVITY_STREAM_NAME = var.kinesis_topic_stream_names["connectivity"]
   }
 
-  # Set only with enable_tesla_listener (the [tesla] section is being added by issue #9).
+  # Set only with enable_tesla_listener.
   tesla_environment = {
+    FLEETWIRE_TESLA__ENABLED          = "true"
     FLEETWIRE_TESLA__LISTEN           = "0.0.0.0:${var.tesla_port}"
     FLEETWIRE_TESLA__SERVER_CERT_FILE = "${local.tls_dir}/server.crt"
     FLEETWIRE_TESLA__SERVER_KEY_FILE  = "${local.tls_dir}/server.key"
@@ -50,7 +54,8 @@ locals {
   }
 
   secrets = {
-    FLEETWIRE_REDIS__URL = var.redis_url_secret_arn
+    FLEETWIRE_REDIS__URL              = var.redis_url_secret_arn
+    FLEETWIRE_SECURITY__PSEUDONYM_KEY = var.pseudonym_key_secret_arn
   }
 
   # Not config: read by the init container only.

@@ -232,6 +232,20 @@ variable "kinesis_stream_name" {
   type        = string
 }
 
+variable "kinesis_topic_stream_names" {
+  description = "Stream name per Tesla topic (V, alerts, errors, connectivity), from the kinesis module."
+  type        = map(string)
+  validation {
+    condition     = alltrue([for t in ["V", "alerts", "errors", "connectivity"] : contains(keys(var.kinesis_topic_stream_names), t)])
+    error_message = "kinesis_topic_stream_names needs V, alerts, errors and connectivity."
+  }
+}
+
+variable "pseudonym_key_secret_arn" {
+  description = "Secret holding the VIN pseudonymization key (FLEETWIRE_SECURITY__PSEUDONYM_KEY, hex, >= 32 bytes)."
+  type        = string
+}
+
 variable "lease_table_name" {
   description = "The lease table (FLEETWIRE_DYNAMODB__LEASE_TABLE)."
   type        = string
@@ -243,7 +257,7 @@ variable "redis_url_secret_arn" {
 }
 
 variable "enable_tesla_listener" {
-  description = "Set the [tesla] config variables and mount the TLS material. Only once the running image has the Tesla listener (issue #9): older images reject the unknown section and do not start."
+  description = "Run the Tesla vehicle listener: set the [tesla] config variables and mount the TLS material (put the secret values first, docs/deploy.md)."
   type        = bool
   default     = false
 }
