@@ -73,7 +73,9 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         ..FleetConfig::default()
     });
     let driver = match (pki, node.tesla_addr()) {
-        (Some(pki), Some(addr)) => tokio::spawn(drive_tesla_fleet(fleet, pki, addr, args.interval_ms, stop_rx)),
+        (Some(pki), Some(addr)) => {
+            tokio::spawn(drive_tesla_fleet(fleet, pki, addr, args.interval_ms, stop_rx))
+        }
         _ => tokio::spawn(drive_fleet(
             fleet,
             format!("http://{api}/v1/ingest"),
@@ -170,8 +172,12 @@ async fn drive_tesla_fleet(
         }
         if last_report.0.elapsed() >= Duration::from_secs(10) {
             let acked = stats.acked.load(Ordering::Relaxed);
+            let (_, p50, p99, max) = stats.take_ack_latency_ms();
             info!(
                 frames_acked_per_sec = (acked - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64(),
+                ack_ms_p50 = p50,
+                ack_ms_p99 = p99,
+                ack_ms_max = max,
                 connects = stats.connects.load(Ordering::Relaxed),
                 errors = stats.errors.load(Ordering::Relaxed),
                 "Simulated fleet (Tesla protocol)."

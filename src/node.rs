@@ -139,7 +139,11 @@ async fn topic_streams(config: &Config) -> anyhow::Result<HashMap<Topic, Arc<dyn
     ] {
         let stream: Arc<dyn RecordStream> = match config.backends.stream {
             StreamBackend::Embedded => {
-                let dir = config.embedded.data_dir.as_ref().map(|d| d.join("topics").join(topic.as_str()));
+                let dir = config
+                    .embedded
+                    .data_dir
+                    .as_ref()
+                    .map(|d| d.join("topics").join(topic.as_str()));
                 Arc::new(
                     EmbeddedStream::open(&config.embedded.stream, dir.as_deref())
                         .with_context(|| format!("opening the embedded {} stream", topic.as_str()))?,

@@ -28,7 +28,10 @@ fn reply_json(e: &tesla::Envelope) -> Value {
 /// A short good frame, to prove a connection still works after a bad one.
 fn probe_frame(client: &VehicleClient) -> (Vec<u8>, Vec<u8>) {
     let mut signals = std::collections::BTreeMap::new();
-    signals.insert("VehicleSpeed".to_owned(), fleetwire_actors::model::SignalValue::Float(12.5));
+    signals.insert(
+        "VehicleSpeed".to_owned(),
+        fleetwire_actors::model::SignalValue::Float(12.5),
+    );
     client.vehicle_data_frame(chrono::Utc::now(), &signals).unwrap()
 }
 
@@ -69,11 +72,16 @@ async fn every_fixture_case_is_answered_and_stored_like_teslas_server() {
             let records = records_for(&stream, &vehicle_id).await;
             // Connectivity frames sent by a vehicle come after the server's own
             // CONNECTED record of this connection: take the last record.
-            let record = records.last().unwrap_or_else(|| panic!("{file}: no record on the stream"));
+            let record = records
+                .last()
+                .unwrap_or_else(|| panic!("{file}: no record on the stream"));
             let mut expected = case["expect_record"].clone();
             expected["vin"] = json!(vehicle_id);
             let got = tesla::payload_to_json(topic, &record.data).unwrap();
-            assert!(json_close(&got, &expected), "{file}: record\n got {got}\nwant {expected}");
+            assert!(
+                json_close(&got, &expected),
+                "{file}: record\n got {got}\nwant {expected}"
+            );
         } else {
             for (i, want) in case["expect_response"].as_array().unwrap().iter().enumerate() {
                 // The reference server sends some acks twice; once is compatible.
@@ -83,7 +91,11 @@ async fn every_fixture_case_is_answered_and_stored_like_teslas_server() {
                 let reply = tokio::time::timeout(WAIT, client.reply()).await.unwrap().unwrap();
                 let mut got = reply_json(&reply);
                 if reply.message_type == 4 {
-                    let payload = reply.stream.as_ref().map(|s| s.payload.clone()).unwrap_or_default();
+                    let payload = reply
+                        .stream
+                        .as_ref()
+                        .map(|s| s.payload.clone())
+                        .unwrap_or_default();
                     got = json!({"txid": got["txid"], "topic": got["topic"], "message_type": 4,
                                  "payload": String::from_utf8_lossy(&payload)});
                 }
@@ -115,7 +127,10 @@ async fn every_fixture_case_is_answered_and_stored_like_teslas_server() {
 async fn vehicle_data_reaches_the_api_under_the_pseudonym_only() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir).await;
-    let case = cases().into_iter().find(|c| c["file"] == "07_v_location_values.bin").unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c["file"] == "07_v_location_values.bin")
+        .unwrap();
     let vin = case["device_vin"].as_str().unwrap();
     let mut client = node.vehicle(vin).await;
     client.send(frame("07_v_location_values.bin")).await.unwrap();
@@ -130,8 +145,17 @@ async fn vehicle_data_reaches_the_api_under_the_pseudonym_only() {
     let want = &case["expect"]["data"][0]["value"]["locationValue"];
     assert!(json_close(location, want), "location {location} vs {want}");
     let (_, all) = node.node.get(&format!("{}/v1/vehicles", node.node.api)).await;
-    assert!(!all.to_string().contains(vin), "the clear VIN never leaves the listener");
-    let (_, actors) = node.node.get(&format!("{}/admin/actors?kind=vehicle_connection", node.node.admin)).await;
+    assert!(
+        !all.to_string().contains(vin),
+        "the clear VIN never leaves the listener"
+    );
+    let (_, actors) = node
+        .node
+        .get(&format!(
+            "{}/admin/actors?kind=vehicle_connection",
+            node.node.admin
+        ))
+        .await;
     assert!(!actors.to_string().contains(vin));
     assert_eq!(actors["actors"][0]["id"], json!(node.vehicle_id(vin)));
     node.node.shutdown(WAIT).await;
@@ -143,10 +167,16 @@ async fn a_new_connection_replaces_the_old_one_and_both_are_recorded() {
     let node = start(&dir).await;
     let vin = "5YJ3E1EA7RF000001";
     let mut first = node.vehicle(vin).await;
-    eventually("one connection", || async { node.node.actor_count("vehicle_connection").await == 1 }).await;
+    eventually("one connection", || async {
+        node.node.actor_count("vehicle_connection").await == 1
+    })
+    .await;
     let _second = node.vehicle(vin).await;
     let closed = tokio::time::timeout(WAIT, first.reply()).await.unwrap();
-    assert!(closed.unwrap_err().to_string().contains("closed"), "the old connection is closed");
+    assert!(
+        closed.unwrap_err().to_string().contains("closed"),
+        "the old connection is closed"
+    );
     assert_eq!(node.node.actor_count("vehicle_connection").await, 1);
     let connectivity = stream_of(&node, Topic::Connectivity);
     let statuses = eventually_some("three connectivity records", || async {
@@ -158,7 +188,10 @@ async fn a_new_connection_replaces_the_old_one_and_both_are_recorded() {
         (statuses.len() >= 3).then_some(statuses)
     })
     .await;
-    assert_eq!(statuses[..3], ["\"CONNECTED\"", "\"CONNECTED\"", "\"DISCONNECTED\""].map(String::from));
+    assert_eq!(
+        statuses[..3],
+        ["\"CONNECTED\"", "\"CONNECTED\"", "\"DISCONNECTED\""].map(String::from)
+    );
     node.node.shutdown(WAIT).await;
 }
 
@@ -170,11 +203,12 @@ async fn certificates_from_an_unknown_ca_or_none_are_refused_at_the_handshake() 
     let client_config = |identity: Option<fleetwire_loadtest::pki::VehicleIdentity>| {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(node.pki.ca_cert().clone()).unwrap();
-        let builder =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots);
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
         Arc::new(match identity {
             Some(id) => builder.with_client_auth_cert(id.chain, id.key).unwrap(),
             None => builder.with_no_client_auth(),
@@ -182,9 +216,17 @@ async fn certificates_from_an_unknown_ca_or_none_are_refused_at_the_handshake() 
     };
     let stranger = DevPki::load_or_create(&dir.path().join("other-ca")).unwrap();
     let foreign = client_config(Some(stranger.vehicle_identity("5YJ3E1EA7RF000002").unwrap()));
-    assert!(VehicleClient::connect(&node.target, foreign, "x").await.is_err(), "unknown CA refused");
+    assert!(
+        VehicleClient::connect(&node.target, foreign, "x").await.is_err(),
+        "unknown CA refused"
+    );
     let anonymous = client_config(None);
-    assert!(VehicleClient::connect(&node.target, anonymous, "x").await.is_err(), "no certificate refused");
+    assert!(
+        VehicleClient::connect(&node.target, anonymous, "x")
+            .await
+            .is_err(),
+        "no certificate refused"
+    );
     let metrics = node
         .node
         .client
@@ -216,11 +258,18 @@ async fn reliable_topics_are_acked_only_once_stored_others_after_the_attempt() {
     let mut client = node.vehicle("5YJ3E1EA7RF000003").await;
     client.send(frame("26_alerts_active.bin")).await.unwrap();
     let reply = tokio::time::timeout(WAIT, client.reply()).await.unwrap().unwrap();
-    assert_eq!((reply.message_type, reply.topic.as_slice()), (5, b"alerts".as_slice()), "alerts: acked anyway");
+    assert_eq!(
+        (reply.message_type, reply.topic.as_slice()),
+        (5, b"alerts".as_slice()),
+        "alerts: acked anyway"
+    );
     let (txid, probe) = probe_frame(&client);
     client.send(probe).await.unwrap();
     let no_ack = tokio::time::timeout(Duration::from_millis(1500), client.reply()).await;
-    assert!(no_ack.is_err(), "a V frame the stream refused is never acked (txid {txid:?})");
+    assert!(
+        no_ack.is_err(),
+        "a V frame the stream refused is never acked (txid {txid:?})"
+    );
     node.node.shutdown(WAIT).await;
 }
 
@@ -233,7 +282,10 @@ async fn shutdown_closes_vehicle_connections_and_drains_their_records() {
     client.send(probe).await.unwrap();
     assert_eq!(client.reply().await.unwrap().txid, txid);
     let report = node.node.shutdown(WAIT).await;
-    assert!(report.drained, "the acked frame was processed before the node stopped");
+    assert!(
+        report.drained,
+        "the acked frame was processed before the node stopped"
+    );
     let closed = tokio::time::timeout(WAIT, client.reply()).await.unwrap();
     assert!(closed.is_err(), "the vehicle was disconnected");
 }
@@ -249,8 +301,14 @@ fn the_decode_tool_prints_frames_and_refuses_bad_ones() {
         .unwrap();
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     let printed: Value = serde_json::from_slice(&good.stdout).unwrap();
-    let case = cases().into_iter().find(|c| c["file"] == "04_v_float_values.bin").unwrap();
-    assert!(json_close(&printed["frame"]["payload"], &case["expect"]), "{printed}");
+    let case = cases()
+        .into_iter()
+        .find(|c| c["file"] == "04_v_float_values.bin")
+        .unwrap();
+    assert!(
+        json_close(&printed["frame"]["payload"], &case["expect"]),
+        "{printed}"
+    );
     assert_eq!(printed["frame"]["txid"], case["txid"]);
     let bad = std::process::Command::new(bin)
         .args(["tesla", "decode"])

@@ -102,9 +102,18 @@ mod tests {
 
     #[test]
     fn bad_keys_are_refused_and_never_printed() {
-        assert!(matches!(Pseudonymizer::from_hex(1, "abc"), Err(KeyError::NotHex(_))));
-        assert!(matches!(Pseudonymizer::from_hex(1, "zz".repeat(32).as_str()), Err(KeyError::NotHex(_))));
-        assert_eq!(Pseudonymizer::from_hex(1, &"ab".repeat(16)).unwrap_err(), KeyError::TooShort { got: 16 });
+        assert!(matches!(
+            Pseudonymizer::from_hex(1, "abc"),
+            Err(KeyError::NotHex(_))
+        ));
+        assert!(matches!(
+            Pseudonymizer::from_hex(1, "zz".repeat(32).as_str()),
+            Err(KeyError::NotHex(_))
+        ));
+        assert_eq!(
+            Pseudonymizer::from_hex(1, &"ab".repeat(16)).unwrap_err(),
+            KeyError::TooShort { got: 16 }
+        );
         let p = Pseudonymizer::from_hex(3, &"ab".repeat(32)).unwrap();
         assert_eq!(format!("{p:?}"), "Pseudonymizer { version: 3, .. }");
     }

@@ -129,14 +129,35 @@ pub fn describe() {
         FANOUT_LAGGED_TOTAL,
         "Updates skipped by a lagging fan-out subscription."
     );
-    describe_gauge!(TESLA_CONNECTIONS, "Vehicles connected over the Tesla WebSocket listener.");
-    describe_counter!(TESLA_HANDSHAKES_TOTAL, "Vehicle TLS/WebSocket handshakes, by result.");
-    describe_counter!(TESLA_CONNECTIONS_REPLACED_TOTAL, "Vehicle connections replaced by a newer one.");
-    describe_counter!(TESLA_IDLE_DISCONNECTS_TOTAL, "Vehicle connections closed after the idle timeout.");
-    describe_counter!(TESLA_SLOW_VEHICLES_TOTAL, "Vehicle connections closed for not reading replies.");
+    describe_gauge!(
+        TESLA_CONNECTIONS,
+        "Vehicles connected over the Tesla WebSocket listener."
+    );
+    describe_counter!(
+        TESLA_HANDSHAKES_TOTAL,
+        "Vehicle TLS/WebSocket handshakes, by result."
+    );
+    describe_counter!(
+        TESLA_CONNECTIONS_REPLACED_TOTAL,
+        "Vehicle connections replaced by a newer one."
+    );
+    describe_counter!(
+        TESLA_IDLE_DISCONNECTS_TOTAL,
+        "Vehicle connections closed after the idle timeout."
+    );
+    describe_counter!(
+        TESLA_SLOW_VEHICLES_TOTAL,
+        "Vehicle connections closed for not reading replies."
+    );
     describe_counter!(TESLA_SOCKET_ERRORS_TOTAL, "Read errors on vehicle sockets.");
-    describe_counter!(TESLA_FRAMES_TOTAL, "Tesla frames dispatched to the stream, by topic.");
+    describe_counter!(
+        TESLA_FRAMES_TOTAL,
+        "Tesla frames dispatched to the stream, by topic."
+    );
     describe_counter!(TESLA_FRAMES_REJECTED_TOTAL, "Tesla frames refused, by reason.");
     describe_counter!(TESLA_ACKS_TOTAL, "Acks sent to vehicles, by reliability.");
-    describe_counter!(TESLA_PUT_FAILURES_TOTAL, "Tesla records the stream did not store, by topic.");
+    describe_counter!(
+        TESLA_PUT_FAILURES_TOTAL,
+        "Tesla records the stream did not store, by topic."
+    );
 }

@@ -61,7 +61,8 @@ impl DevPki {
         let ca_pem = fs::read_to_string(&ca_cert_file)?;
         let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_file)?)?;
         let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).context("reading the development CA")?;
-        let ca_cert_der = CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("reading the CA certificate")?;
+        let ca_cert_der =
+            CertificateDer::from_pem_slice(ca_pem.as_bytes()).context("reading the CA certificate")?;
         let pki = Self {
             dir: dir.to_owned(),
             ca_cert_file,
@@ -71,7 +72,8 @@ impl DevPki {
             issuer,
         };
         if !pki.server_cert_file.exists() || !pki.server_key_file.exists() {
-            let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
+            let mut params =
+                CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
             params.distinguished_name = name("fleetwire development server");
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             let key = KeyPair::generate()?;
@@ -105,10 +107,12 @@ impl DevPki {
         let identity = self.vehicle_identity(vin)?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_cert_der.clone())?;
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(identity.chain, identity.key)?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(identity.chain, identity.key)?;
         Ok(Arc::new(config))
     }
 }

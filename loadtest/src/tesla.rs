@@ -57,7 +57,10 @@ impl VehicleClient {
             .with_context(|| format!("connecting to {}", target.addr))?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(target.server_name.clone()).context("server name")?;
-        let stream = TlsConnector::from(tls).connect(name, tcp).await.context("TLS handshake")?;
+        let stream = TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .context("TLS handshake")?;
         let mut request = format!("wss://{}/", target.addr).into_client_request()?;
         let headers = request.headers_mut();
         headers.insert("X-Network-Interface", HeaderValue::from_static("wifi"));
@@ -65,7 +68,10 @@ impl VehicleClient {
         let (ws, _) = tokio_tungstenite::client_async(request, stream)
             .await
             .context("WebSocket upgrade")?;
-        Ok(Self { ws, vin: vin.to_owned() })
+        Ok(Self {
+            ws,
+            vin: vin.to_owned(),
+        })
     }
 
     /// The VIN this client presents.
@@ -105,7 +111,8 @@ impl VehicleClient {
         loop {
             match self.ws.next().await {
                 Some(Ok(Message::Binary(bytes))) => {
-                    return tesla::read_envelope(&bytes).map_err(|e| anyhow::anyhow!("unreadable reply: {e}"));
+                    return tesla::read_envelope(&bytes)
+                        .map_err(|e| anyhow::anyhow!("unreadable reply: {e}"));
                 }
                 Some(Ok(Message::Close(frame))) => bail!("server closed the connection: {frame:?}"),
                 Some(Ok(_)) => {}
@@ -122,14 +129,45 @@ impl VehicleClient {
 }
 
 /// Counters shared by all drivers of a run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DriverStats {
+    /// Send → ack latency of acked frames, microseconds (1 µs .. 60 s, 3 significant digits).
+    pub ack_latency_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
     /// Frames acked by the server.
     pub acked: AtomicU64,
     /// Connections opened (first connects and reconnects).
     pub connects: AtomicU64,
     /// Connection or protocol errors (each leads to a reconnect and a resend).
     pub errors: AtomicU64,
+}
+
+impl Default for DriverStats {
+    fn default() -> Self {
+        Self {
+            ack_latency_us: std::sync::Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            ),
+            acked: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+}
+
+impl DriverStats {
+    /// Takes the ack latencies recorded since the last call: (count, p50, p99, max) in ms.
+    pub fn take_ack_latency_ms(&self) -> (u64, f64, f64, f64) {
+        let mut h = self.ack_latency_us.lock().expect("histogram lock never poisoned");
+        let ms = |us: u64| us as f64 / 1000.0;
+        let out = (
+            h.len(),
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max()),
+        );
+        h.reset();
+        out
+    }
 }
 
 /// Drives one vehicle: sends each record from `records` as a `V` frame and waits for its
@@ -188,11 +226,23 @@ pub async fn drive_vehicle(
                 };
             let sent = async {
                 let (txid, frame) = client.vehicle_data_frame(record.timestamp, &signals)?;
+                let started = std::time::Instant::now();
                 client.send(frame).await?;
-                let reply = tokio::time::timeout(ack_timeout, client.reply()).await.context("no ack")??;
+                let reply = tokio::time::timeout(ack_timeout, client.reply())
+                    .await
+                    .context("no ack")??;
                 if reply.message_type != ACK_MESSAGE_TYPE || reply.txid != txid {
-                    bail!("unexpected reply (type {}) instead of the ack", reply.message_type);
+                    bail!(
+                        "unexpected reply (type {}) instead of the ack",
+                        reply.message_type
+                    );
                 }
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let mut latency = stats
+                    .ack_latency_us
+                    .lock()
+                    .expect("histogram lock never poisoned");
+                let _ = latency.record(us.max(1));
                 Ok(())
             };
             match sent.await {

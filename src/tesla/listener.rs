@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 use anyhow::Context as _;
-use fleetwire_actors::connection::{ConnectionConfig, ConnectionDirectory, ConnectionParams, RecordSink, VehicleConnection};
+use fleetwire_actors::connection::{
+    ConnectionConfig, ConnectionDirectory, ConnectionParams, RecordSink, VehicleConnection,
+};
 use fleetwire_actors::pseudonym::Pseudonymizer;
 use fleetwire_actors::registry::ActorRegistry;
 use fleetwire_actors::telemetry as t;
@@ -87,7 +89,13 @@ impl TeslaListener {
         });
         let stop = Arc::new(Notify::new());
         let handles = arbiters.iter().map(Arbiter::handle).collect();
-        actix_rt::spawn(accept_loop(listener, shared, handles, config.max_connections, stop.clone()));
+        actix_rt::spawn(accept_loop(
+            listener,
+            shared,
+            handles,
+            config.max_connections,
+            stop.clone(),
+        ));
         info!(%addr, workers, "vehicle listener (Tesla Fleet Telemetry, mTLS WebSocket) started");
         Ok(Self {
             addr,

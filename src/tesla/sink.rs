@@ -44,7 +44,10 @@ impl RecordSink for StreamSink {
                 .map(|_| ())
                 .map_err(|e| SinkError::NotStored(e.to_string()));
         }
-        let stream = self.others.get(&topic).ok_or(SinkError::NoStream(topic.as_str()))?;
+        let stream = self
+            .others
+            .get(&topic)
+            .ok_or(SinkError::NoStream(topic.as_str()))?;
         match stream.put_records(vec![entry]).await {
             Ok(outcomes) => match outcomes.into_iter().next() {
                 Some(PutOutcome::Stored { .. }) => Ok(()),

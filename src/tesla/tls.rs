@@ -33,7 +33,8 @@ pub fn server_config(
         .with_context(|| format!("reading the server key {}", key_file.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for file in ca_files {
-        let pem = fs::read(file).with_context(|| format!("reading the client CA bundle {}", file.display()))?;
+        let pem =
+            fs::read(file).with_context(|| format!("reading the client CA bundle {}", file.display()))?;
         let certs = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("parsing the client CA bundle {}", file.display()))?;
@@ -83,7 +84,9 @@ pub enum IdentityError {
 /// The VIN of a connected vehicle: its leaf certificate's CommonName, `.` replaced by
 /// `-` as Tesla's server does.
 pub fn vehicle_vin(peer_certificates: Option<&[CertificateDer<'_>]>) -> Result<String, IdentityError> {
-    let leaf = peer_certificates.and_then(|c| c.first()).ok_or(IdentityError::Missing)?;
+    let leaf = peer_certificates
+        .and_then(|c| c.first())
+        .ok_or(IdentityError::Missing)?;
     let (_, cert) =
         x509_parser::parse_x509_certificate(leaf).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
     let cn = common_name(&cert).ok_or(IdentityError::NoCommonName)?;

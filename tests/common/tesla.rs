@@ -19,7 +19,8 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Every case of `cases.json`.
 pub fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixtures_dir().join("cases.json")).expect("fixtures are beside the repo");
+    let text =
+        std::fs::read_to_string(fixtures_dir().join("cases.json")).expect("fixtures are beside the repo");
     serde_json::from_str::<Vec<Value>>(&text).unwrap()
 }
 
@@ -64,7 +65,9 @@ impl TeslaNode {
     /// A vehicle client whose certificate CommonName is `vin`.
     pub async fn vehicle(&self, vin: &str) -> VehicleClient {
         let tls = self.pki.vehicle_client_config(vin).unwrap();
-        VehicleClient::connect(&self.target, tls, vin).await.expect("vehicle connects")
+        VehicleClient::connect(&self.target, tls, vin)
+            .await
+            .expect("vehicle connects")
     }
 
     /// The pseudonym the node gives `vin`.
@@ -108,7 +111,9 @@ pub fn json_close(a: &Value, b: &Value) -> bool {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
             x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs())
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_close(x, y)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_close(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_close(v, w)))
         }

@@ -84,9 +84,15 @@ impl VehicleConnection {
             let registration = params
                 .registry
                 .register(ActorKind::VehicleConnection, params.vehicle_id.as_str());
-            registration.stats().set_detail("remote", params.remote.to_string());
-            registration.stats().set_detail("connection_id", params.connection_id.clone());
-            registration.stats().set_detail("connected_at", Utc::now().to_rfc3339());
+            registration
+                .stats()
+                .set_detail("remote", params.remote.to_string());
+            registration
+                .stats()
+                .set_detail("connection_id", params.connection_id.clone());
+            registration
+                .stats()
+                .set_detail("connected_at", Utc::now().to_rfc3339());
             VehicleConnection {
                 state: ConnectionState::new(&params.config, Instant::now()),
                 params,

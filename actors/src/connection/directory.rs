@@ -32,7 +32,12 @@ impl ConnectionDirectory {
 
     /// Makes `connection_id` the vehicle's connection; an older one is told to close.
     /// Returns whether an older connection was replaced.
-    pub fn register(&self, vehicle: VehicleId, connection_id: String, recipient: Recipient<Disconnect>) -> bool {
+    pub fn register(
+        &self,
+        vehicle: VehicleId,
+        connection_id: String,
+        recipient: Recipient<Disconnect>,
+    ) -> bool {
         let old = self.lock().insert(
             vehicle,
             Entry {

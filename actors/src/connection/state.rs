@@ -108,8 +108,14 @@ mod tests {
         let wall = Utc::now();
         assert_eq!(s.on_frame(t0, wall), FrameAdmission::Accept);
         assert_eq!(s.on_frame(t0, wall), FrameAdmission::Accept);
-        assert_eq!(s.on_frame(t0 + Duration::from_millis(99), wall), FrameAdmission::RateLimited);
-        assert_eq!(s.on_frame(t0 + Duration::from_millis(100), wall), FrameAdmission::Accept);
+        assert_eq!(
+            s.on_frame(t0 + Duration::from_millis(99), wall),
+            FrameAdmission::RateLimited
+        );
+        assert_eq!(
+            s.on_frame(t0 + Duration::from_millis(100), wall),
+            FrameAdmission::Accept
+        );
         assert_eq!((s.frames_in, s.errors), (4, 1));
     }
 

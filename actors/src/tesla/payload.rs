@@ -100,7 +100,11 @@ pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<
         copy_fields(payload, &replacements, &mut out, known_after, vehicle_id, vin_no);
         copy_fields(payload, &replacements, &mut out, unknown, vehicle_id, vin_no);
     }
-    Ok(Rewritten { payload: out, created_at: created.to_datetime(), datums })
+    Ok(Rewritten {
+        payload: out,
+        created_at: created.to_datetime(),
+        datums,
+    })
 }
 
 fn is_known(msg: &MsgInfo, f: &RawField<'_>) -> bool {
@@ -163,7 +167,9 @@ pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
                     }
                     member = Some(match (f.number, f.value) {
                         // Validated as UTF-8 already.
-                        (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
+                        (VALUE_STRING, WireValue::Len(s)) => {
+                            Member::Text(std::str::from_utf8(s).unwrap_or_default())
+                        }
                         (n, _) => Member::Other(n),
                     });
                 }
@@ -176,7 +182,9 @@ pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
 
 fn value_info() -> &'static MsgInfo {
     let data = schema().topic(Topic::V).field(1).map(|f| f.kind);
-    let Some(super::schema::WireKind::Msg(datum)) = data else { unreachable!("Payload.data is a message") };
+    let Some(super::schema::WireKind::Msg(datum)) = data else {
+        unreachable!("Payload.data is a message")
+    };
     let Some(super::schema::WireKind::Msg(value)) = schema().messages[datum].field(2).map(|f| f.kind) else {
         unreachable!("Datum.value is a message")
     };
@@ -275,7 +283,10 @@ fn scan_char(s: &str) -> Option<(char, &str)> {
 fn scan_float(s: &str) -> Option<(f64, &str)> {
     let s = s.trim_start_matches(is_space);
     let b = s.as_bytes();
-    let starts = |i: usize, word: &str| b.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()));
+    let starts = |i: usize, word: &str| {
+        b.get(i..i + 3)
+            .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
     let mut i = 0;
     if starts(0, "nan") {
         i = 3;
@@ -385,11 +396,18 @@ mod tests {
 
     #[test]
     fn location_text_follows_go_sscanf() {
-        assert_eq!(parse_location("(37.412374 N, 122.145867 W)"), Some((37.412374, -122.145867)));
+        assert_eq!(
+            parse_location("(37.412374 N, 122.145867 W)"),
+            Some((37.412374, -122.145867))
+        );
         assert_eq!(parse_location("(1.5 S, 2 E)"), Some((-1.5, 2.0)));
         assert_eq!(parse_location("(1 N,   2 E) trailing"), Some((1.0, 2.0)));
         assert_eq!(parse_location("(  1 N, 2 E)"), Some((1.0, 2.0)));
-        assert_eq!(parse_location("(1N, 2E)"), None, "format spaces need input spaces");
+        assert_eq!(
+            parse_location("(1N, 2E)"),
+            None,
+            "format spaces need input spaces"
+        );
         assert_eq!(parse_location("(1 N,2 E)"), None);
         assert_eq!(parse_location("(1 X, 2 E)"), None);
         assert_eq!(parse_location("(1 N, 2 E"), None);

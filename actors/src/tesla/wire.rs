@@ -186,7 +186,11 @@ impl<'a> Reader<'a> {
         let field = self.tag().and_then(|(number, wire_type)| {
             let value = self.value(number, wire_type)?;
             let used = start.len() - self.rest.len();
-            Ok(RawField { number, value, raw: &start[..used] })
+            Ok(RawField {
+                number,
+                value,
+                raw: &start[..used],
+            })
         });
         if field.is_err() {
             // Stop here: after an error the position is meaningless.
@@ -213,10 +217,11 @@ impl FieldInfo {
             (WireKind::Varint, WireValue::Varint(_))
                 | (WireKind::I32, WireValue::I32(_))
                 | (WireKind::I64, WireValue::I64(_))
-                | (WireKind::Str | WireKind::Bytes | WireKind::Msg(_), WireValue::Len(_))
-        ) || (self.repeated
-            && self.kind.is_scalar_number()
-            && matches!(value, WireValue::Len(_)))
+                | (
+                    WireKind::Str | WireKind::Bytes | WireKind::Msg(_),
+                    WireValue::Len(_)
+                )
+        ) || (self.repeated && self.kind.is_scalar_number() && matches!(value, WireValue::Len(_)))
     }
 }
 
@@ -231,7 +236,9 @@ fn validate_at(msg: &'static MsgInfo, bytes: &[u8], depth: usize) -> Result<(), 
     }
     for field in Reader::new(bytes) {
         let field = field?;
-        let Some(info) = msg.field(field.number) else { continue };
+        let Some(info) = msg.field(field.number) else {
+            continue;
+        };
         match (info.kind, field.value) {
             (WireKind::Str, WireValue::Len(b)) => {
                 if std::str::from_utf8(b).is_err() {
@@ -263,7 +270,11 @@ fn check_packed(info: &'static FieldInfo, kind: WireKind, b: &[u8]) -> Result<()
             true
         }
     };
-    if ok { Ok(()) } else { Err(WireError::BadPacked { field: &info.name }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::BadPacked { field: &info.name })
+    }
 }
 
 /// Appends a varint.
@@ -338,7 +349,9 @@ mod tests {
     use super::*;
 
     fn fields(bytes: &[u8]) -> Result<Vec<(u32, WireValue<'_>)>, WireError> {
-        Reader::new(bytes).map(|f| f.map(|f| (f.number, f.value))).collect()
+        Reader::new(bytes)
+            .map(|f| f.map(|f| (f.number, f.value)))
+            .collect()
     }
 
     #[test]
@@ -365,13 +378,20 @@ mod tests {
     #[test]
     fn refuses_what_go_refuses() {
         assert_eq!(fields(&[0x08]), Err(WireError::BadVarint));
-        assert_eq!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(WireError::BadVarint));
+        assert_eq!(
+            fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            Err(WireError::BadVarint)
+        );
         assert!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_ok());
         assert_eq!(fields(&[0x00, 0x01]), Err(WireError::BadFieldNumber));
         assert_eq!(fields(&[0x0e]), Err(WireError::BadWireType(6)));
         assert_eq!(fields(&[0x0a, 0x05, 1]), Err(WireError::Truncated));
         assert_eq!(fields(&[0x0c]), Err(WireError::UnexpectedEndGroup));
-        assert_eq!(fields(&[0x0b, 0x14]), Err(WireError::UnexpectedEndGroup), "end of another group");
+        assert_eq!(
+            fields(&[0x0b, 0x14]),
+            Err(WireError::UnexpectedEndGroup),
+            "end of another group"
+        );
         assert_eq!(fields(&[0x0b]), Err(WireError::BadVarint), "unterminated group");
     }
 
