@@ -94,6 +94,10 @@ pub(crate) fn classify(frame: &[u8]) -> Result<Classified<'_>, FrameRejection> {
     if frame.is_empty() {
         return Err(FrameRejection::Empty);
     }
+    // The common case in one verifier pass; the staged checks below decide the others.
+    if let Some((head, message_id, stream)) = fb::record(frame) {
+        return Ok(Classified::Stream(StreamFrame { head, message_id, stream }));
+    }
     if !fb::has_message(frame).map_err(FrameRejection::NotFlatBuffers)? {
         return Err(FrameRejection::NoMessage);
     }

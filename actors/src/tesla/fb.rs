@@ -123,6 +123,23 @@ impl Verifiable for StreamCheck {
     }
 }
 
+/// Everything at once, for the common case (a well-formed record): stages 2 and 3 plus
+/// `messageId`. When it fails, the stages run one by one to find the right reply.
+struct RecordCheck;
+
+impl Verifiable for RecordCheck {
+    fn run_verifier(v: &mut Verifier, pos: usize) -> Result<(), InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<Bytes>("txid", env::TXID, false)?
+            .visit_field::<Bytes>("topic", env::TOPIC, false)?
+            .visit_field::<u8>("message_type", env::MESSAGE_TYPE, false)?
+            .visit_field::<ForwardsUOffset<StreamCheck>>("message", env::MESSAGE, false)?
+            .visit_field::<Bytes>("messageId", env::MESSAGE_ID, false)?
+            .finish();
+        Ok(())
+    }
+}
+
 struct StreamUnionCheck;
 
 impl Verifiable for StreamUnionCheck {
@@ -206,6 +223,29 @@ pub(crate) fn stream(buf: &[u8]) -> Result<StreamView<'_>, InvalidFlatbuffer> {
     verify::<StreamUnionCheck>(buf)?;
     // SAFETY: StreamUnionCheck verified the union offset and the table it points at, with
     // every slot read below.
+    unsafe { stream_unchecked(buf) }
+}
+
+/// A type-4 envelope verified in one pass, or `None` when [`RecordCheck`] fails or the frame
+/// is not a type-4 record (the caller then runs the stages).
+pub(crate) fn record(buf: &[u8]) -> Option<(Head<'_>, &[u8], StreamView<'_>)> {
+    verify::<RecordCheck>(buf).ok()?;
+    let table = root_table(buf);
+    // SAFETY: RecordCheck verified every slot read here, the union as a stream table.
+    unsafe {
+        let message_type = table.get::<u8>(env::MESSAGE_TYPE, Some(0)).unwrap_or(0);
+        if message_type != MESSAGE_TYPE_STREAM || table.vtable().get(env::MESSAGE) == 0 {
+            return None;
+        }
+        let head = Head { txid: bytes_at(&table, env::TXID), topic: bytes_at(&table, env::TOPIC), message_type };
+        Some((head, bytes_at(&table, env::MESSAGE_ID), stream_unchecked(buf).ok()?))
+    }
+}
+
+/// # Safety
+/// The union slot must have been verified as a `FlatbuffersStream` table.
+unsafe fn stream_unchecked(buf: &[u8]) -> Result<StreamView<'_>, InvalidFlatbuffer> {
+    // SAFETY: guaranteed by the caller.
     unsafe {
         let table = root_table(buf)
             .get::<ForwardsUOffset<Table>>(env::MESSAGE, None)

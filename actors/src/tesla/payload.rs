@@ -17,9 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::Topic;
 use super::schema::{MsgInfo, schema};
-use super::wire::{
-    RawField, Reader, TimestampParts, WT_I64, WireError, WireValue, put_len, put_tag, validate,
-};
+use super::wire::{RawField, Reader, TimestampParts, WT_I64, WireError, WireValue, check_field, put_len, put_tag};
 
 /// `Field.Location`.
 const FIELD_LOCATION: i32 = 21;
@@ -42,7 +40,12 @@ pub(crate) struct Rewritten {
 /// Checks `payload` as `topic`'s message and applies Tesla's rewrites (module doc).
 pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<Rewritten, WireError> {
     let msg = schema().topic(topic);
-    validate(msg, payload)?;
+    let datum_msg = schema().submessage(msg, 1);
+    let value_msg = value_info();
+    let vin_no = topic.vin_field();
+    // Byte range of the vin fields, while the payload is in Go's order (they are then
+    // adjacent): the common case is spliced as before + vin + after.
+    let (mut vin_start, mut vin_end) = (None, None);
     let created_no = topic.created_at_field();
     let mut created = TimestampParts::default();
     let mut datums = 0;
@@ -51,18 +54,36 @@ pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<
     let mut location_seen = false;
     let mut in_go_order = true;
     let mut last_number = 0;
+    // One pass checks every field (Go's rules) and finds what must change.
     for (ordinal, field) in Reader::new(payload).enumerate() {
         let field = field?;
-        let known = is_known(msg, &field);
+        let info = msg.field(field.number);
+        let known = info.is_some_and(|info| info.accepts(&field.value));
         in_go_order &= known && field.number >= last_number;
         last_number = field.number;
+        if in_go_order && vin_end.is_none() && field.number >= vin_no {
+            let at = offset_in(payload, field.raw);
+            vin_start.get_or_insert(at);
+            if field.number > vin_no {
+                vin_end = Some(at);
+            }
+        }
+        match (info, topic, field.number, field.value) {
+            // V datums are checked while they are examined, in one walk.
+            (Some(_), Topic::V, 1, WireValue::Len(_)) => {}
+            (Some(info), ..) => check_field(info, &field.value, 0)?,
+            (None, ..) => {}
+        }
         match (field.number, field.value) {
             (n, WireValue::Len(b)) if n == created_no => created.merge(b),
             (1, WireValue::Len(b)) if topic != Topic::Connectivity => {
                 datums += 1;
-                let new = match topic {
-                    Topic::V => rewrite_datum(b, &mut location_seen),
-                    Topic::Alerts => rewrite_alert(b),
+                let new = match (topic, datum_msg) {
+                    (Topic::V, Some(datum_msg)) => {
+                        let view = checked_datum_view(datum_msg, value_msg, b)?;
+                        rewrite_datum(b, view, &mut location_seen)
+                    }
+                    (Topic::Alerts, _) => rewrite_alert(b),
                     _ => None,
                 };
                 if let Some(new) = new {
@@ -72,9 +93,20 @@ pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<
             _ => {}
         }
     }
+    if in_go_order && replacements.is_empty() {
+        // Nothing but the vin changes: three copies into a buffer of the exact size (so
+        // turning it into `Bytes` does not allocate again).
+        let start = vin_start.unwrap_or(payload.len());
+        let end = vin_end.unwrap_or(payload.len());
+        let vin_len = if vehicle_id.is_empty() { 0 } else { len_field_size(vin_no, vehicle_id.len()) };
+        let mut out = Vec::with_capacity(start + vin_len + (payload.len() - end));
+        out.extend_from_slice(&payload[..start]);
+        put_vin(&mut out, vin_no, vehicle_id);
+        out.extend_from_slice(&payload[end..]);
+        return Ok(Rewritten { payload: out, created_at: created.to_datetime(), datums });
+    }
     let extra: usize = replacements.iter().map(|(_, r)| r.len() + 10).sum();
     let mut out = Vec::with_capacity(payload.len() + vehicle_id.len() + 8 + extra);
-    let vin_no = topic.vin_field();
     let is_vin = |f: &RawField<'_>| f.number == vin_no && matches!(f.value, WireValue::Len(_));
     if in_go_order {
         // Already in Go's order (the usual case): one pass, vin spliced in its place.
@@ -100,11 +132,18 @@ pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<
         copy_fields(payload, &replacements, &mut out, known_after, vehicle_id, vin_no);
         copy_fields(payload, &replacements, &mut out, unknown, vehicle_id, vin_no);
     }
-    Ok(Rewritten {
-        payload: out,
-        created_at: created.to_datetime(),
-        datums,
-    })
+    Ok(Rewritten { payload: out, created_at: created.to_datetime(), datums })
+}
+
+/// Encoded size of a length-delimited field `number` holding `len` bytes.
+fn len_field_size(number: u32, len: usize) -> usize {
+    let varint_size = |v: u64| (64 - (v | 1).leading_zeros() as usize).div_ceil(7);
+    varint_size(u64::from(number) << 3) + varint_size(len as u64) + len
+}
+
+/// Where `part` (a sub-slice of `whole`) starts in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
 }
 
 fn is_known(msg: &MsgInfo, f: &RawField<'_>) -> bool {
@@ -167,9 +206,7 @@ pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
                     }
                     member = Some(match (f.number, f.value) {
                         // Validated as UTF-8 already.
-                        (VALUE_STRING, WireValue::Len(s)) => {
-                            Member::Text(std::str::from_utf8(s).unwrap_or_default())
-                        }
+                        (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
                         (n, _) => Member::Other(n),
                     });
                 }
@@ -181,19 +218,87 @@ pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
 }
 
 fn value_info() -> &'static MsgInfo {
-    let data = schema().topic(Topic::V).field(1).map(|f| f.kind);
-    let Some(super::schema::WireKind::Msg(datum)) = data else {
-        unreachable!("Payload.data is a message")
+    let datum = schema().submessage(schema().topic(Topic::V), 1).expect("Payload.data is a message");
+    schema().submessage(datum, 2).expect("Datum.value is a message")
+}
+
+/// [`datum_view`] of a datum not checked yet, checking it (Go's rules) in the same walk.
+#[inline(always)]
+fn checked_datum_view<'a>(
+    datum_msg: &'static MsgInfo,
+    value_msg: &'static MsgInfo,
+    datum: &'a [u8],
+) -> Result<(i32, Option<Member<'a>>), WireError> {
+    match usual_datum(value_msg, datum) {
+        Some(view) => view,
+        None => any_datum(datum_msg, value_msg, datum),
+    }
+}
+
+/// The shape vehicles send, `08 <key> 12 <len> <one Value member>`, without the generic
+/// walk (it is most of the work per frame); `None` for any other shape.
+#[inline(always)]
+fn usual_datum<'a>(value_msg: &'static MsgInfo, datum: &'a [u8]) -> Option<Result<(i32, Option<Member<'a>>), WireError>> {
+    let mut r = Reader::new(datum);
+    if !r.eat(0x08) {
+        return None;
+    }
+    let key = r.read_varint()? as i32;
+    if !r.eat(0x12) || r.read_varint()? != r.rest().len() as u64 {
+        return None;
+    }
+    let mut value = Reader::new(r.rest());
+    let field = value.next_field()?.ok()?;
+    if !value.rest().is_empty() {
+        return None;
+    }
+    let info = value_msg.field(field.number).filter(|info| info.accepts(&field.value))?;
+    if let Err(e) = check_field(info, &field.value, 2) {
+        return Some(Err(e));
+    }
+    let member = match (field.number, field.value) {
+        // Checked as UTF-8 just above.
+        (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
+        (n, _) => Member::Other(n),
     };
-    let Some(super::schema::WireKind::Msg(value)) = schema().messages[datum].field(2).map(|f| f.kind) else {
-        unreachable!("Datum.value is a message")
-    };
-    &schema().messages[value]
+    Some(Ok((key, Some(member))))
+}
+
+/// Any datum: the generic walk.
+fn any_datum<'a>(
+    datum_msg: &'static MsgInfo,
+    value_msg: &'static MsgInfo,
+    datum: &'a [u8],
+) -> Result<(i32, Option<Member<'a>>), WireError> {
+    let mut key = 0;
+    let mut member = None;
+    for field in Reader::new(datum) {
+        let field = field?;
+        let Some(info) = datum_msg.field(field.number) else { continue };
+        match (field.number, field.value) {
+            (1, WireValue::Varint(v)) => key = v as i32,
+            (2, WireValue::Len(value)) => {
+                for f in Reader::new(value) {
+                    let f = f?;
+                    let Some(vinfo) = value_msg.field(f.number) else { continue };
+                    check_field(vinfo, &f.value, 2)?;
+                    if vinfo.accepts(&f.value) {
+                        member = Some(match (f.number, f.value) {
+                            // Checked as UTF-8 just above.
+                            (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
+                            (n, _) => Member::Other(n),
+                        });
+                    }
+                }
+            }
+            _ => check_field(info, &field.value, 1)?,
+        }
+    }
+    Ok((key, member))
 }
 
 /// Tesla's two text rewrites for one datum; `None` when the datum stays as it is.
-fn rewrite_datum(datum: &[u8], location_seen: &mut bool) -> Option<Vec<u8>> {
-    let (key, member) = datum_view(datum);
+fn rewrite_datum(datum: &[u8], (key, member): (i32, Option<Member<'_>>), location_seen: &mut bool) -> Option<Vec<u8>> {
     let mut new_value = None;
     if key == FIELD_LOCATION && !*location_seen {
         // Only the first Location datum is examined (Tesla: "there can be only one").
@@ -283,10 +388,7 @@ fn scan_char(s: &str) -> Option<(char, &str)> {
 fn scan_float(s: &str) -> Option<(f64, &str)> {
     let s = s.trim_start_matches(is_space);
     let b = s.as_bytes();
-    let starts = |i: usize, word: &str| {
-        b.get(i..i + 3)
-            .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
-    };
+    let starts = |i: usize, word: &str| b.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()));
     let mut i = 0;
     if starts(0, "nan") {
         i = 3;
@@ -396,18 +498,11 @@ mod tests {
 
     #[test]
     fn location_text_follows_go_sscanf() {
-        assert_eq!(
-            parse_location("(37.412374 N, 122.145867 W)"),
-            Some((37.412374, -122.145867))
-        );
+        assert_eq!(parse_location("(37.412374 N, 122.145867 W)"), Some((37.412374, -122.145867)));
         assert_eq!(parse_location("(1.5 S, 2 E)"), Some((-1.5, 2.0)));
         assert_eq!(parse_location("(1 N,   2 E) trailing"), Some((1.0, 2.0)));
         assert_eq!(parse_location("(  1 N, 2 E)"), Some((1.0, 2.0)));
-        assert_eq!(
-            parse_location("(1N, 2E)"),
-            None,
-            "format spaces need input spaces"
-        );
+        assert_eq!(parse_location("(1N, 2E)"), None, "format spaces need input spaces");
         assert_eq!(parse_location("(1 N,2 E)"), None);
         assert_eq!(parse_location("(1 X, 2 E)"), None);
         assert_eq!(parse_location("(1 N, 2 E"), None);
@@ -432,5 +527,14 @@ mod tests {
         assert_eq!(fixed_point("1.5e"), None);
         assert_eq!(fixed_point("1.5e3 "), None);
         assert_eq!(fixed_point("٣.5e1"), None, "ASCII digits only");
+    }
+
+    #[test]
+    fn field_sizes_match_the_encoder() {
+        for (number, len) in [(1, 0), (3, 5), (15, 127), (16, 128), (3, 20_000), (1 << 20, 3)] {
+            let mut out = Vec::new();
+            put_len(&mut out, number, &vec![0; len]);
+            assert_eq!(len_field_size(number, len), out.len(), "{number} {len}");
+        }
     }
 }

@@ -89,6 +89,7 @@ pub(crate) struct MsgInfo {
 }
 
 impl MsgInfo {
+    #[inline]
     pub(crate) fn field(&self, number: u32) -> Option<&FieldInfo> {
         self.fields.get(number as usize).and_then(Option::as_ref)
     }
@@ -106,6 +107,14 @@ impl Schema {
     pub(crate) fn topic(&'static self, topic: Topic) -> &'static MsgInfo {
         let i = Topic::ALL.iter().position(|t| *t == topic).unwrap_or(0);
         &self.messages[self.topics[i]]
+    }
+
+    /// The message type of field `number` of `msg`, when it is a message field.
+    pub(crate) fn submessage(&'static self, msg: &MsgInfo, number: u32) -> Option<&'static MsgInfo> {
+        match msg.field(number)?.kind {
+            WireKind::Msg(index) => Some(&self.messages[index]),
+            _ => None,
+        }
     }
 }
 

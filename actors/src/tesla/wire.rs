@@ -93,7 +93,21 @@ impl<'a> Reader<'a> {
         Reader { rest: bytes }
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags, lengths and small numbers are one byte: skip the loop for them.
+        match self.rest.first() {
+            Some(&b) if b < 0x80 => {
+                self.rest = &self.rest[1..];
+                Ok(u64::from(b))
+            }
+            _ => self.varint_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for (i, &b) in self.rest.iter().take(10).enumerate() {
             if i == 9 && b > 1 {
@@ -108,6 +122,7 @@ impl<'a> Reader<'a> {
         Err(WireError::BadVarint)
     }
 
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if n > self.rest.len() {
             return Err(WireError::Truncated);
@@ -117,6 +132,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline(always)]
     fn tag(&mut self) -> Result<(u32, u8), WireError> {
         let tag = self.varint()?;
         let number = tag >> 3;
@@ -127,6 +143,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The value after a tag of wire type `wire_type` (groups are skipped whole).
+    #[inline(always)]
     fn value(&mut self, number: u32, wire_type: u8) -> Result<WireValue<'a>, WireError> {
         Ok(match wire_type {
             0 => WireValue::Varint(self.varint()?),
@@ -155,6 +172,8 @@ impl<'a> Reader<'a> {
 
     /// Skips a group's content up to its end tag. Iterative, so hostile nesting costs
     /// heap (bounded by [`MAX_GROUP_DEPTH`]), never stack.
+    #[cold]
+    #[inline(never)]
     fn skip_group(&mut self, number: u32) -> Result<(), WireError> {
         let mut open = vec![number];
         while let Some(&innermost) = open.last() {
@@ -177,32 +196,58 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
+    /// Consumes `byte` when the input starts with it.
+    #[inline(always)]
+    pub fn eat(&mut self, byte: u8) -> bool {
+        match self.rest.split_first() {
+            Some((&b, rest)) if b == byte => {
+                self.rest = rest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads a varint (`None` when malformed).
+    #[inline(always)]
+    pub fn read_varint(&mut self) -> Option<u64> {
+        self.varint().ok()
+    }
+
+    /// What is left to read.
+    #[inline(always)]
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
     /// The next field, or `None` at the end of the message.
+    #[inline(always)]
     pub fn next_field(&mut self) -> Option<Result<RawField<'a>, WireError>> {
         if self.rest.is_empty() {
             return None;
         }
         let start = self.rest;
-        let field = self.tag().and_then(|(number, wire_type)| {
-            let value = self.value(number, wire_type)?;
-            let used = start.len() - self.rest.len();
-            Ok(RawField {
-                number,
-                value,
-                raw: &start[..used],
-            })
-        });
+        let field = self.read_field(start);
         if field.is_err() {
             // Stop here: after an error the position is meaningless.
             self.rest = &[];
         }
         Some(field)
     }
+
+    #[inline(always)]
+    fn read_field(&mut self, start: &'a [u8]) -> Result<RawField<'a>, WireError> {
+        let (number, wire_type) = self.tag()?;
+        let value = self.value(number, wire_type)?;
+        let used = start.len() - self.rest.len();
+        Ok(RawField { number, value, raw: &start[..used] })
+    }
 }
 
 impl<'a> Iterator for Reader<'a> {
     type Item = Result<RawField<'a>, WireError>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         self.next_field()
     }
@@ -211,17 +256,17 @@ impl<'a> Iterator for Reader<'a> {
 impl FieldInfo {
     /// Whether `value` has this field's wire type (packed forms included); a field with
     /// another wire type is an unknown field to Go's decoder.
+    #[inline(always)]
     pub(crate) fn accepts(&self, value: &WireValue<'_>) -> bool {
         matches!(
             (self.kind, value),
             (WireKind::Varint, WireValue::Varint(_))
                 | (WireKind::I32, WireValue::I32(_))
                 | (WireKind::I64, WireValue::I64(_))
-                | (
-                    WireKind::Str | WireKind::Bytes | WireKind::Msg(_),
-                    WireValue::Len(_)
-                )
-        ) || (self.repeated && self.kind.is_scalar_number() && matches!(value, WireValue::Len(_)))
+                | (WireKind::Str | WireKind::Bytes | WireKind::Msg(_), WireValue::Len(_))
+        ) || (self.repeated
+            && self.kind.is_scalar_number()
+            && matches!(value, WireValue::Len(_)))
     }
 }
 
@@ -236,24 +281,31 @@ fn validate_at(msg: &'static MsgInfo, bytes: &[u8], depth: usize) -> Result<(), 
     }
     for field in Reader::new(bytes) {
         let field = field?;
-        let Some(info) = msg.field(field.number) else {
-            continue;
-        };
-        match (info.kind, field.value) {
-            (WireKind::Str, WireValue::Len(b)) => {
-                if std::str::from_utf8(b).is_err() {
-                    return Err(WireError::InvalidUtf8 { field: &info.name });
-                }
-            }
-            (WireKind::Msg(index), WireValue::Len(b)) => {
-                validate_at(&schema().messages[index], b, depth + 1)?;
-            }
-            (kind, WireValue::Len(b)) if info.repeated && kind.is_scalar_number() => {
-                check_packed(info, kind, b)?;
-            }
-            // Right wire type, or a wrong one (kept as an unknown field): both fine.
-            _ => {}
+        if let Some(info) = msg.field(field.number) {
+            check_field(info, &field.value, depth)?;
         }
+    }
+    Ok(())
+}
+
+/// Checks the value of a known field of a message at nesting `depth` (the field's
+/// framing was checked when it was read).
+#[inline(always)]
+pub(crate) fn check_field(info: &'static FieldInfo, value: &WireValue<'_>, depth: usize) -> Result<(), WireError> {
+    match (info.kind, *value) {
+        (WireKind::Str, WireValue::Len(b)) => {
+            if std::str::from_utf8(b).is_err() {
+                return Err(WireError::InvalidUtf8 { field: &info.name });
+            }
+        }
+        (WireKind::Msg(index), WireValue::Len(b)) => {
+            validate_at(&schema().messages[index], b, depth + 1)?;
+        }
+        (kind, WireValue::Len(b)) if info.repeated && kind.is_scalar_number() => {
+            check_packed(info, kind, b)?;
+        }
+        // Right wire type, or a wrong one (kept as an unknown field): both fine.
+        _ => {}
     }
     Ok(())
 }
@@ -270,11 +322,7 @@ fn check_packed(info: &'static FieldInfo, kind: WireKind, b: &[u8]) -> Result<()
             true
         }
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(WireError::BadPacked { field: &info.name })
-    }
+    if ok { Ok(()) } else { Err(WireError::BadPacked { field: &info.name }) }
 }
 
 /// Appends a varint.
@@ -349,9 +397,7 @@ mod tests {
     use super::*;
 
     fn fields(bytes: &[u8]) -> Result<Vec<(u32, WireValue<'_>)>, WireError> {
-        Reader::new(bytes)
-            .map(|f| f.map(|f| (f.number, f.value)))
-            .collect()
+        Reader::new(bytes).map(|f| f.map(|f| (f.number, f.value))).collect()
     }
 
     #[test]
@@ -378,20 +424,13 @@ mod tests {
     #[test]
     fn refuses_what_go_refuses() {
         assert_eq!(fields(&[0x08]), Err(WireError::BadVarint));
-        assert_eq!(
-            fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
-            Err(WireError::BadVarint)
-        );
+        assert_eq!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(WireError::BadVarint));
         assert!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_ok());
         assert_eq!(fields(&[0x00, 0x01]), Err(WireError::BadFieldNumber));
         assert_eq!(fields(&[0x0e]), Err(WireError::BadWireType(6)));
         assert_eq!(fields(&[0x0a, 0x05, 1]), Err(WireError::Truncated));
         assert_eq!(fields(&[0x0c]), Err(WireError::UnexpectedEndGroup));
-        assert_eq!(
-            fields(&[0x0b, 0x14]),
-            Err(WireError::UnexpectedEndGroup),
-            "end of another group"
-        );
+        assert_eq!(fields(&[0x0b, 0x14]), Err(WireError::UnexpectedEndGroup), "end of another group");
         assert_eq!(fields(&[0x0b]), Err(WireError::BadVarint), "unterminated group");
     }
 
