@@ -248,6 +248,10 @@ impl Config {
         if !(1..=max_get).contains(&self.consumer.max_records_per_get) {
             problems.push(format!("consumer.max_records_per_get must be 1 to {max_get}"));
         }
+        if let Err(problem) = self.embedded.replay_retention().validate("embedded") {
+            problems.push(problem);
+        }
+        problems.extend(self.subscribers.validate());
         if self.http.listen.port() != 0 && self.http.listen == self.admin.listen {
             problems.push("http.listen and admin.listen must differ".to_owned());
         }

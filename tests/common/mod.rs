@@ -2,6 +2,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod cloud;
+pub mod private_redis;
+pub mod redis_keys;
 
 use std::path::PathBuf;
 use std::time::Duration;
