@@ -348,3 +348,46 @@ async fn ids_the_log_cannot_cover_get_a_reset_then_live_updates() {
         "the replay stopped at its budget (two pages), sent {replayed}"
     );
 }
+
+#[actix_rt::test]
+async fn updates_the_hub_must_drop_end_in_a_reset_not_a_silent_gap() {
+    let setup = Setup::with(SubscriberConfig {
+        mailbox_capacity: 1,
+        ..SubscriberConfig::default()
+    });
+    let mut rx = setup.subscribe(SubscriptionFilter::default(), Resume::Fresh);
+    setup.wait_for_hub_subscribers(1).await;
+    // Published without yielding, so the hub routes them in a burst that a one-slot
+    // mailbox cannot take.
+    for version in 1..=200 {
+        setup.publish(&format!("car-{}", version % 7), version).await;
+    }
+    // Updates dropped after the reset are covered by the reload it asks for, so the
+    // client need not see version 200 itself; it must see the reset.
+    let reset = loop {
+        let ev = next(&mut rx).await;
+        if ev.event == "reset" {
+            break ev;
+        }
+    };
+    assert!(reset.data.contains("dropped"), "{reset:?}");
+    assert!(
+        reset.id.is_some(),
+        "delivery continues after the dropped update's id"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let live = setup.publish("car-0", 201).await;
+    loop {
+        let ev = next(&mut rx).await;
+        if ev.event == "vehicle" && vehicle_of(&ev).1 == 201 {
+            assert_eq!(ev.id, Some(live));
+            break;
+        }
+    }
+    let info = setup.registry.list(Some(ActorKind::Subscriber), 1).pop().unwrap();
+    assert!(
+        info.details["dropped"].as_u64().unwrap() > 0,
+        "{:?}",
+        info.details
+    );
+}

@@ -302,6 +302,7 @@ impl Actor for Subscriber {
             this.publish_details();
         });
         self.flush(ctx);
+        self.publish_details();
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
