@@ -686,3 +686,66 @@ async fn a_redis_restart_resets_subscribers_and_delivery_resumes() {
         }
     }
 }
+
+/// Publish latency of the append script (XADD + trim + SADD + PUBLISH in one EVALSHA)
+/// against a bare PUBLISH of the same payload, sequential on one client
+/// (`cargo test --release --test redis_backend -- --ignored --nocapture publish_latency`).
+#[tokio::test]
+#[ignore = "measurement; run on demand"]
+async fn publish_latency() {
+    let mut admin = admin().await;
+    let prefix = unique_prefix();
+    let fanout = fanout(&prefix);
+    const N: usize = 5000;
+    let payload = serde_json::to_string(&*update("car", 1)).unwrap();
+    let percentiles = |mut samples: Vec<Duration>| {
+        samples.sort_unstable();
+        let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        format!(
+            "p50 {:?} p99 {:?} max {:?}",
+            at(0.50),
+            at(0.99),
+            samples[samples.len() - 1]
+        )
+    };
+    fanout.publish(update("car", 0)).await.expect("warm-up");
+    let mut script = Vec::with_capacity(N);
+    for version in 1..=N as u64 {
+        let started = std::time::Instant::now();
+        fanout.publish(update("car", version)).await.expect("publish");
+        script.push(started.elapsed());
+    }
+    let channel = format!("{}:bare", &*prefix);
+    // What publishing was before the replay log: a bare PUBLISH through a deadpool pool
+    // (whose recycle check adds a PING round trip per checkout, as in the fan-out).
+    let pool = deadpool_redis::Config::from_url(redis_url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("pool");
+    let mut pooled = Vec::with_capacity(N);
+    for _ in 0..N {
+        let started = std::time::Instant::now();
+        let mut conn = pool.get().await.expect("pooled connection");
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&payload)
+            .query_async::<i64>(&mut conn)
+            .await
+            .expect("PUBLISH");
+        pooled.push(started.elapsed());
+    }
+    let mut bare = Vec::with_capacity(N);
+    for _ in 0..N {
+        let started = std::time::Instant::now();
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&payload)
+            .query_async::<i64>(&mut admin)
+            .await
+            .expect("PUBLISH");
+        bare.push(started.elapsed());
+    }
+    println!("payload {} bytes, {N} sequential publishes", payload.len());
+    println!("append script (EVALSHA, pooled): {}", percentiles(script));
+    println!("bare PUBLISH (pooled, before):   {}", percentiles(pooled));
+    println!("bare PUBLISH (multiplexed):      {}", percentiles(bare));
+}
