@@ -58,7 +58,7 @@ pub const SSE_REJECTED_TOTAL: &str = "fleetwire_sse_rejected_total";
 pub const SSE_CONNECTIONS_OPEN: &str = "fleetwire_sse_connections_open";
 
 /// Updates a subscription dropped because its buffer to the hub was full (the hub hears of
-/// them as `Lagged`, counted in `fleetwire_fanout_lagged_total`).
+/// them as `Lost`, counted in `fleetwire_fanout_lagged_total`).
 pub const REDIS_FANOUT_DROPPED_TOTAL: &str = "fleetwire_redis_fanout_dropped_total";
 /// Messages on the updates channel that did not decode as a `VehicleUpdate` (skipped).
 pub const REDIS_FANOUT_MALFORMED_TOTAL: &str = "fleetwire_redis_fanout_malformed_total";
