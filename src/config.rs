@@ -307,6 +307,10 @@ impl Config {
         if let Err(e) = self.security.pseudonymizer() {
             problems.push(format!("security.pseudonym_key: {e}"));
         }
+        if let Err(problem) = self.embedded.replay_retention().validate("embedded") {
+            problems.push(problem);
+        }
+        problems.extend(self.subscribers.validate());
         if self.http.listen.port() != 0 && self.http.listen == self.admin.listen {
             problems.push("http.listen and admin.listen must differ".to_owned());
         }

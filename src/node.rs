@@ -29,8 +29,9 @@ use anyhow::Context as _;
 use fleetwire_actors::consumer::{ConsumerStatus, GracefulShutdown, LeaseCoordinator};
 use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
 use fleetwire_actors::registry::ActorRegistry;
-use fleetwire_actors::subscriber::{CloseAll, SubscriberHub};
+
 use fleetwire_actors::tesla::Topic;
+use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
 use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
@@ -39,7 +40,7 @@ use crate::backends::embedded::{self, EmbeddedStream, InProcessFanOut, RedbLease
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
 use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
-use crate::http::{self, AdminState, ApiState, Readiness};
+use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
 use crate::tesla::{StreamSink, TeslaListener};
@@ -109,7 +110,10 @@ impl Ports {
             }
         };
         let fanout: Arc<dyn FanOut> = match b.fanout {
-            FanOutBackend::Embedded => Arc::new(InProcessFanOut::new(config.embedded.fanout_capacity)),
+            FanOutBackend::Embedded => Arc::new(InProcessFanOut::new(
+                config.embedded.fanout_capacity,
+                config.embedded.replay_retention(),
+            )),
             FanOutBackend::Redis => Arc::new(RedisFanOut::new(&config.redis).context("configuring Redis")?),
         };
         let topic_streams = if config.tesla.enabled {
@@ -232,9 +236,16 @@ impl Node {
         let api_state = ApiState {
             ingestor,
             store: ports.state.clone(),
-            hub: hub.clone(),
-            registry: registry.clone(),
-            subscribers: config.subscribers.clone(),
+            subscribers: SubscriberServices {
+                hub: hub.clone(),
+                fanout: ports.fanout.clone(),
+                registry: registry.clone(),
+                config: config.subscribers.clone(),
+            },
+            limits: ConnectionLimits::new(
+                config.subscribers.max_connections_per_node,
+                config.subscribers.max_connections_per_tenant,
+            ),
             max_body_bytes: config.http.max_body_bytes,
         };
         let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))

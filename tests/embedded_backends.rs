@@ -15,10 +15,10 @@ use fleetwire::backends::conformance::{self, read_shard, stored};
 use fleetwire::backends::embedded::{
     EmbeddedStream, EmbeddedStreamConfig, InProcessFanOut, RedbLeaseStore, RedbStateStore, open_database,
 };
-use fleetwire_actors::model::{VehicleId, VehicleUpdate};
+use fleetwire_actors::model::{TenantId, VehicleId, VehicleUpdate};
 use fleetwire_actors::ports::{
-    Checkpoint, FanOut, FanOutMessage, Lease, LeaseStore, PutEntry, PutOutcome, RecordStream, SaveOutcome,
-    SequenceNumber, ShardId, StartPosition, StateStore, StreamError,
+    Checkpoint, FanOut, FanOutMessage, Lease, LeaseStore, LogEntry, PutEntry, PutOutcome, RecordStream,
+    ReplayRetention, SaveOutcome, SequenceNumber, ShardId, StartPosition, StateStore, StreamError,
 };
 
 fn stream_cfg(shards: u32) -> EmbeddedStreamConfig {
@@ -114,9 +114,16 @@ async fn state_store_conformance() {
     conformance::check_state_store_is_order_safe(&store).await;
 }
 
+fn fanout(capacity: usize) -> InProcessFanOut {
+    InProcessFanOut::new(capacity, ReplayRetention::from_config(10_000, 600))
+}
+
 #[tokio::test]
 async fn fanout_conformance() {
-    conformance::check_fanout_delivers_to_every_subscriber(&InProcessFanOut::new(64)).await;
+    conformance::check_fanout_delivers_to_every_subscriber(&fanout(64)).await;
+    conformance::check_fanout_replay(&fanout(64)).await;
+    let bounded = InProcessFanOut::new(64, ReplayRetention::from_config(10, 1));
+    conformance::check_fanout_replay_is_bounded(&bounded, 10).await;
 }
 
 #[tokio::test]
@@ -125,7 +132,7 @@ async fn ports_work_as_trait_objects() {
     let stream: Arc<dyn RecordStream> = Arc::new(memory_stream());
     let leases: Arc<dyn LeaseStore> = Arc::new(RedbLeaseStore::new(Arc::clone(&db)).unwrap());
     let states: Arc<dyn StateStore> = Arc::new(RedbStateStore::new(db).unwrap());
-    let fanout: Arc<dyn FanOut> = Arc::new(InProcessFanOut::new(8));
+    let fanout: Arc<dyn FanOut> = Arc::new(fanout(8));
     stream.ping().await.unwrap();
     leases.ping().await.unwrap();
     states.ping().await.unwrap();
@@ -752,12 +759,13 @@ async fn concurrent_group_commit_saves_are_all_durable() {
 
 #[tokio::test]
 async fn a_slow_fanout_subscriber_is_told_it_lagged() {
-    let fanout = InProcessFanOut::new(2);
+    let fanout = fanout(2);
     let mut sub = fanout.subscribe();
     assert_eq!(fanout.subscriber_count(), 1);
     for version in 1..=5 {
         fanout
             .publish(Arc::new(VehicleUpdate {
+                tenant: TenantId::default(),
                 vehicle_id: VehicleId("car".into()),
                 version,
                 last_seen: None,
@@ -768,11 +776,17 @@ async fn a_slow_fanout_subscriber_is_told_it_lagged() {
             .await
             .unwrap();
     }
-    assert_eq!(sub.next().await, Some(FanOutMessage::Lagged(3)));
+    assert_eq!(
+        sub.next().await,
+        Some(FanOutMessage::Lost {
+            tenant: None,
+            skipped: 3
+        })
+    );
     let versions: Vec<u64> = sub
         .take(2)
         .map(|m| match m {
-            FanOutMessage::Update(u) => u.version,
+            FanOutMessage::Entry(LogEntry::Update { update, .. }) => update.version,
             other => panic!("{other:?}"),
         })
         .collect()

@@ -1,13 +1,17 @@
-//! The Redis backends against a real Redis: the shared fan-out conformance check, then what
-//! only a networked fan-out has to promise (several nodes, isolation by key prefix,
-//! reconnects, no leaked subscriptions, gaps reported as `Lagged`).
+//! The Redis backends against a real Redis: the shared fan-out conformance checks (live
+//! delivery, replay, bounds), then what only a networked fan-out has to promise (several
+//! nodes, isolation by key prefix, reconnects that recover the gap from the replay log or
+//! reset when it cannot, no leaked subscriptions, overflow reported as `Lost`, publishes
+//! that fail fast and leave a gap marker while Redis is down, a Redis restart).
 //!
 //! Needs a Redis at `FLEETWIRE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`); start
 //! one with `scripts/redis`. Without it these tests fail, they do not skip. Every test uses
 //! its own random key prefix (`fwtest:<random>`), so they run in parallel and next to
-//! anything else on that Redis; the reconnect test kills only its own connection.
+//! anything else on that Redis; the reconnect tests kill only their own connections (a
+//! temporary ACL user), and the restart test runs a private `redis-server`.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +21,15 @@ use deadpool_redis::redis;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use fleetwire::backends::conformance;
+use common::private_redis::PrivateRedis;
+use common::redis_keys::{TestPrefix, redis_url};
+use fleetwire::backends::conformance::{self, update_of};
 use fleetwire::backends::redis::{RedisConfig, RedisFanOut};
-use fleetwire_actors::model::{VehicleId, VehicleUpdate};
-use fleetwire_actors::ports::{FanOut, FanOutError, FanOutMessage};
+use fleetwire_actors::model::{TenantId, VehicleUpdate};
+use fleetwire_actors::ports::{EventId, FanOut, FanOutError, FanOutMessage, LogEntry, Replay};
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(10);
-
-fn redis_url() -> String {
-    std::env::var("FLEETWIRE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
-}
 
 /// A command connection to the test Redis; fails the test (never skips it) when Redis is
 /// not there.
@@ -46,9 +48,9 @@ async fn admin() -> redis::aio::MultiplexedConnection {
     }
 }
 
-/// A key prefix no other test (or test run) uses.
-fn unique_prefix() -> String {
-    format!("fwtest:{:016x}", rand::random::<u64>())
+/// A key prefix no other test (or test run) uses; its keys are deleted at the end.
+fn unique_prefix() -> TestPrefix {
+    TestPrefix::new()
 }
 
 /// Test settings: the given prefix, a small fast backoff.
@@ -68,14 +70,7 @@ fn fanout(prefix: &str) -> RedisFanOut {
 }
 
 fn update(vehicle: &str, version: u64) -> Arc<VehicleUpdate> {
-    Arc::new(VehicleUpdate {
-        vehicle_id: VehicleId(vehicle.to_owned()),
-        version,
-        last_seen: None,
-        changed: vec!["Soc".into()],
-        signals: BTreeMap::new(),
-        ingest_received_at: chrono::Utc::now(),
-    })
+    update_of(&TenantId::default(), vehicle, version)
 }
 
 /// The next message of a subscription; panics if none comes within [`WAIT`].
@@ -89,8 +84,16 @@ async fn next(sub: &mut BoxStream<'static, FanOutMessage>, what: &str) -> FanOut
 
 /// The next message, which must be an update; returns (vehicle, version).
 async fn next_update(sub: &mut BoxStream<'static, FanOutMessage>, what: &str) -> (String, u64) {
+    let (_, vehicle, version) = next_update_id(sub, what).await;
+    (vehicle, version)
+}
+
+/// The next message, which must be an update; returns (id, vehicle, version).
+async fn next_update_id(sub: &mut BoxStream<'static, FanOutMessage>, what: &str) -> (EventId, String, u64) {
     match next(sub, what).await {
-        FanOutMessage::Update(u) => (u.vehicle_id.0.clone(), u.version),
+        FanOutMessage::Entry(LogEntry::Update { id, update }) => {
+            (id, update.vehicle_id.0.clone(), update.version)
+        }
         other => panic!("{what}: expected an update, got {other:?}"),
     }
 }
@@ -114,20 +117,23 @@ where
 async fn wait_subscribed(fanout: &RedisFanOut) {
     assert!(
         fanout.wait_until_all_subscribed(WAIT).await,
-        "the subscription on {} was not established within {WAIT:?}",
-        fanout.channel()
+        "the subscription to {} was not established within {WAIT:?}",
+        fanout.pattern()
     );
 }
 
-/// Subscribers of `channel` as Redis counts them.
-async fn numsub(conn: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
-    let (_, n): (String, i64) = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
+/// Pub/sub connections of `user` as Redis lists them.
+async fn pubsub_connections(conn: &mut redis::aio::MultiplexedConnection, user: &str) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
         .query_async(conn)
         .await
-        .expect("PUBSUB NUMSUB failed");
-    n
+        .expect("CLIENT LIST failed");
+    list.lines()
+        .filter(|line| line.split(' ').any(|field| field == format!("user={user}")))
+        .count()
 }
 
 /// The conformance check publishes right after `subscribe()`. Pub/sub only delivers what is
@@ -138,13 +144,17 @@ struct SubscribedBeforePublish(RedisFanOut);
 
 #[async_trait]
 impl FanOut for SubscribedBeforePublish {
-    async fn publish(&self, update: Arc<VehicleUpdate>) -> Result<(), FanOutError> {
+    async fn publish(&self, update: Arc<VehicleUpdate>) -> Result<EventId, FanOutError> {
         wait_subscribed(&self.0).await;
         self.0.publish(update).await
     }
 
     fn subscribe(&self) -> BoxStream<'static, FanOutMessage> {
         self.0.subscribe()
+    }
+
+    async fn replay(&self, tenant: &TenantId, after: EventId, limit: usize) -> Result<Replay, FanOutError> {
+        self.0.replay(tenant, after, limit).await
     }
 
     async fn ping(&self) -> Result<(), FanOutError> {
@@ -155,9 +165,52 @@ impl FanOut for SubscribedBeforePublish {
 #[tokio::test]
 async fn conformance_fanout_delivers_to_every_subscriber() {
     admin().await;
-    let fanout = fanout(&unique_prefix());
+    let prefix_1 = unique_prefix();
+    let fanout = fanout(&prefix_1);
     conformance::check_fanout_delivers_to_every_subscriber(&SubscribedBeforePublish(fanout.clone())).await;
     assert!(fanout.is_subscribed());
+}
+
+#[tokio::test]
+async fn conformance_fanout_replay() {
+    admin().await;
+    let prefix_2 = unique_prefix();
+    conformance::check_fanout_replay(&fanout(&prefix_2)).await;
+    let prefix_3 = unique_prefix();
+    let bounded = RedisFanOut::new(&RedisConfig {
+        replay_max_events: 10,
+        replay_max_age_secs: 1,
+        ..config(&prefix_3)
+    })
+    .expect("valid config");
+    conformance::check_fanout_replay_is_bounded(&bounded, 10).await;
+}
+
+#[tokio::test]
+async fn the_log_holds_what_was_published_and_live_ids_are_log_ids() {
+    let mut admin = admin().await;
+    let prefix_4 = unique_prefix();
+    let fanout = fanout(&prefix_4);
+    let mut sub = fanout.subscribe();
+    wait_subscribed(&fanout).await;
+    let id = fanout.publish(update("car", 1)).await.expect("publish");
+    assert_eq!(next_update_id(&mut sub, "live").await, (id, "car".to_owned(), 1));
+    let tenant = TenantId::default();
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(fanout.log_key(&tenant))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut admin)
+        .await
+        .expect("XRANGE");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].0,
+        id.to_string(),
+        "the event id is the stream entry id"
+    );
+    assert_eq!(entries[0].1[0], "u");
+    assert!(entries[0].1[1].contains(r#""vehicle_id":"car""#));
 }
 
 #[tokio::test]
@@ -165,7 +218,8 @@ async fn updates_cross_nodes_and_prefixes_isolate() {
     admin().await;
     let prefix = unique_prefix();
     let (node_a, node_b) = (fanout(&prefix), fanout(&prefix));
-    let other_tenant = fanout(&unique_prefix());
+    let prefix_5 = unique_prefix();
+    let other_tenant = fanout(&prefix_5);
     let mut on_b = node_b.subscribe();
     let mut on_other = other_tenant.subscribe();
     wait_subscribed(&node_b).await;
@@ -249,86 +303,178 @@ impl Drop for TempUser {
     }
 }
 
-#[tokio::test]
-async fn reconnects_after_the_connection_is_killed_and_reports_the_gap() {
-    let mut admin = admin().await;
-    let user = TempUser::create(&mut admin).await;
-    let fanout = RedisFanOut::new(&RedisConfig {
-        url: user.url.clone(),
-        ..config(&unique_prefix())
-    })
-    .expect("valid config");
-    let mut sub = fanout.subscribe();
-    wait_subscribed(&fanout).await;
-    fanout.publish(update("car", 1)).await.expect("publish");
-    assert_eq!(next_update(&mut sub, "before the kill").await.1, 1);
-
-    let killed: i64 = redis::cmd("CLIENT")
+/// Kills every connection of `user` and keeps it from reconnecting until [`allow`].
+async fn cut_off(admin: &mut redis::aio::MultiplexedConnection, user: &TempUser) {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user.name)
+        .arg("off")
+        .query_async::<()>(admin)
+        .await
+        .expect("ACL SETUSER off");
+    let _killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
         .arg("USER")
         .arg(&user.name)
-        .query_async(&mut admin)
+        .query_async(admin)
         .await
         .expect("CLIENT KILL failed");
-    assert_eq!(
-        killed, 1,
-        "exactly the fan-out's one pub/sub connection is killed"
-    );
+}
 
-    // Lagged(0) comes only after the new SUBSCRIBE is confirmed: anything published from
-    // here on is delivered.
-    assert_eq!(
-        next(&mut sub, "after the kill").await,
-        FanOutMessage::Lagged(0),
-        "a reconnect is reported as a gap of unknown size"
-    );
-    assert!(
-        fanout.is_subscribed(),
-        "subscribed again once the gap is reported"
-    );
-    assert_eq!(numsub(&mut admin, fanout.channel()).await, 1);
+async fn allow(admin: &mut redis::aio::MultiplexedConnection, user: &TempUser) {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user.name)
+        .arg("on")
+        .query_async::<()>(admin)
+        .await
+        .expect("ACL SETUSER on");
+}
+
+#[tokio::test]
+async fn a_reconnected_subscription_recovers_the_gap_from_the_log() {
+    let mut admin = admin().await;
+    let user = TempUser::create(&mut admin).await;
+    let prefix = unique_prefix();
+    let subscriber = RedisFanOut::new(&RedisConfig {
+        url: user.url.clone(),
+        ..config(&prefix)
+    })
+    .expect("valid config");
+    // Another node, still connected, keeps publishing while the subscriber is cut off.
+    let publisher = fanout(&prefix);
+    let mut sub = subscriber.subscribe();
+    wait_subscribed(&subscriber).await;
+    publisher.publish(update("car", 1)).await.expect("publish");
+    assert_eq!(next_update(&mut sub, "before the cut").await.1, 1);
+
+    cut_off(&mut admin, &user).await;
+    eventually("the subscriber notices", || async { !subscriber.is_subscribed() }).await;
+    let mut missed = Vec::new();
     for version in 2..=4 {
-        fanout
-            .publish(update("car", version))
-            .await
-            .expect("publish after reconnect");
+        missed.push(publisher.publish(update("car", version)).await.expect("publish"));
     }
-    for version in 2..=4 {
+    allow(&mut admin, &user).await;
+
+    // Recovered from the log, in order, with their ids: no `Lost`, no reset.
+    for (id, version) in missed.iter().zip(2..=4) {
         assert_eq!(
-            next_update(&mut sub, "after the reconnect").await.1,
-            version,
-            "delivery continues after the reconnect"
+            next_update_id(&mut sub, "recovered").await,
+            (*id, "car".to_owned(), version),
+            "the missed update comes from the replay log"
         );
     }
+    wait_subscribed(&subscriber).await;
+    publisher.publish(update("car", 5)).await.expect("publish");
+    assert_eq!(
+        next_update(&mut sub, "live again").await.1,
+        5,
+        "live delivery goes on, without repeating what was recovered"
+    );
+}
+
+#[tokio::test]
+async fn a_gap_the_log_no_longer_covers_becomes_a_gap_entry() {
+    let mut admin = admin().await;
+    let user = TempUser::create(&mut admin).await;
+    let prefix = unique_prefix();
+    let small = |url: String| RedisConfig {
+        url,
+        replay_max_events: 10,
+        ..config(&prefix)
+    };
+    let subscriber = RedisFanOut::new(&small(user.url.clone())).expect("valid config");
+    let publisher = RedisFanOut::new(&small(redis_url())).expect("valid config");
+    let mut sub = subscriber.subscribe();
+    wait_subscribed(&subscriber).await;
+    publisher.publish(update("car", 1)).await.expect("publish");
+    assert_eq!(next_update(&mut sub, "before the cut").await.1, 1);
+
+    cut_off(&mut admin, &user).await;
+    eventually("the subscriber notices", || async { !subscriber.is_subscribed() }).await;
+    // Far more than the log keeps: the subscriber's position is trimmed away.
+    let mut head = EventId::ZERO;
+    for version in 2..=400 {
+        head = publisher.publish(update("car", version)).await.expect("publish");
+    }
+    allow(&mut admin, &user).await;
+
+    assert_eq!(
+        next(&mut sub, "after the reconnect").await,
+        FanOutMessage::Entry(LogEntry::Gap {
+            tenant: TenantId::default(),
+            id: head
+        }),
+        "the tenant's subscribers are told to reload; delivery goes on after the head"
+    );
+    wait_subscribed(&subscriber).await;
+    publisher.publish(update("car", 401)).await.expect("publish");
+    assert_eq!(next_update(&mut sub, "live again").await.1, 401);
+}
+
+/// Client ids of `user`'s pub/sub connections.
+async fn pubsub_ids(conn: &mut redis::aio::MultiplexedConnection, user: &str) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(conn)
+        .await
+        .expect("CLIENT LIST failed");
+    list.lines()
+        .filter(|line| line.split(' ').any(|field| field == format!("user={user}")))
+        .filter_map(|line| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn the_idle_health_check_keeps_a_good_connection() {
-    admin().await;
+    let mut admin = admin().await;
+    let user = TempUser::create(&mut admin).await;
     // Many PINGs on an idle subscription; a PING answer the client did not understand
-    // would look like a dead connection and show up as a reconnect (Lagged(0)).
-    let fanout = fanout(&unique_prefix()).with_health_check_interval(Duration::from_millis(20));
+    // would look like a dead connection and show up as a new connection.
+    let prefix_6 = unique_prefix();
+    let fanout = RedisFanOut::new(&RedisConfig {
+        url: user.url.clone(),
+        ..config(&prefix_6)
+    })
+    .expect("valid config")
+    .with_health_check_interval(Duration::from_millis(20));
     let mut sub = fanout.subscribe();
     wait_subscribed(&fanout).await;
+    let before = pubsub_ids(&mut admin, &user.name).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(fanout.is_subscribed());
-    fanout.publish(update("car", 1)).await.expect("publish");
     assert_eq!(
-        next_update(&mut sub, "after idling").await,
-        ("car".to_owned(), 1),
-        "no reconnect (Lagged) while idle: the health check's PING is understood"
+        pubsub_ids(&mut admin, &user.name).await,
+        before,
+        "no reconnect while idle: the health check's PING is understood"
     );
+    fanout.publish(update("car", 1)).await.expect("publish");
+    assert_eq!(next_update(&mut sub, "after idling").await, ("car".to_owned(), 1));
 }
 
 #[tokio::test]
 async fn dropping_the_stream_ends_the_reader_task() {
     let mut admin = admin().await;
-    let fanout = fanout(&unique_prefix());
+    let user = TempUser::create(&mut admin).await;
+    let prefix_7 = unique_prefix();
+    let fanout = RedisFanOut::new(&RedisConfig {
+        url: user.url.clone(),
+        ..config(&prefix_7)
+    })
+    .expect("valid config");
     let sub = fanout.subscribe();
     wait_subscribed(&fanout).await;
-    assert_eq!(numsub(&mut admin, fanout.channel()).await, 1);
+    assert_eq!(
+        pubsub_connections(&mut admin, &user.name).await,
+        1,
+        "one pub/sub connection per node"
+    );
     assert_eq!(fanout.subscription_count(), 1);
 
     drop(sub);
@@ -336,11 +482,11 @@ async fn dropping_the_stream_ends_the_reader_task() {
         fanout.subscription_count() == 0
     })
     .await;
-    let channel = fanout.channel().to_owned();
+    let name = user.name.clone();
     eventually("Redis drops the subscription", || {
         let mut admin = admin.clone();
-        let channel = channel.clone();
-        async move { numsub(&mut admin, &channel).await == 0 }
+        let name = name.clone();
+        async move { pubsub_connections(&mut admin, &name).await == 0 }
     })
     .await;
     assert!(!fanout.is_subscribed());
@@ -349,9 +495,10 @@ async fn dropping_the_stream_ends_the_reader_task() {
 #[tokio::test]
 async fn a_full_buffer_drops_and_reports_the_gap_before_later_updates() {
     admin().await;
+    let prefix_8 = unique_prefix();
     let fanout = RedisFanOut::new(&RedisConfig {
         subscription_buffer: 4,
-        ..config(&unique_prefix())
+        ..config(&prefix_8)
     })
     .expect("valid config");
     let mut sub = fanout.subscribe();
@@ -365,12 +512,16 @@ async fn a_full_buffer_drops_and_reports_the_gap_before_later_updates() {
     let (mut delivered, mut skipped, mut lags) = (Vec::new(), 0, 0);
     while delivered.len() as u64 + skipped < SENT {
         match next(&mut sub, "draining").await {
-            FanOutMessage::Update(u) => delivered.push(u.version),
-            FanOutMessage::Lagged(n) => {
+            FanOutMessage::Entry(LogEntry::Update { update, .. }) => delivered.push(update.version),
+            FanOutMessage::Lost {
+                tenant: None,
+                skipped: n,
+            } => {
                 assert!(n > 0, "a buffer overflow reports how many were dropped");
                 skipped += n;
                 lags += 1;
             }
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(
@@ -378,7 +529,7 @@ async fn a_full_buffer_drops_and_reports_the_gap_before_later_updates() {
         SENT,
         "every update is delivered or counted"
     );
-    assert!(lags >= 1 && skipped > 0, "an overflow is reported as Lagged");
+    assert!(lags >= 1 && skipped > 0, "an overflow is reported as Lost");
     assert_eq!(
         &delivered[..4],
         &[1, 2, 3, 4],
@@ -400,12 +551,25 @@ async fn a_full_buffer_drops_and_reports_the_gap_before_later_updates() {
 #[tokio::test]
 async fn undecodable_messages_are_skipped() {
     let mut admin = admin().await;
-    let fanout = fanout(&unique_prefix());
+    let prefix_9 = unique_prefix();
+    let fanout = fanout(&prefix_9);
     let mut sub = fanout.subscribe();
     wait_subscribed(&fanout).await;
-    for junk in ["not json", r#"{"vehicle_id":1}"#, ""] {
+    let channel = fanout.channel(&TenantId::default());
+    let other_tenant = fanout.channel(&TenantId::parse("other").unwrap());
+    for (channel, junk) in [
+        (&channel, "not json"),
+        (&channel, r#"1-0 u {"vehicle_id":1}"#),
+        (&channel, "1-0 gap"),
+        (&channel, ""),
+        // Well-formed, but its tenant is not the channel's.
+        (
+            &other_tenant,
+            &format!("1-0 u {}", serde_json::to_string(&*update("x", 1)).unwrap()),
+        ),
+    ] {
         redis::cmd("PUBLISH")
-            .arg(fanout.channel())
+            .arg(channel)
             .arg(junk)
             .query_async::<i64>(&mut admin)
             .await
@@ -422,19 +586,30 @@ async fn undecodable_messages_are_skipped() {
 #[tokio::test]
 async fn an_unreachable_redis_fails_fast_and_the_subscription_keeps_trying() {
     // Nothing listens on port 1 of loopback, so every connection is refused.
+    let prefix_10 = unique_prefix();
     let fanout = RedisFanOut::new(&RedisConfig {
         url: "redis://127.0.0.1:1/".into(),
-        ..config(&unique_prefix())
+        ..config(&prefix_10)
     })
     .expect("building does no I/O");
-    for result in [
-        tokio::time::timeout(WAIT, fanout.publish(update("car", 1))).await,
-        tokio::time::timeout(WAIT, fanout.ping()).await,
-    ] {
-        match result {
-            Ok(Err(FanOutError::Unavailable(_))) => {}
-            other => panic!("expected a prompt Unavailable, got {other:?}"),
-        }
+    match tokio::time::timeout(WAIT, fanout.publish(update("car", 1))).await {
+        Ok(Err(FanOutError::Unavailable(_))) => {}
+        other => panic!("expected a prompt Unavailable, got {other:?}"),
+    }
+    assert!(fanout.is_down(), "a failed publish switches publishes off");
+    let started = std::time::Instant::now();
+    assert!(fanout.publish(update("car", 2)).await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "while down, publishes fail at once"
+    );
+    match tokio::time::timeout(WAIT, fanout.ping()).await {
+        Ok(Err(FanOutError::Unavailable(_))) => {}
+        other => panic!("expected a prompt Unavailable, got {other:?}"),
+    }
+    match tokio::time::timeout(WAIT, fanout.replay(&TenantId::default(), EventId::ZERO, 10)).await {
+        Ok(Err(FanOutError::Unavailable(_))) => {}
+        other => panic!("expected a prompt Unavailable, got {other:?}"),
     }
 
     let mut sub = fanout.subscribe();
@@ -452,4 +627,125 @@ async fn an_unreachable_redis_fails_fast_and_the_subscription_keeps_trying() {
         fanout.subscription_count() == 0
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_resets_subscribers_and_delivery_resumes() {
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix();
+    let private = |prefix: &str| RedisConfig {
+        url: redis.url(),
+        ..config(prefix)
+    };
+    let subscriber = RedisFanOut::new(&private(&prefix)).expect("valid config");
+    let publisher = RedisFanOut::new(&private(&prefix)).expect("valid config");
+    let mut sub = subscriber.subscribe();
+    wait_subscribed(&subscriber).await;
+    publisher.publish(update("car", 1)).await.expect("publish");
+    assert_eq!(next_update(&mut sub, "before the restart").await.1, 1);
+
+    redis.kill();
+    match tokio::time::timeout(WAIT, publisher.publish(update("car", 2))).await {
+        Ok(Err(FanOutError::Unavailable(_))) => {}
+        other => panic!("a publish while Redis is down fails promptly, got {other:?}"),
+    }
+    assert!(publisher.is_down());
+    eventually("the subscriber notices", || async { !subscriber.is_subscribed() }).await;
+    redis.restart();
+
+    // The restarted Redis lost the log, so update 2 cannot be recovered (and the
+    // subscriber cannot even tell): its subscribers must reload. Which message says so
+    // depends on whether the publisher's gap marker or the subscriber's recovery comes
+    // first, but one of them comes before any later update.
+    match next(&mut sub, "after the restart").await {
+        FanOutMessage::Lost {
+            tenant: Some(tenant),
+            skipped: 0,
+        } => assert_eq!(tenant, TenantId::default()),
+        FanOutMessage::Entry(LogEntry::Gap { tenant, .. }) => assert_eq!(tenant, TenantId::default()),
+        other => panic!("expected the tenant to be reset, got {other:?}"),
+    }
+    eventually("the publisher wrote its gap marker", || async {
+        !publisher.is_down()
+    })
+    .await;
+    wait_subscribed(&subscriber).await;
+    let id = publisher
+        .publish(update("car", 3))
+        .await
+        .expect("publish after the restart");
+    loop {
+        match next(&mut sub, "after the restart").await {
+            // The publisher's gap marker, if the recovery came first.
+            FanOutMessage::Entry(LogEntry::Gap { .. }) => continue,
+            FanOutMessage::Entry(LogEntry::Update { id: got, update }) => {
+                assert_eq!((got, update.version), (id, 3), "delivery resumes");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Publish latency of the append script (XADD + trim + SADD + PUBLISH in one EVALSHA)
+/// against a bare PUBLISH of the same payload, sequential on one client
+/// (`cargo test --release --test redis_backend -- --ignored --nocapture publish_latency`).
+#[tokio::test]
+#[ignore = "measurement; run on demand"]
+async fn publish_latency() {
+    let mut admin = admin().await;
+    let prefix = unique_prefix();
+    let fanout = fanout(&prefix);
+    const N: usize = 5000;
+    let payload = serde_json::to_string(&*update("car", 1)).unwrap();
+    let percentiles = |mut samples: Vec<Duration>| {
+        samples.sort_unstable();
+        let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        format!(
+            "p50 {:?} p99 {:?} max {:?}",
+            at(0.50),
+            at(0.99),
+            samples[samples.len() - 1]
+        )
+    };
+    fanout.publish(update("car", 0)).await.expect("warm-up");
+    let mut script = Vec::with_capacity(N);
+    for version in 1..=N as u64 {
+        let started = std::time::Instant::now();
+        fanout.publish(update("car", version)).await.expect("publish");
+        script.push(started.elapsed());
+    }
+    let channel = format!("{}:bare", &*prefix);
+    // What publishing was before the replay log: a bare PUBLISH through a deadpool pool
+    // (whose recycle check adds a PING round trip per checkout, as in the fan-out).
+    let pool = deadpool_redis::Config::from_url(redis_url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .expect("pool");
+    let mut pooled = Vec::with_capacity(N);
+    for _ in 0..N {
+        let started = std::time::Instant::now();
+        let mut conn = pool.get().await.expect("pooled connection");
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&payload)
+            .query_async::<i64>(&mut conn)
+            .await
+            .expect("PUBLISH");
+        pooled.push(started.elapsed());
+    }
+    let mut bare = Vec::with_capacity(N);
+    for _ in 0..N {
+        let started = std::time::Instant::now();
+        redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(&payload)
+            .query_async::<i64>(&mut admin)
+            .await
+            .expect("PUBLISH");
+        bare.push(started.elapsed());
+    }
+    println!("payload {} bytes, {N} sequential publishes", payload.len());
+    println!("append script (EVALSHA, pooled): {}", percentiles(script));
+    println!("bare PUBLISH (pooled, before):   {}", percentiles(pooled));
+    println!("bare PUBLISH (multiplexed):      {}", percentiles(bare));
 }

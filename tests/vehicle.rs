@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use fleetwire::backends::embedded::{InProcessFanOut, RedbStateStore, open_database};
 use fleetwire_actors::consumer::{RecordRouter, RouteError};
 use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
-use fleetwire_actors::ports::{FanOut, FanOutMessage, StateStore};
+use fleetwire_actors::ports::{FanOut, FanOutMessage, LogEntry, ReplayRetention, StateStore};
 use fleetwire_actors::registry::{ActorKind, ActorRegistry};
 use fleetwire_actors::vehicle::{VehicleConfig, VehicleDirectory};
 use futures_util::StreamExt;
@@ -34,7 +34,7 @@ impl Harness {
     fn new(config: VehicleConfig, data_dir: Option<&Path>) -> Self {
         let db = open_database(data_dir).expect("database opens");
         let store = Arc::new(RedbStateStore::new(db).expect("state store opens"));
-        let fanout = Arc::new(InProcessFanOut::new(1024));
+        let fanout = Arc::new(InProcessFanOut::new(1024, ReplayRetention::from_config(100, 0)));
         let updates = fanout.subscribe();
         let registry = ActorRegistry::new();
         let dir = VehicleDirectory::new(config, store.clone(), fanout, registry.clone());
@@ -64,7 +64,7 @@ impl Harness {
     /// The next published update.
     async fn next_update(&mut self) -> VehicleUpdate {
         match tokio::time::timeout(WAIT, self.updates.next()).await {
-            Ok(Some(FanOutMessage::Update(update))) => (*update).clone(),
+            Ok(Some(FanOutMessage::Entry(LogEntry::Update { update, .. }))) => (*update).clone(),
             other => panic!("expected an update, got {other:?}"),
         }
     }

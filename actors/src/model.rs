@@ -49,6 +49,57 @@ impl fmt::Display for VehicleId {
     }
 }
 
+/// The tenant (customer fleet) a piece of data belongs to. Every update is published to
+/// its tenant's channel and replay log, and subscribers only ever see their own tenant's
+/// updates.
+///
+/// Until authentication (issue #6) decides the tenant of a request, everything belongs to
+/// [`TenantId::DEFAULT`]. Ids are 1–64 characters of `A-Z a-z 0-9 _ -`: they become part of
+/// Redis key and channel names, where `:` separates levels and `*?[]` are glob syntax.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// The tenant of everything while there is no authentication.
+    pub const DEFAULT: &'static str = "default";
+    /// Longest tenant id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Builds an id after checking it is 1..=64 chars of `[A-Za-z0-9_-]`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(format!("tenant must be 1 to {} characters", Self::MAX_LEN));
+        }
+        if let Some(c) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+        {
+            return Err(format!(
+                "tenant contains the character {c:?}; allowed: A-Z a-z 0-9 _ -"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A geographic position in WGS84 degrees.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +213,10 @@ pub struct VehicleSnapshot {
 /// misses an update still ends up with the right picture from the next one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VehicleUpdate {
+    /// The tenant the vehicle belongs to. Absent in updates written before tenants
+    /// existed, which therefore belong to the default tenant.
+    #[serde(default)]
+    pub tenant: TenantId,
     /// The vehicle.
     pub vehicle_id: VehicleId,
     /// Snapshot version after the change.
@@ -187,6 +242,24 @@ mod tests {
         assert!(VehicleId::parse("").is_err());
         assert!(VehicleId::parse("a b").unwrap_err().contains("' '"));
         assert!(VehicleId::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn tenant_ids_are_checked_and_default_for_old_updates() {
+        assert!(TenantId::parse("acme_fleet-2").is_ok());
+        assert!(TenantId::parse("").is_err());
+        assert!(TenantId::parse("a:b").unwrap_err().contains("':'"));
+        assert!(TenantId::parse("a*").is_err());
+        assert!(TenantId::parse(&"t".repeat(65)).is_err());
+        let old = r#"{"vehicle_id":"v","version":1,"last_seen":null,"changed":[],"signals":{},
+            "ingest_received_at":"2026-01-01T00:00:00Z"}"#;
+        let update: VehicleUpdate = serde_json::from_str(old).unwrap();
+        assert_eq!(update.tenant.as_str(), "default");
+        assert!(
+            serde_json::to_string(&update)
+                .unwrap()
+                .contains(r#""tenant":"default""#)
+        );
     }
 
     #[test]

@@ -44,9 +44,21 @@ pub const SUBSCRIBER_DISCONNECTS_TOTAL: &str = "fleetwire_subscriber_disconnects
 pub const SUBSCRIBER_HUB_DROPPED_TOTAL: &str = "fleetwire_subscriber_hub_dropped_total";
 /// Updates this node's fan-out subscription skipped because it lagged.
 pub const FANOUT_LAGGED_TOTAL: &str = "fleetwire_fanout_lagged_total";
+/// `reset` events written to SSE clients; label `reason` = `lagged` | `gap` | `too_old` |
+/// `unknown_id` | `invalid_id` | `replay_failed` | `replay_too_long` | `resume_overflow` |
+/// `dropped`.
+pub const SSE_RESETS_SENT_TOTAL: &str = "fleetwire_sse_resets_sent_total";
+/// SSE connections that came with a `Last-Event-ID`; label `result` = `replayed` |
+/// `too_old` | `unknown_id` | `invalid_id` | `failed` | `too_long`.
+pub const SSE_RESUMES_TOTAL: &str = "fleetwire_sse_resumes_total";
+/// SSE connections refused by a connection limit; label `reason` = `tenant_limit` |
+/// `node_limit`.
+pub const SSE_REJECTED_TOTAL: &str = "fleetwire_sse_rejected_total";
+/// SSE connections open on this node (gauge).
+pub const SSE_CONNECTIONS_OPEN: &str = "fleetwire_sse_connections_open";
 
 /// Updates a subscription dropped because its buffer to the hub was full (the hub hears of
-/// them as `Lagged`, counted in `fleetwire_fanout_lagged_total`).
+/// them as `Lost`, counted in `fleetwire_fanout_lagged_total`).
 pub const REDIS_FANOUT_DROPPED_TOTAL: &str = "fleetwire_redis_fanout_dropped_total";
 /// Messages on the updates channel that did not decode as a `VehicleUpdate` (skipped).
 pub const REDIS_FANOUT_MALFORMED_TOTAL: &str = "fleetwire_redis_fanout_malformed_total";
@@ -54,8 +66,20 @@ pub const REDIS_FANOUT_MALFORMED_TOTAL: &str = "fleetwire_redis_fanout_malformed
 /// `ok` | `error`.
 pub const REDIS_FANOUT_CONNECTS_TOTAL: &str = "fleetwire_redis_fanout_connects_total";
 /// Subscriptions of this process that are currently subscribed (gauge; 1 on a healthy
-/// node, 0 while its subscription reconnects).
+/// node, 0 while its subscription reconnects or recovers).
 pub const REDIS_FANOUT_SUBSCRIPTIONS: &str = "fleetwire_redis_fanout_subscriptions";
+/// What a reconnected subscription did about each tenant's gap; label `result` =
+/// `recovered` (replayed from the log) | `reset` (the log no longer covered it: the
+/// tenant's subscribers reload).
+pub const REDIS_FANOUT_GAP_RECOVERIES_TOTAL: &str = "fleetwire_redis_fanout_gap_recoveries_total";
+/// Log entries a reconnected subscription replayed from the log (updates it would
+/// otherwise have missed).
+pub const REDIS_FANOUT_RECOVERED_TOTAL: &str = "fleetwire_redis_fanout_recovered_total";
+/// Gap markers this node appended to a tenant's log after its publishes had failed;
+/// label `result` = `ok` | `error` (retried).
+pub const REDIS_FANOUT_GAP_MARKERS_TOTAL: &str = "fleetwire_redis_fanout_gap_markers_total";
+/// Time to publish one update (append to the log + PUBLISH), in seconds.
+pub const REDIS_FANOUT_PUBLISH_SECONDS: &str = "fleetwire_redis_fanout_publish_seconds";
 
 /// Vehicles connected over the Tesla WebSocket listener (gauge).
 pub const TESLA_CONNECTIONS: &str = "fleetwire_tesla_connections";
@@ -159,5 +183,32 @@ pub fn describe() {
     describe_counter!(
         TESLA_PUT_FAILURES_TOTAL,
         "Tesla records the stream did not store, by topic."
+    );
+    describe_counter!(
+        SSE_RESETS_SENT_TOTAL,
+        "reset events sent to SSE clients, by reason."
+    );
+    describe_counter!(SSE_RESUMES_TOTAL, "SSE resumes with Last-Event-ID, by result.");
+    describe_counter!(
+        SSE_REJECTED_TOTAL,
+        "SSE connections refused by a limit, by reason."
+    );
+    describe_gauge!(SSE_CONNECTIONS_OPEN, "SSE connections open on this node.");
+    describe_counter!(
+        REDIS_FANOUT_GAP_RECOVERIES_TOTAL,
+        "Per-tenant gaps after a Redis reconnect, recovered from the log or reset."
+    );
+    describe_counter!(
+        REDIS_FANOUT_RECOVERED_TOTAL,
+        "Log entries replayed by a reconnected Redis subscription."
+    );
+    describe_counter!(
+        REDIS_FANOUT_GAP_MARKERS_TOTAL,
+        "Gap markers appended after failed publishes, by result."
+    );
+    describe_histogram!(
+        REDIS_FANOUT_PUBLISH_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to append an update to the Redis log and publish it."
     );
 }

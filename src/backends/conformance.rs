@@ -7,29 +7,29 @@
 //! own keys, but they assume nobody else writes those keys meanwhile.
 //!
 //! Stream facts checked here follow the AWS Kinesis Data Streams API reference
-//! (PutRecords, GetShardIterator, GetRecords).
+//! (PutRecords, GetShardIterator, GetRecords). The fan-out checks are in `conformance/fanout.rs`.
+
+mod fanout;
+
+pub use fanout::{
+    check_fanout_delivers_to_every_subscriber, check_fanout_replay, check_fanout_replay_is_bounded, update_of,
+};
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 
-use fleetwire_actors::model::{VehicleId, VehicleSnapshot, VehicleUpdate};
+use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::stream::{MAX_PUT_RECORDS_ENTRIES, MAX_RECORD_BYTES, hash_key};
 use fleetwire_actors::ports::{
-    Checkpoint, FanOut, FanOutMessage, Lease, LeaseError, LeaseStore, PutEntry, PutOutcome, RecordStream,
-    SaveOutcome, SequenceNumber, ShardId, StartPosition, StateStore, StreamError, StreamRecord,
+    Checkpoint, Lease, LeaseError, LeaseStore, PutEntry, PutOutcome, RecordStream, SaveOutcome,
+    SequenceNumber, ShardId, StartPosition, StateStore, StreamError, StreamRecord,
 };
 
 /// Upper bound on `get_records` calls while draining one shard; reaching it means the
 /// backend never reports the end or catching up.
 const MAX_READ_CALLS: usize = 10_000;
-
-/// How long a fan-out check waits for a message before declaring it lost.
-const FANOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A prefix unique to this process and call, so checks on a shared backend only see their
 /// own records.
@@ -661,50 +661,4 @@ pub async fn check_state_store_is_order_safe(store: &dyn StateStore) {
         .collect();
     assert_eq!(ids, expected, "list pages through every snapshot in id order");
     store.ping().await.expect("ping failed");
-}
-
-fn update(vehicle: &str, version: u64) -> Arc<VehicleUpdate> {
-    Arc::new(VehicleUpdate {
-        vehicle_id: VehicleId(vehicle.to_owned()),
-        version,
-        last_seen: None,
-        changed: vec![],
-        signals: BTreeMap::new(),
-        ingest_received_at: chrono::Utc::now(),
-    })
-}
-
-/// Every subscription sees every update published after it subscribed, in publish order;
-/// publishing without subscribers is fine.
-pub async fn check_fanout_delivers_to_every_subscriber(fanout: &dyn FanOut) {
-    let vehicle = nonce("fan");
-    fanout
-        .publish(update(&vehicle, 0))
-        .await
-        .expect("publishing without subscribers must succeed");
-    let mut subs: Vec<_> = (0..3).map(|_| fanout.subscribe()).collect();
-    for version in 1..=10 {
-        fanout
-            .publish(update(&vehicle, version))
-            .await
-            .expect("publish failed");
-    }
-    for (n, sub) in subs.iter_mut().enumerate() {
-        let mut versions = Vec::new();
-        while versions.len() < 10 {
-            match tokio::time::timeout(FANOUT_TIMEOUT, sub.next()).await {
-                Ok(Some(FanOutMessage::Update(u))) if u.vehicle_id.0 == vehicle => versions.push(u.version),
-                Ok(Some(FanOutMessage::Update(_))) => {}
-                Ok(Some(FanOutMessage::Lagged(k))) => panic!("subscriber {n} lagged by {k} on 10 updates"),
-                Ok(None) => panic!("subscription {n} ended"),
-                Err(_) => panic!("subscriber {n} got {versions:?} and then nothing for {FANOUT_TIMEOUT:?}"),
-            }
-        }
-        assert_eq!(
-            versions,
-            (1..=10).collect::<Vec<_>>(),
-            "subscriber {n} sees every update in order"
-        );
-    }
-    fanout.ping().await.expect("ping failed");
 }

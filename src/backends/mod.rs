@@ -3,7 +3,7 @@
 //! - [`dynamodb`]: the lease store on Amazon DynamoDB (`aws-sdk-dynamodb`), KCL's table layout.
 //! - [`embedded`]: in-process stream, redb state and lease stores, in-process fan-out.
 //! - [`kinesis`]: the stream on Amazon Kinesis Data Streams (`aws-sdk-kinesis`).
-//! - [`redis`]: the fan-out over Redis pub/sub, for deployments of several nodes.
+//! - [`redis`]: the fan-out over Redis Streams and pub/sub, for deployments of several nodes.
 //! - `conformance`: the port checks every backend must pass (hidden from the docs; used by
 //!   the backends' integration tests).
 

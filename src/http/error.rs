@@ -33,6 +33,26 @@ pub enum ApiError {
         /// Seconds for `Retry-After`.
         retry_after_secs: u64,
     },
+    /// The caller is over one of its own limits (429); retry after the given seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Stable error code.
+        code: &'static str,
+        /// Which limit, and how large it is.
+        message: String,
+        /// Seconds for `Retry-After`.
+        retry_after_secs: u64,
+    },
+    /// This node is at capacity (503); another node, or this one later, may serve it.
+    #[error("{message}")]
+    AtCapacity {
+        /// Stable error code.
+        code: &'static str,
+        /// Which capacity, and how large it is.
+        message: String,
+        /// Seconds for `Retry-After`.
+        retry_after_secs: u64,
+    },
 }
 
 impl ApiError {
@@ -42,6 +62,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::TooManyRequests { code, .. } | ApiError::AtCapacity { code, .. } => code,
         }
     }
 }
@@ -52,14 +73,18 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code())
             .json(json!({"error": {"code": self.code(), "message": self.to_string()}}));
-        if let ApiError::Unavailable { retry_after_secs, .. } = self {
+        if let ApiError::Unavailable { retry_after_secs, .. }
+        | ApiError::TooManyRequests { retry_after_secs, .. }
+        | ApiError::AtCapacity { retry_after_secs, .. } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

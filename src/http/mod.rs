@@ -12,20 +12,20 @@
 mod admin;
 mod error;
 mod ingest;
+mod limits;
 mod page;
 mod sse;
 mod vehicles;
 
 use std::sync::Arc;
 
-use actix::Addr;
 use actix_web::web;
 use fleetwire_actors::ports::StateStore;
-use fleetwire_actors::registry::ActorRegistry;
-use fleetwire_actors::subscriber::{SubscriberConfig, SubscriberHub};
+use fleetwire_actors::subscriber::SubscriberServices;
 
 pub use admin::{AdminState, Readiness};
 pub use error::ApiError;
+pub use limits::{ConnectionLimits, ConnectionPermit, LimitError};
 
 use crate::ingest::Ingestor;
 
@@ -36,12 +36,10 @@ pub struct ApiState {
     pub ingestor: Ingestor,
     /// Reads vehicle snapshots for the REST API.
     pub store: Arc<dyn StateStore>,
-    /// The node's subscriber hub (SSE subscribers register there).
-    pub hub: Addr<SubscriberHub>,
-    /// The actor registry (subscribers register there).
-    pub registry: ActorRegistry,
-    /// Subscriber settings.
-    pub subscribers: SubscriberConfig,
+    /// What SSE subscribers need: the hub, the fan-out (replays), the registry, settings.
+    pub subscribers: SubscriberServices,
+    /// Open SSE connections against their per-node and per-tenant limits.
+    pub limits: ConnectionLimits,
     /// Largest ingest body in bytes.
     pub max_body_bytes: usize,
 }

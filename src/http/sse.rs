@@ -1,14 +1,22 @@
 //! `GET /v1/stream`: Server-Sent Events, one `Subscriber` actor per connection.
+//!
+//! A client resumes with the `Last-Event-ID` header (browsers' `EventSource` sends it
+//! when it reconnects) or, for manual testing, a `last_event_id` query parameter; the
+//! header wins when both are given. What a resume does is in
+//! `fleetwire_actors::subscriber` (outbox) and `docs/api.md`.
 
 use std::time::Duration;
 
-use actix_web::{Responder, web};
+use actix_web::{HttpRequest, Responder, web};
 use actix_web_lab::sse;
-use fleetwire_actors::subscriber::{Subscriber, SubscriptionFilter};
+use fleetwire_actors::model::TenantId;
+use fleetwire_actors::ports::EventId;
+use fleetwire_actors::subscriber::{FilterQuery, Resume, Subscriber, SubscriberSpec, SubscriptionFilter};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::limits::LimitError;
 use super::{ApiError, ApiState};
 
 /// Query of `GET /v1/stream`.
@@ -17,34 +25,89 @@ use super::{ApiError, ApiState};
 pub struct StreamQuery {
     /// Comma-separated vehicle ids; all vehicles when absent.
     vehicles: Option<String>,
+    /// Comma-separated signal names: only updates that changed one of them, trimmed to them.
+    signals: Option<String>,
+    /// Comma-separated event types (`vehicle`); all when absent.
+    types: Option<String>,
+    /// Resume after this event id (like the `Last-Event-ID` header).
+    last_event_id: Option<String>,
 }
 
-/// Opens a stream of `vehicle` events (data: a VehicleUpdate as JSON, `id`: event number),
-/// `reset` events (reload the state), and keep-alive comments.
+/// Opens a stream of `vehicle` events (`id:` the event id, `data:` a VehicleUpdate as
+/// JSON), `reset` events (reload the state), and keep-alive comments.
 pub async fn stream(
+    req: HttpRequest,
     state: web::Data<ApiState>,
     query: web::Query<StreamQuery>,
 ) -> Result<impl Responder, ApiError> {
-    let filter = SubscriptionFilter::from_query(query.vehicles.as_deref()).map_err(|message| {
-        ApiError::BadRequest {
-            code: "bad_filter",
-            message,
-        }
+    let filter = SubscriptionFilter::parse(FilterQuery {
+        vehicles: query.vehicles.as_deref(),
+        signals: query.signals.as_deref(),
+        types: query.types.as_deref(),
+    })
+    .map_err(|message| ApiError::BadRequest {
+        code: "bad_filter",
+        message,
+    })?;
+    let resume = resume_point(&req, query.last_event_id.as_deref())?;
+    // Everything belongs to the default tenant until authentication (issue #6) says whose
+    // request this is.
+    let tenant = TenantId::default();
+    let retry_after_secs = state.subscribers.config.limit_retry_after_secs;
+    let permit = state.limits.acquire(&tenant).map_err(|e| match e {
+        LimitError::Tenant { .. } => ApiError::TooManyRequests {
+            code: "tenant_stream_limit",
+            message: e.to_string(),
+            retry_after_secs,
+        },
+        LimitError::Node { .. } => ApiError::AtCapacity {
+            code: "node_stream_limit",
+            message: e.to_string(),
+            retry_after_secs,
+        },
     })?;
     let rx = Subscriber::start(
-        filter,
-        state.subscribers.clone(),
-        state.hub.clone(),
-        &state.registry,
+        SubscriberSpec {
+            tenant,
+            filter,
+            resume,
+        },
+        &state.subscribers,
     );
-    let events = ReceiverStream::new(rx).map(|item| {
+    let events = ReceiverStream::new(rx).map(move |item| {
+        // The permit lives as long as the response body: the connection counts until the
+        // client is gone.
+        let _counted = &permit;
         let mut data = sse::Data::new(item.data.to_string()).event(item.event);
         if let Some(id) = item.id {
             data = data.id(id.to_string());
         }
         sse::Event::from(data)
     });
+    let config = &state.subscribers.config;
     Ok(sse::Sse::from_infallible_stream(events)
-        .with_keep_alive(Duration::from_millis(state.subscribers.keep_alive_ms))
-        .with_retry_duration(Duration::from_millis(state.subscribers.retry_ms)))
+        .with_keep_alive(Duration::from_millis(config.keep_alive_ms))
+        .with_retry_duration(Duration::from_millis(config.retry_ms)))
+}
+
+/// Where the stream starts. A `Last-Event-ID` header that is not an event id (an older
+/// version's number, a proxy's mangling) is not the client's fault: it gets a `reset`.
+/// A bad `last_event_id` parameter was typed by someone: it gets a 400.
+fn resume_point(req: &HttpRequest, param: Option<&str>) -> Result<Resume, ApiError> {
+    if let Some(header) = req.headers().get("Last-Event-ID") {
+        let text = header.to_str().map(str::trim).unwrap_or("\u{fffd}");
+        if !text.is_empty() {
+            return Ok(text.parse::<EventId>().map_or(Resume::Invalid, Resume::After));
+        }
+    }
+    match param.map(str::trim).filter(|p| !p.is_empty()) {
+        None => Ok(Resume::Fresh),
+        Some(raw) => raw
+            .parse::<EventId>()
+            .map(Resume::After)
+            .map_err(|e| ApiError::BadRequest {
+                code: "bad_last_event_id",
+                message: format!("last_event_id: {e}"),
+            }),
+    }
 }

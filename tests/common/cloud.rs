@@ -59,8 +59,12 @@ pub fn shared_config(stream: &str, table: &str, prefix: &str, worker: &str) -> C
     config
 }
 
-/// Deletes the test's stream and, when it used one, its lease table.
+/// Deletes the test's stream, its lease table when it used one, and its Redis keys (the
+/// fan-out's replay logs) when it used the Redis fan-out.
 pub async fn delete_resources(config: &Config) {
+    if config.backends.fanout == FanOutBackend::Redis {
+        super::redis_keys::delete_prefix(&config.redis.url, &config.redis.key_prefix);
+    }
     KinesisStream::connect(&config.kinesis)
         .await
         .unwrap()

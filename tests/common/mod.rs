@@ -3,6 +3,8 @@
 
 pub mod cloud;
 pub mod tesla;
+pub mod private_redis;
+pub mod redis_keys;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,6 +101,13 @@ impl TestNode {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs a URL as text.
+    pub async fn get_text(&self, url: &str) -> (u16, String) {
+        let r = self.client.get(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    }
+
     /// Actor count of one kind from /admin/actors.
     pub async fn actor_count(&self, kind: &str) -> u64 {
         let (_, body) = self.get(&format!("{}/admin/actors", self.admin)).await;
@@ -107,8 +116,22 @@ impl TestNode {
 
     /// Opens an SSE stream; events arrive on the returned channel.
     pub async fn subscribe(&self, query: &str) -> mpsc::Receiver<SseEvent> {
+        self.subscribe_after(query, None).await
+    }
+
+    /// Opens an SSE stream resuming after `last_event_id` (sent as the `Last-Event-ID`
+    /// header, like a reconnecting browser); events arrive on the returned channel.
+    pub async fn subscribe_after(
+        &self,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> mpsc::Receiver<SseEvent> {
         let url = format!("{}/v1/stream{query}", self.api);
-        let response = reqwest::Client::new().get(url).send().await.unwrap();
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "SSE endpoint answers 200");
         let (tx, rx) = mpsc::channel(10_000);
         let mut events = response.bytes_stream().eventsource();
@@ -145,6 +168,20 @@ pub struct SseEvent {
     pub event: String,
     pub id: String,
     pub data: Value,
+}
+
+/// The next SSE event; panics when none comes within [`WAIT`] or the stream ends.
+pub async fn next_event(rx: &mut mpsc::Receiver<SseEvent>) -> SseEvent {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("an SSE event in time")
+        .expect("the SSE stream stays open")
+}
+
+/// Sorts event ids (`<ms>-<seq>`) numerically.
+pub fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').expect("event ids are <ms>-<seq>");
+    (ms.parse().unwrap(), seq.parse().unwrap())
 }
 
 /// A record in the seed data contract.

@@ -4,12 +4,16 @@
 //! config when the binary wires the pipeline (`src/wiring.rs`). Actors only ever hold
 //! `Arc<dyn Port>`, so a test can run the whole pipeline on the embedded backends.
 
+mod event_id;
 pub mod fanout;
 pub mod lease;
 pub mod state_store;
 pub mod stream;
 
-pub use fanout::{FanOut, FanOutError, FanOutMessage};
+pub use fanout::{
+    Coverage, EventId, FanOut, FanOutError, FanOutMessage, LogEntry, ParseEventIdError, Replay,
+    ReplayRetention,
+};
 pub use lease::{Checkpoint, Lease, LeaseError, LeaseStore};
 pub use state_store::{SaveOutcome, StateStore, StoreError};
 pub use stream::{

@@ -1,4 +1,5 @@
-//! One actor per SSE connection.
+//! One actor per SSE connection: registers with the hub, replays what a resuming client
+//! missed, and feeds the client's bounded channel from its [`Outbox`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,17 +7,21 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::SubscriberConfig;
 use super::filter::SubscriptionFilter;
 use super::hub::{HubEvent, Register, SubscriberHub, Unregister};
-use super::queue::{OutboundQueue, PushOutcome};
+use super::outbox::{Offer, Outbox, Outgoing, Replayed, ResetAt, ResetReason};
+use crate::model::TenantId;
+use crate::ports::{EventId, FanOut, FanOutError, LogEntry, Replay};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
 
 /// How often a subscriber retries a blocked client and notices a closed one.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Entries asked for per replay page.
+const REPLAY_PAGE: usize = 500;
 
 /// Connection ids, unique per process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -25,105 +30,219 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberStream {
     /// `id:` line, when the event has one.
-    pub id: Option<u64>,
+    pub id: Option<EventId>,
     /// `event:` name: `vehicle` or `reset`.
     pub event: &'static str,
     /// `data:` payload (JSON).
     pub data: Arc<str>,
 }
 
+/// Where a new stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// With the next live update.
+    Fresh,
+    /// After this id: first what the client missed since (from the replay log), then live.
+    After(EventId),
+    /// The client sent a `Last-Event-ID` that is not an event id: it gets a `reset`
+    /// first (it cannot be told what it missed), then live updates.
+    Invalid,
+}
+
+/// What one connection streams.
+#[derive(Debug, Clone)]
+pub struct SubscriberSpec {
+    /// Whose updates.
+    pub tenant: TenantId,
+    /// Which of them.
+    pub filter: SubscriptionFilter,
+    /// From where.
+    pub resume: Resume,
+}
+
+/// What every subscriber of a node shares.
+#[derive(Clone)]
+pub struct SubscriberServices {
+    /// The node's hub.
+    pub hub: Addr<SubscriberHub>,
+    /// The fan-out, for replays.
+    pub fanout: Arc<dyn FanOut>,
+    /// Where subscribers register for `/admin/actors`.
+    pub registry: ActorRegistry,
+    /// Settings.
+    pub config: SubscriberConfig,
+}
+
 /// Streams updates to one client.
 pub struct Subscriber {
     id: u64,
+    tenant: TenantId,
     filter: SubscriptionFilter,
-    config: SubscriberConfig,
-    queue: OutboundQueue,
+    services: SubscriberServices,
+    outbox: Outbox,
     tx: mpsc::Sender<SubscriberStream>,
-    hub: Addr<SubscriberHub>,
     /// Since when the client has not taken everything we had for it.
     blocked_since: Option<Instant>,
-    /// A reset is owed to the client (it could not be queued yet).
-    reset_pending: bool,
     sent: u64,
+    resets: u64,
     coalesced: u64,
+    /// Entries read from the replay log so far.
+    replayed: u64,
+    /// Updates the hub dropped for this client.
+    dropped: Arc<AtomicU64>,
     registration: Registration,
 }
 
 impl Subscriber {
     /// Starts a subscriber on the current arbiter and returns the receiving end of its
     /// SSE channel. The subscriber stops when the receiver is dropped (the client left).
-    pub fn start(
-        filter: SubscriptionFilter,
-        config: SubscriberConfig,
-        hub: Addr<SubscriberHub>,
-        registry: &ActorRegistry,
-    ) -> mpsc::Receiver<SubscriberStream> {
+    pub fn start(spec: SubscriberSpec, services: &SubscriberServices) -> mpsc::Receiver<SubscriberStream> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let config = &services.config;
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
-        let registration = registry.register(ActorKind::Subscriber, id.to_string());
-        registration.set_detail("filter", filter.describe());
+        let registration = services.registry.register(ActorKind::Subscriber, id.to_string());
+        registration.set_detail("tenant", spec.tenant.as_str());
+        registration.set_detail("filter", spec.filter.describe());
+        registration.set_detail("connected_at", chrono::Utc::now().to_rfc3339());
+        let mut outbox = match spec.resume {
+            Resume::After(after) => {
+                registration.set_detail("resumed_after", after.to_string());
+                Outbox::resuming(after, config.max_pending)
+            }
+            Resume::Fresh | Resume::Invalid => Outbox::live(),
+        };
+        if spec.resume == Resume::Invalid {
+            resume_metric("invalid_id");
+            outbox.reset(ResetAt::Unknown, ResetReason::InvalidId);
+        }
         metrics::counter!(telemetry::SSE_CONNECTIONS_TOTAL).increment(1);
+        let mailbox = config.mailbox_capacity.max(1);
+        let services = services.clone();
         Subscriber::create(move |ctx| {
-            ctx.set_mailbox_capacity(config.mailbox_capacity.max(1));
+            ctx.set_mailbox_capacity(mailbox);
             Subscriber {
                 id,
-                filter,
-                config,
-                queue: OutboundQueue::default(),
+                tenant: spec.tenant,
+                filter: spec.filter,
+                services,
+                outbox,
                 tx,
-                hub,
                 blocked_since: None,
-                reset_pending: false,
                 sent: 0,
+                resets: 0,
                 coalesced: 0,
+                replayed: 0,
+                dropped: Arc::new(AtomicU64::new(0)),
                 registration,
             }
         });
         rx
     }
 
+    /// Asks the replay log for the next page after the outbox's position.
+    fn fetch_replay(&mut self, ctx: &mut Context<Self>) {
+        let Some(after) = self.outbox.position() else {
+            self.outbox.finish_resume();
+            return;
+        };
+        let fanout = self.services.fanout.clone();
+        let tenant = self.tenant.clone();
+        let replay = async move { fanout.replay(&tenant, after, REPLAY_PAGE).await };
+        ctx.spawn(replay.into_actor(self).map(|result, act, ctx| {
+            act.on_replay(result, ctx);
+            act.flush(ctx);
+        }));
+    }
+
+    fn on_replay(&mut self, result: Result<Replay, FanOutError>, ctx: &mut Context<Self>) {
+        if !self.outbox.is_resuming() {
+            return; // A reset ended the resume meanwhile.
+        }
+        let entries = match result {
+            Ok(Replay::Events(entries)) => entries,
+            Ok(Replay::TooOld { head }) => {
+                resume_metric("too_old");
+                let at = head.map_or(ResetAt::Unknown, ResetAt::At);
+                return self.outbox.reset(at, ResetReason::TooOld);
+            }
+            Ok(Replay::Ahead { head }) => {
+                resume_metric("unknown_id");
+                return self.outbox.reset(ResetAt::At(head), ResetReason::UnknownId);
+            }
+            Err(error) => {
+                warn!(subscriber = self.id, %error, "Cannot read the replay log; the client reloads instead.");
+                resume_metric("failed");
+                return self.outbox.reset(ResetAt::Unknown, ResetReason::ReplayFailed);
+            }
+        };
+        let complete = entries.len() < REPLAY_PAGE;
+        self.replayed += entries.len() as u64;
+        for entry in entries {
+            self.outbox.replayed(match entry {
+                LogEntry::Update { id, update } if self.filter.matches(&update) => {
+                    Replayed::Event(Arc::new(HubEvent::new(id, update)))
+                }
+                LogEntry::Update { id, .. } => Replayed::Skipped(id),
+                LogEntry::Gap { id, .. } => Replayed::Gap(id),
+            });
+        }
+        if complete {
+            resume_metric("replayed");
+            self.outbox.finish_resume();
+        } else if self.replayed >= self.services.config.max_replay_events as u64 {
+            // Reloading the state is cheaper than streaming this much history.
+            resume_metric("too_long");
+            let at = self.outbox.position().map_or(ResetAt::Unknown, ResetAt::At);
+            self.outbox.reset(at, ResetReason::ReplayTooLong);
+        } else {
+            self.fetch_replay(ctx);
+        }
+    }
+
     /// Moves waiting events into the client's channel until it is full.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.reset_pending {
-            let reset = SubscriberStream {
-                id: None,
-                event: "reset",
-                data: Arc::from("{}"),
+        while let Some(item) = self.outbox.front() {
+            // Reserve first, so a full channel costs no rendering.
+            let tx = self.tx.clone();
+            let permit = match tx.try_reserve() {
+                Ok(permit) => permit,
+                Err(mpsc::error::TrySendError::Full(())) => return self.mark_blocked(ctx),
+                Err(mpsc::error::TrySendError::Closed(())) => return ctx.stop(),
             };
-            match self.tx.try_send(reset) {
-                Ok(()) => self.reset_pending = false,
-                Err(mpsc::error::TrySendError::Full(_)) => return self.mark_blocked(ctx),
-                Err(mpsc::error::TrySendError::Closed(_)) => return ctx.stop(),
-            }
-        }
-        while let Some(event) = self.queue.pop() {
-            let item = SubscriberStream {
-                id: Some(event.seq),
-                event: "vehicle",
-                data: event.json.clone(),
-            };
-            match self.tx.try_send(item) {
-                Ok(()) => {
+            permit.send(match item {
+                Outgoing::Vehicle(event) => {
                     self.sent += 1;
                     metrics::counter!(telemetry::SSE_EVENTS_SENT_TOTAL).increment(1);
+                    SubscriberStream {
+                        id: Some(event.id),
+                        event: "vehicle",
+                        data: self.filter.render(&event.update, &event.json),
+                    }
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.queue.push_front(event);
-                    return self.mark_blocked(ctx);
+                Outgoing::Reset { id, reason } => {
+                    self.resets += 1;
+                    metrics::counter!(telemetry::SSE_RESETS_SENT_TOTAL, "reason" => reason.as_str())
+                        .increment(1);
+                    SubscriberStream {
+                        id,
+                        event: "reset",
+                        data: Arc::from(format!(r#"{{"reason":"{}"}}"#, reason.as_str())),
+                    }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return ctx.stop(),
-            }
+            });
+            self.outbox.pop_front();
         }
         self.blocked_since = None;
     }
 
     fn mark_blocked(&mut self, ctx: &mut Context<Self>) {
         let since = *self.blocked_since.get_or_insert_with(Instant::now);
-        let too_long = since.elapsed() >= Duration::from_millis(self.config.slow_client_timeout_ms);
-        if too_long || self.queue.len() > self.config.max_pending {
+        let config = &self.services.config;
+        let too_long = since.elapsed() >= Duration::from_millis(config.slow_client_timeout_ms);
+        if too_long || self.outbox.live_len() > config.max_pending {
             info!(
                 subscriber = self.id,
-                waiting = self.queue.len(),
+                waiting = self.outbox.len(),
                 "Disconnecting slow SSE client."
             );
             metrics::counter!(telemetry::SUBSCRIBER_DISCONNECTS_TOTAL, "reason" => "slow_client")
@@ -133,21 +252,47 @@ impl Subscriber {
     }
 
     fn publish_details(&self) {
-        self.registration.set_detail("events_sent", self.sent);
-        self.registration.set_detail("queue_depth", self.queue.len());
-        self.registration.set_detail("coalesced", self.coalesced);
+        let r = &self.registration;
+        r.set_detail("events_sent", self.sent);
+        r.set_detail("resets_sent", self.resets);
+        r.set_detail("replayed", self.replayed);
+        r.set_detail("queue_depth", self.outbox.len());
+        r.set_detail("coalesced", self.coalesced);
+        r.set_detail(
+            "dropped",
+            self.dropped.load(Ordering::Relaxed) + self.outbox.discarded(),
+        );
+        r.set_detail("resuming", self.outbox.is_resuming());
+        r.set_detail("last_event_id", self.outbox.position().map(|id| id.to_string()));
     }
+}
+
+fn resume_metric(result: &'static str) {
+    metrics::counter!(telemetry::SSE_RESUMES_TOTAL, "result" => result).increment(1);
 }
 
 impl Actor for Subscriber {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.hub.do_send(Register {
+        let register = Register {
             id: self.id,
+            tenant: self.tenant.clone(),
             filter: self.filter.clone(),
             addr: ctx.address(),
-        });
+            dropped: self.dropped.clone(),
+        };
+        // Registered first, replayed second: see `outbox.rs`. Live updates that arrive
+        // meanwhile are held by the outbox, not lost.
+        let registered = self.services.hub.send(register);
+        ctx.spawn(registered.into_actor(self).map(|result, act, ctx| {
+            if result.is_err() {
+                return ctx.stop(); // The hub is gone: the node is shutting down.
+            }
+            if act.outbox.is_resuming() {
+                act.fetch_replay(ctx);
+            }
+        }));
         ctx.run_interval(FLUSH_INTERVAL, |this, ctx| {
             if this.tx.is_closed() {
                 ctx.stop();
@@ -156,10 +301,12 @@ impl Actor for Subscriber {
             this.flush(ctx);
             this.publish_details();
         });
+        self.flush(ctx);
+        self.publish_details();
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.hub.do_send(Unregister { id: self.id });
+        self.services.hub.do_send(Unregister { id: self.id });
     }
 }
 
@@ -167,10 +314,15 @@ impl Actor for Subscriber {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum Deliver {
-    /// A vehicle update that matches the filter.
+    /// A live update that matches the filter.
     Update(Arc<HubEvent>),
-    /// Updates were lost upstream: the client must reload the state.
-    Reset,
+    /// The client must reload the state.
+    Reset {
+        /// Where delivery continues.
+        at: ResetAt,
+        /// Why.
+        reason: ResetReason,
+    },
     /// The node is shutting down: end the stream.
     Close,
 }
@@ -182,16 +334,14 @@ impl Handler<Deliver> for Subscriber {
         self.registration.handled(false);
         match msg {
             Deliver::Update(event) => {
-                if self.queue.push(event) == PushOutcome::Coalesced {
+                if self.outbox.offer(event) == Offer::Coalesced {
                     self.coalesced += 1;
                     metrics::counter!(telemetry::SUBSCRIBER_COALESCED_TOTAL).increment(1);
                 }
                 self.flush(ctx);
             }
-            Deliver::Reset => {
-                // Waiting updates are superseded by the reload the reset asks for.
-                self.queue = OutboundQueue::default();
-                self.reset_pending = true;
+            Deliver::Reset { at, reason } => {
+                self.outbox.reset(at, reason);
                 self.flush(ctx);
             }
             Deliver::Close => {

@@ -1,73 +1,276 @@
-//! Which updates a subscriber wants.
+//! Which updates a subscriber wants: `vehicles=`, `signals=` and `types=` of
+//! `GET /v1/stream`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::sync::Arc;
 
 use crate::model::{VehicleId, VehicleUpdate};
 
-/// A subscriber's filter; the empty filter matches everything.
+/// Most vehicles one filter may list.
+pub const MAX_FILTER_VEHICLES: usize = 1000;
+/// Most signals one filter may list (a record carries at most 512).
+pub const MAX_FILTER_SIGNALS: usize = 512;
+/// Longest signal name (the ingest limit).
+const MAX_SIGNAL_NAME_LEN: usize = 128;
+
+/// The kinds of data event a stream carries. `reset` is a control event and not one of
+/// them: it is always sent, whatever the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EventType {
+    /// `event: vehicle`: a vehicle's update.
+    Vehicle,
+}
+
+impl EventType {
+    /// Every type, for error messages.
+    pub const ALL: [EventType; 1] = [EventType::Vehicle];
+
+    /// The SSE `event:` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Vehicle => "vehicle",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown event type {raw:?}; known: {}", known.join(", "))
+        })
+    }
+}
+
+/// The raw query values a filter is parsed from (`None`: parameter absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FilterQuery<'a> {
+    /// `vehicles=a,b`
+    pub vehicles: Option<&'a str>,
+    /// `signals=Soc,Gear`
+    pub signals: Option<&'a str>,
+    /// `types=vehicle`
+    pub types: Option<&'a str>,
+}
+
+/// A subscriber's filter; the empty filter matches everything. Each part narrows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubscriptionFilter {
     /// Only these vehicles, when set.
     pub vehicles: Option<HashSet<VehicleId>>,
+    /// Only updates that changed at least one of these signals, trimmed to these signals
+    /// (in `changed` and `signals`), when set.
+    pub signals: Option<BTreeSet<String>>,
+    /// Only these event types, when set.
+    pub types: Option<BTreeSet<EventType>>,
 }
 
 impl SubscriptionFilter {
-    /// Parses the `vehicles=a,b` query value; an empty or missing value means all vehicles.
+    /// Parses the query values; an empty or missing value means "no restriction". The
+    /// error names the parameter and the bad item.
+    pub fn parse(query: FilterQuery<'_>) -> Result<Self, String> {
+        let vehicles = list(query.vehicles, "vehicles", MAX_FILTER_VEHICLES, |raw| {
+            VehicleId::parse(raw)
+        })?;
+        let signals = list(query.signals, "signals", MAX_FILTER_SIGNALS, |raw| {
+            if raw.len() > MAX_SIGNAL_NAME_LEN {
+                return Err(format!(
+                    "signal names are at most {MAX_SIGNAL_NAME_LEN} characters"
+                ));
+            }
+            Ok(raw.to_owned())
+        })?;
+        let types = list(query.types, "types", 16, EventType::parse)?;
+        Ok(Self {
+            vehicles: vehicles.map(|v| v.into_iter().collect()),
+            signals: signals.map(|v| v.into_iter().collect()),
+            types: types.map(|v| v.into_iter().collect()),
+        })
+    }
+
+    /// Parses only `vehicles=a,b` (kept for callers that have no other filter).
     pub fn from_query(vehicles: Option<&str>) -> Result<Self, String> {
-        let Some(list) = vehicles.map(str::trim).filter(|v| !v.is_empty()) else {
-            return Ok(Self::default());
-        };
-        let ids = list
-            .split(',')
-            .map(|raw| VehicleId::parse(raw.trim()))
-            .collect::<Result<HashSet<_>, _>>()?;
-        Ok(Self { vehicles: Some(ids) })
+        Self::parse(FilterQuery {
+            vehicles,
+            ..FilterQuery::default()
+        })
     }
 
     /// Whether `update` passes the filter.
     pub fn matches(&self, update: &VehicleUpdate) -> bool {
-        self.vehicles
+        self.types
             .as_ref()
-            .is_none_or(|set| set.contains(&update.vehicle_id))
+            .is_none_or(|types| types.contains(&EventType::Vehicle))
+            && self
+                .vehicles
+                .as_ref()
+                .is_none_or(|set| set.contains(&update.vehicle_id))
+            && self
+                .signals
+                .as_ref()
+                .is_none_or(|set| update.changed.iter().any(|s| set.contains(s)))
     }
 
-    /// A short description for the admin page.
+    /// The JSON a client with this filter gets for a matching update: `full` (serialized
+    /// once by the hub for everyone) unless the filter names signals, in which case the
+    /// update trimmed to them.
+    pub fn render(&self, update: &VehicleUpdate, full: &Arc<str>) -> Arc<str> {
+        let Some(set) = &self.signals else {
+            return full.clone();
+        };
+        let mut trimmed = update.clone();
+        trimmed.changed.retain(|s| set.contains(s));
+        trimmed.signals.retain(|name, _| set.contains(name));
+        serde_json::to_string(&trimmed)
+            .expect("updates always serialize")
+            .into()
+    }
+
+    /// A short description for the admin page, e.g. `vehicles=a,b signals=Soc`.
     pub fn describe(&self) -> String {
-        match &self.vehicles {
-            None => "all".to_owned(),
-            Some(set) => {
-                let mut ids: Vec<&str> = set.iter().map(VehicleId::as_str).collect();
-                ids.sort_unstable();
-                format!("vehicles={}", ids.join(","))
-            }
+        self.to_string()
+    }
+}
+
+impl fmt::Display for SubscriptionFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(set) = &self.vehicles {
+            let mut ids: Vec<&str> = set.iter().map(VehicleId::as_str).collect();
+            ids.sort_unstable();
+            parts.push(format!("vehicles={}", ids.join(",")));
+        }
+        if let Some(set) = &self.signals {
+            parts.push(format!(
+                "signals={}",
+                set.iter().cloned().collect::<Vec<_>>().join(",")
+            ));
+        }
+        if let Some(set) = &self.types {
+            let names: Vec<&str> = set.iter().map(|t| t.as_str()).collect();
+            parts.push(format!("types={}", names.join(",")));
+        }
+        if parts.is_empty() {
+            f.write_str("all")
+        } else {
+            f.write_str(&parts.join(" "))
         }
     }
+}
+
+/// Splits a comma-separated query value and parses each item; `None` for an absent or
+/// blank value. Empty items (`a,,b`) and more than `max` items are errors.
+fn list<T>(
+    raw: Option<&str>,
+    name: &str,
+    max: usize,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, String> {
+    let Some(raw) = raw.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let items: Vec<&str> = raw.split(',').map(str::trim).collect();
+    if items.len() > max {
+        return Err(format!("{name}: at most {max} items"));
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            if item.is_empty() {
+                return Err(format!("{name}: empty item in {raw:?}"));
+            }
+            parse(item).map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{SignalReading, SignalValue, TenantId};
 
-    fn update(id: &str) -> VehicleUpdate {
+    fn update(id: &str, changed: &[&str]) -> VehicleUpdate {
+        let at = chrono::Utc::now();
         VehicleUpdate {
+            tenant: TenantId::default(),
             vehicle_id: VehicleId(id.into()),
             version: 1,
             last_seen: None,
-            changed: vec![],
-            signals: Default::default(),
-            ingest_received_at: chrono::Utc::now(),
+            changed: changed.iter().map(|s| s.to_string()).collect(),
+            signals: ["Soc", "Gear", "Speed"]
+                .into_iter()
+                .map(|s| {
+                    let reading = SignalReading {
+                        value: SignalValue::Int(1),
+                        timestamp: at,
+                    };
+                    (s.to_owned(), reading)
+                })
+                .collect(),
+            ingest_received_at: at,
         }
     }
 
+    fn parse(
+        vehicles: Option<&str>,
+        signals: Option<&str>,
+        types: Option<&str>,
+    ) -> Result<SubscriptionFilter, String> {
+        SubscriptionFilter::parse(FilterQuery {
+            vehicles,
+            signals,
+            types,
+        })
+    }
+
     #[test]
-    fn parses_and_matches() {
+    fn vehicles() {
         let all = SubscriptionFilter::from_query(None).unwrap();
-        assert!(all.matches(&update("x")));
+        assert!(all.matches(&update("x", &[])));
+        assert_eq!(all.describe(), "all");
         assert_eq!(SubscriptionFilter::from_query(Some(" ")).unwrap(), all);
         let some = SubscriptionFilter::from_query(Some("a, b")).unwrap();
-        assert!(some.matches(&update("a")) && some.matches(&update("b")));
-        assert!(!some.matches(&update("c")));
+        assert!(some.matches(&update("a", &[])) && some.matches(&update("b", &[])));
+        assert!(!some.matches(&update("c", &[])));
         assert_eq!(some.describe(), "vehicles=a,b");
-        assert!(SubscriptionFilter::from_query(Some("a,,b")).is_err());
+        assert!(
+            SubscriptionFilter::from_query(Some("a,,b"))
+                .unwrap_err()
+                .contains("vehicles")
+        );
+        let many = vec!["v"; MAX_FILTER_VEHICLES + 1].join(",");
+        assert!(SubscriptionFilter::from_query(Some(&many)).is_err());
+    }
+
+    #[test]
+    fn signals_select_by_changed_and_trim() {
+        let f = parse(None, Some("Soc,Gear"), None).unwrap();
+        assert!(f.matches(&update("a", &["Soc", "Speed"])));
+        assert!(!f.matches(&update("a", &["Speed"])));
+        let u = update("a", &["Soc", "Speed"]);
+        let full: Arc<str> = serde_json::to_string(&u).unwrap().into();
+        let json: serde_json::Value = serde_json::from_str(&f.render(&u, &full)).unwrap();
+        assert_eq!(json["changed"], serde_json::json!(["Soc"]));
+        let names: Vec<&String> = json["signals"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["Gear", "Soc"]);
+        assert_eq!(f.describe(), "signals=Gear,Soc");
+        let unfiltered = SubscriptionFilter::default();
+        assert!(
+            Arc::ptr_eq(&unfiltered.render(&u, &full), &full),
+            "no copy without signals="
+        );
+        assert!(parse(None, Some(&"s".repeat(129)), None).is_err());
+    }
+
+    #[test]
+    fn types_are_checked() {
+        let f = parse(Some("a"), None, Some("vehicle")).unwrap();
+        assert!(f.matches(&update("a", &[])));
+        assert_eq!(f.describe(), "vehicles=a types=vehicle");
+        let err = parse(None, None, Some("vehicle,alert")).unwrap_err();
+        assert!(
+            err.contains("types") && err.contains("\"alert\"") && err.contains("known: vehicle"),
+            "{err}"
+        );
     }
 }

@@ -1,47 +1,64 @@
-//! The node's subscriber hub: one fan-out subscription, routed to local subscribers.
+//! The node's subscriber hub: one fan-out subscription, routed to the local subscribers
+//! by tenant and filter.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
 use tracing::warn;
 
 use super::actor::{Deliver, Subscriber};
 use super::filter::SubscriptionFilter;
-use crate::model::VehicleUpdate;
-use crate::ports::{FanOut, FanOutMessage};
+use super::outbox::{ResetAt, ResetReason};
+use crate::model::{TenantId, VehicleUpdate};
+use crate::ports::{EventId, FanOut, FanOutMessage, LogEntry};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
 
-/// One update as the hub hands it to subscribers: numbered, and serialized once for all
-/// of them.
-#[derive(Debug)]
+/// One update as the hub hands it to subscribers: with its log id, and serialized once
+/// for all of them.
+#[derive(Debug, PartialEq)]
 pub struct HubEvent {
-    /// Event id on this node's streams (increasing).
-    pub seq: u64,
+    /// Position in the tenant's log; the SSE `id:`.
+    pub id: EventId,
     /// The update.
     pub update: Arc<VehicleUpdate>,
-    /// `update` as JSON, shared by every subscriber's SSE event.
+    /// `update` as JSON, shared by every subscriber whose filter does not trim it.
     pub json: Arc<str>,
 }
 
 impl HubEvent {
-    /// Numbers and serializes an update.
-    pub fn new(seq: u64, update: Arc<VehicleUpdate>) -> Self {
+    /// Serializes an update.
+    pub fn new(id: EventId, update: Arc<VehicleUpdate>) -> Self {
         let json: Arc<str> = serde_json::to_string(&*update)
             .expect("updates always serialize")
             .into();
-        Self { seq, update, json }
+        Self { id, update, json }
     }
 }
 
-/// Routes fan-out updates to the subscribers of this node.
+/// A registered subscriber as the hub routes to it.
+struct Route {
+    filter: SubscriptionFilter,
+    addr: Addr<Subscriber>,
+    /// Updates the hub dropped for it (shared with the subscriber for its admin entry).
+    dropped: Arc<AtomicU64>,
+    /// A `Dropped` reset is on its way to it; further drops are covered by that reset.
+    reset_owed: bool,
+}
+
+/// Routes fan-out entries to the subscribers of this node.
 pub struct SubscriberHub {
     fanout: Arc<dyn FanOut>,
-    /// Live subscribers by connection id.
-    subscribers: HashMap<u64, (SubscriptionFilter, Addr<Subscriber>)>,
-    /// Last event id handed out.
-    seq: u64,
+    /// Live subscribers by tenant, then connection id.
+    tenants: HashMap<TenantId, HashMap<u64, Route>>,
+    /// Tenant of each connection id.
+    tenant_of: HashMap<u64, TenantId>,
+    /// Entries routed so far.
+    routed: u64,
+    /// Id of the last entry routed (of any tenant).
+    last_event_id: Option<EventId>,
     registration: Registration,
 }
 
@@ -51,16 +68,68 @@ impl SubscriberHub {
         let registration = registry.register(ActorKind::SubscriberHub, "hub");
         Actor::start(Self {
             fanout,
-            subscribers: HashMap::new(),
-            seq: 0,
+            tenants: HashMap::new(),
+            tenant_of: HashMap::new(),
+            routed: 0,
+            last_event_id: None,
             registration,
         })
     }
 
     fn publish_details(&self) {
+        self.registration.set_detail("subscribers", self.tenant_of.len());
+        self.registration.set_detail("tenants", self.tenants.len());
+        self.registration.set_detail("entries_routed", self.routed);
         self.registration
-            .set_detail("subscribers", self.subscribers.len());
-        self.registration.set_detail("last_event_id", self.seq);
+            .set_detail("last_event_id", self.last_event_id.map(|id| id.to_string()));
+    }
+
+    fn route(&mut self, id: EventId, update: Arc<VehicleUpdate>) {
+        let Some(routes) = self.tenants.get_mut(&update.tenant) else {
+            return;
+        };
+        let event = Arc::new(HubEvent::new(id, update));
+        routes.retain(|_, route| {
+            if !route.filter.matches(&event.update) {
+                return true;
+            }
+            match route.addr.try_send(Deliver::Update(event.clone())) {
+                Ok(()) => {
+                    route.reset_owed = false;
+                    true
+                }
+                Err(SendError::Full(_)) => {
+                    metrics::counter!(telemetry::SUBSCRIBER_HUB_DROPPED_TOTAL).increment(1);
+                    route.dropped.fetch_add(1, Ordering::Relaxed);
+                    // The client can no longer get every update after its last id, so it is
+                    // told to reload. One reset covers every drop until a delivery succeeds
+                    // again, which keeps this `do_send` (past the mailbox bound) to one
+                    // message per overload episode.
+                    if !route.reset_owed {
+                        route.reset_owed = true;
+                        route.addr.do_send(Deliver::Reset {
+                            at: ResetAt::At(id),
+                            reason: ResetReason::Dropped,
+                        });
+                    }
+                    true
+                }
+                Err(SendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Tells the subscribers of `tenant` (all when `None`) to reload. Resets are rare and
+    /// must not be lost, so they may exceed the mailbox bound.
+    fn reset(&self, tenant: Option<&TenantId>, at: ResetAt, reason: ResetReason) {
+        let routes = self
+            .tenants
+            .iter()
+            .filter(|(t, _)| tenant.is_none_or(|want| want == *t))
+            .flat_map(|(_, routes)| routes.values());
+        for route in routes {
+            route.addr.do_send(Deliver::Reset { at, reason });
+        }
     }
 }
 
@@ -76,33 +145,24 @@ impl StreamHandler<FanOutMessage> for SubscriberHub {
     fn handle(&mut self, msg: FanOutMessage, _ctx: &mut Context<Self>) {
         self.registration.handled(false);
         match msg {
-            FanOutMessage::Update(update) => {
-                self.seq += 1;
-                let event = Arc::new(HubEvent::new(self.seq, update));
-                self.subscribers.retain(|_, (filter, addr)| {
-                    if !filter.matches(&event.update) {
-                        return true;
+            FanOutMessage::Entry(entry) => {
+                self.routed += 1;
+                self.last_event_id = Some(entry.id());
+                match entry {
+                    LogEntry::Update { id, update } => self.route(id, update),
+                    LogEntry::Gap { tenant, id } => {
+                        warn!(%tenant, %id, "The tenant's log records lost updates; its subscribers reload.");
+                        self.reset(Some(&tenant), ResetAt::At(id), ResetReason::Gap);
                     }
-                    match addr.try_send(Deliver::Update(event.clone())) {
-                        Ok(()) => true,
-                        Err(SendError::Full(_)) => {
-                            metrics::counter!(telemetry::SUBSCRIBER_HUB_DROPPED_TOTAL).increment(1);
-                            true
-                        }
-                        Err(SendError::Closed(_)) => false,
-                    }
-                });
+                }
             }
-            FanOutMessage::Lagged(skipped) => {
+            FanOutMessage::Lost { tenant, skipped } => {
                 warn!(
-                    skipped,
-                    "Fan-out subscription lagged; telling subscribers to reload."
+                    tenant = tenant.as_ref().map(TenantId::as_str),
+                    skipped, "Fan-out subscription lost updates; telling subscribers to reload."
                 );
                 metrics::counter!(telemetry::FANOUT_LAGGED_TOTAL).increment(skipped);
-                for (_, addr) in self.subscribers.values() {
-                    // A reset is rare and must not be lost, so it may exceed the mailbox bound.
-                    addr.do_send(Deliver::Reset);
-                }
+                self.reset(tenant.as_ref(), ResetAt::Unchanged, ResetReason::Lagged);
             }
         }
         self.publish_details();
@@ -113,23 +173,39 @@ impl StreamHandler<FanOutMessage> for SubscriberHub {
     }
 }
 
-/// Sent by a [`Subscriber`] to the hub when it starts.
+/// Sent by a [`Subscriber`] to the hub when it starts. The subscriber waits for the
+/// answer before it reads the replay log, so that no entry can slip between the replay
+/// and live delivery.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Register {
     /// Connection id.
     pub id: u64,
+    /// Whose updates it may see.
+    pub tenant: TenantId,
     /// What it wants.
     pub filter: SubscriptionFilter,
     /// Where to deliver.
     pub addr: Addr<Subscriber>,
+    /// Counts the updates the hub drops for it.
+    pub dropped: Arc<AtomicU64>,
 }
 
 impl Handler<Register> for SubscriberHub {
     type Result = ();
     fn handle(&mut self, msg: Register, _ctx: &mut Context<Self>) {
         self.registration.handled(false);
-        self.subscribers.insert(msg.id, (msg.filter, msg.addr));
+        let route = Route {
+            filter: msg.filter,
+            addr: msg.addr,
+            dropped: msg.dropped,
+            reset_owed: false,
+        };
+        self.tenants
+            .entry(msg.tenant.clone())
+            .or_default()
+            .insert(msg.id, route);
+        self.tenant_of.insert(msg.id, msg.tenant);
         self.publish_details();
     }
 }
@@ -146,7 +222,14 @@ impl Handler<Unregister> for SubscriberHub {
     type Result = ();
     fn handle(&mut self, msg: Unregister, _ctx: &mut Context<Self>) {
         self.registration.handled(false);
-        self.subscribers.remove(&msg.id);
+        if let Some(tenant) = self.tenant_of.remove(&msg.id)
+            && let Some(routes) = self.tenants.get_mut(&tenant)
+        {
+            routes.remove(&msg.id);
+            if routes.is_empty() {
+                self.tenants.remove(&tenant);
+            }
+        }
         self.publish_details();
     }
 }
@@ -161,10 +244,13 @@ impl Handler<CloseAll> for SubscriberHub {
     type Result = usize;
     fn handle(&mut self, _msg: CloseAll, ctx: &mut Context<Self>) -> usize {
         self.registration.handled(false);
-        let n = self.subscribers.len();
-        for (_, (_, addr)) in self.subscribers.drain() {
-            addr.do_send(Deliver::Close);
+        let n = self.tenant_of.len();
+        for (_, routes) in self.tenants.drain() {
+            for (_, route) in routes {
+                route.addr.do_send(Deliver::Close);
+            }
         }
+        self.tenant_of.clear();
         ctx.stop();
         n
     }

@@ -3,35 +3,50 @@
 //!
 //! ```text
 //! FanOut::subscribe ──▶ SubscriberHub ──try_send──▶ Subscriber ──mpsc(bounded)──▶ SSE body
-//!                       (serializes once)           (filter, coalescing queue)
+//!                       (by tenant + filter,        (Outbox: replay backlog,
+//!                        serializes once)            coalescing live queue)
+//! FanOut::replay ◀──────────────────────────────── (on Last-Event-ID)
 //! ```
+//!
+//! # Event ids and resume
+//!
+//! Every event carries its id in its tenant's replay log (`id:`), and a subscriber sends
+//! ids in strictly increasing order. A client reconnecting with `Last-Event-ID` gets a
+//! subscriber that registers with the hub first, then replays the log after that id,
+//! then goes live, skipping what the replay covered (see [`Outbox`]). When the
+//! log cannot cover the id, the client gets `event: reset` and reloads; never a silent gap.
 //!
 //! # When a client is slow
 //!
 //! Every edge is bounded and none of them can slow the pipeline:
 //!
 //! 1. Hub → subscriber mailbox (`mailbox_capacity`): `try_send`; when full the update is
-//!    dropped and counted (`fleetwire_subscriber_hub_dropped_total`). Updates carry the
-//!    full vehicle state, so the next update of that vehicle repairs the gap.
+//!    dropped and counted (`fleetwire_subscriber_hub_dropped_total`), and the subscriber is
+//!    sent one `reset` (past the bound, once per episode): its client can no longer resume
+//!    exactly, so it reloads.
 //! 2. Subscriber → SSE body channel (`channel_capacity`): when the client does not read,
 //!    the channel fills and updates wait in the subscriber's [`OutboundQueue`], coalesced
 //!    to the latest update per vehicle (`fleetwire_subscriber_coalesced_total`), so its
-//!    size is bounded by the number of vehicles the filter matches.
-//! 3. When the client stays blocked longer than `slow_client_timeout_ms`, or the queue
-//!    exceeds `max_pending`, the subscriber disconnects it
+//!    size is bounded by the number of vehicles the filter matches. A coalesced update
+//!    moves to its own (newer) id's place, so ids on the wire keep increasing. Replayed
+//!    events wait uncoalesced, bounded by `max_replay_events`.
+//! 3. When the client stays blocked longer than `slow_client_timeout_ms`, or the live
+//!    queue exceeds `max_pending`, the subscriber disconnects it
 //!    (`fleetwire_subscriber_disconnects_total{reason="slow_client"}`); the browser
-//!    reconnects by itself and reloads the state.
+//!    reconnects by itself with `Last-Event-ID` and catches up from the replay log.
 
 mod actor;
 mod filter;
 mod hub;
+mod outbox;
 mod queue;
 
 use serde::{Deserialize, Serialize};
 
-pub use actor::{Deliver, Subscriber, SubscriberStream};
-pub use filter::SubscriptionFilter;
+pub use actor::{Deliver, Resume, Subscriber, SubscriberServices, SubscriberSpec, SubscriberStream};
+pub use filter::{EventType, FilterQuery, MAX_FILTER_SIGNALS, MAX_FILTER_VEHICLES, SubscriptionFilter};
 pub use hub::{CloseAll, HubEvent, Register, SubscriberHub, Unregister};
+pub use outbox::{Offer, Outbox, Outgoing, Replayed, ResetAt, ResetReason};
 pub use queue::{OutboundQueue, PushOutcome};
 
 /// Subscriber settings (`[subscribers]` in the config).
@@ -50,6 +65,34 @@ pub struct SubscriberConfig {
     pub keep_alive_ms: u64,
     /// Reconnect delay suggested to browsers (`retry:`). Default 3,000 ms.
     pub retry_ms: u64,
+    /// Most log entries one `Last-Event-ID` resume replays; a client that missed more
+    /// gets `reset` (reloading is cheaper). At least 1. Default 10,000.
+    pub max_replay_events: usize,
+    /// Open SSE connections this node accepts; more get 503 + `Retry-After`. At least 1.
+    /// Default 25,000.
+    pub max_connections_per_node: usize,
+    /// Open SSE connections one tenant may have on this node; more get 429 +
+    /// `Retry-After`. At least 1. Default 10,000.
+    pub max_connections_per_tenant: usize,
+    /// `Retry-After` (seconds) of those 429 and 503 answers. Default 5.
+    pub limit_retry_after_secs: u64,
+}
+
+impl SubscriberConfig {
+    /// Checks the values that cannot work; each problem names its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, value) in [
+            ("max_replay_events", self.max_replay_events),
+            ("max_connections_per_node", self.max_connections_per_node),
+            ("max_connections_per_tenant", self.max_connections_per_tenant),
+        ] {
+            if value == 0 {
+                problems.push(format!("subscribers.{key} must be at least 1"));
+            }
+        }
+        problems
+    }
 }
 
 impl Default for SubscriberConfig {
@@ -61,6 +104,10 @@ impl Default for SubscriberConfig {
             slow_client_timeout_ms: 30_000,
             keep_alive_ms: 15_000,
             retry_ms: 3_000,
+            max_replay_events: 10_000,
+            max_connections_per_node: 25_000,
+            max_connections_per_tenant: 10_000,
+            limit_retry_after_secs: 5,
         }
     }
 }

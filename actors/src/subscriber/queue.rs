@@ -1,60 +1,62 @@
-//! The subscriber's outbound queue: FIFO by first arrival, coalesced per vehicle.
+//! The subscriber's live queue: in event-id order, coalesced per vehicle.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::hub::HubEvent;
 use crate::model::VehicleId;
+use crate::ports::EventId;
 
 /// What [`OutboundQueue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
-    /// A new entry at the back.
+    /// A new entry.
     Queued,
-    /// Replaced a waiting update of the same vehicle (which kept its place in line).
+    /// Replaced a waiting update of the same vehicle.
     Coalesced,
 }
 
 /// Events waiting to be written to a client. Holds at most one event per vehicle: a
 /// newer update of a vehicle replaces the waiting one, because updates carry the full
 /// latest state.
+///
+/// Events leave in id order. A replacing update takes the place its own id gives it (the
+/// back), not the place of the update it replaces: otherwise a client could get vehicle
+/// A's id 12 before vehicle B's id 11, and a client that reconnects with `Last-Event-ID:
+/// 12` would never get B's update. With ids strictly increasing on the wire, everything
+/// up to a client's last id has been delivered or superseded.
 #[derive(Debug, Default)]
 pub struct OutboundQueue {
-    order: VecDeque<VehicleId>,
-    waiting: HashMap<VehicleId, Arc<HubEvent>>,
+    /// Waiting events by id; one per vehicle.
+    order: BTreeMap<EventId, Arc<HubEvent>>,
+    /// The id of each vehicle's waiting event.
+    waiting: HashMap<VehicleId, EventId>,
 }
 
 impl OutboundQueue {
-    /// Adds an event.
+    /// Adds an event, which must be newer than any event of its vehicle pushed before.
     pub fn push(&mut self, event: Arc<HubEvent>) -> PushOutcome {
-        let id = event.update.vehicle_id.clone();
-        match self.waiting.insert(id.clone(), event) {
-            Some(_) => PushOutcome::Coalesced,
-            None => {
-                self.order.push_back(id);
-                PushOutcome::Queued
+        let replaced = self.waiting.insert(event.update.vehicle_id.clone(), event.id);
+        self.order.insert(event.id, event);
+        match replaced {
+            Some(old) => {
+                self.order.remove(&old);
+                PushOutcome::Coalesced
             }
+            None => PushOutcome::Queued,
         }
     }
 
-    /// The oldest waiting event.
+    /// The oldest waiting event, without removing it.
+    pub fn front(&self) -> Option<&Arc<HubEvent>> {
+        self.order.values().next()
+    }
+
+    /// Removes and returns the oldest waiting event.
     pub fn pop(&mut self) -> Option<Arc<HubEvent>> {
-        let id = self.order.pop_front()?;
-        Some(
-            self.waiting
-                .remove(&id)
-                .expect("order and waiting hold the same ids"),
-        )
-    }
-
-    /// Puts an event back at the front (it could not be sent after all), unless a newer
-    /// update of the same vehicle arrived meanwhile.
-    pub fn push_front(&mut self, event: Arc<HubEvent>) {
-        let id = event.update.vehicle_id.clone();
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.waiting.entry(id.clone()) {
-            slot.insert(event);
-            self.order.push_front(id);
-        }
+        let (_, event) = self.order.pop_first()?;
+        self.waiting.remove(&event.update.vehicle_id);
+        Some(event)
     }
 
     /// Number of waiting events.
@@ -69,45 +71,34 @@ impl OutboundQueue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::model::VehicleUpdate;
+    use crate::model::{TenantId, VehicleUpdate};
 
-    fn ev(seq: u64, id: &str) -> Arc<HubEvent> {
+    pub(crate) fn ev(ms: u64, id: &str) -> Arc<HubEvent> {
         let update = VehicleUpdate {
+            tenant: TenantId::default(),
             vehicle_id: VehicleId(id.into()),
-            version: seq,
+            version: ms,
             last_seen: None,
             changed: vec![],
             signals: Default::default(),
             ingest_received_at: chrono::Utc::now(),
         };
-        Arc::new(HubEvent::new(seq, Arc::new(update)))
+        Arc::new(HubEvent::new(EventId::new(ms, 0), Arc::new(update)))
     }
 
     #[test]
-    fn coalesces_per_vehicle_and_keeps_first_arrival_order() {
+    fn coalesces_per_vehicle_and_keeps_ids_increasing() {
         let mut q = OutboundQueue::default();
         assert_eq!(q.push(ev(1, "a")), PushOutcome::Queued);
         assert_eq!(q.push(ev(2, "b")), PushOutcome::Queued);
         assert_eq!(q.push(ev(3, "a")), PushOutcome::Coalesced);
         assert_eq!(q.len(), 2);
+        assert_eq!(q.front().unwrap().id.ms, 2);
         let first = q.pop().unwrap();
-        assert_eq!((first.update.vehicle_id.as_str(), first.seq), ("a", 3));
-        assert_eq!(q.pop().unwrap().seq, 2);
+        assert_eq!((first.update.vehicle_id.as_str(), first.id.ms), ("b", 2));
+        assert_eq!(q.pop().unwrap().id.ms, 3);
         assert!(q.pop().is_none() && q.is_empty());
-    }
-
-    #[test]
-    fn push_front_yields_to_newer_updates() {
-        let mut q = OutboundQueue::default();
-        let old = ev(1, "a");
-        q.push(ev(2, "a"));
-        q.push_front(old);
-        assert_eq!(q.len(), 1);
-        assert_eq!(q.pop().unwrap().seq, 2);
-        q.push(ev(3, "b"));
-        q.push_front(ev(4, "c"));
-        assert_eq!(q.pop().unwrap().update.vehicle_id.as_str(), "c");
     }
 }

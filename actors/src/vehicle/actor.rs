@@ -204,7 +204,7 @@ async fn load_with_retry(
 async fn publish(fanout: &dyn FanOut, update: Arc<VehicleUpdate>) {
     let ingest = update.ingest_received_at;
     match fanout.publish(update.clone()).await {
-        Ok(()) => {
+        Ok(_id) => {
             counter!(PUBLISH_UPDATES_TOTAL, "result" => "ok").increment(1);
             let latency = (Utc::now() - ingest).to_std().unwrap_or_default();
             histogram!(INGEST_TO_PUBLISH_SECONDS).record(latency.as_secs_f64());

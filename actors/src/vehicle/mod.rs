@@ -85,8 +85,10 @@ pub(crate) mod fakes {
     use chrono::{DateTime, Utc};
     use futures_util::stream::BoxStream;
 
-    use crate::model::{SignalValue, TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
-    use crate::ports::{FanOut, FanOutError, FanOutMessage, SaveOutcome, StateStore, StoreError};
+    use crate::model::{SignalValue, TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate};
+    use crate::ports::{
+        EventId, FanOut, FanOutError, FanOutMessage, Replay, SaveOutcome, StateStore, StoreError,
+    };
 
     /// What happened, in order, across the fake store and fan-out.
     #[derive(Debug, Clone, PartialEq)]
@@ -153,7 +155,7 @@ pub(crate) mod fakes {
 
     #[async_trait]
     impl FanOut for FakeFanOut {
-        async fn publish(&self, update: Arc<VehicleUpdate>) -> Result<(), FanOutError> {
+        async fn publish(&self, update: Arc<VehicleUpdate>) -> Result<EventId, FanOutError> {
             if take_one(&self.fail) {
                 return Err(FanOutError::Unavailable("fake publish failure".into()));
             }
@@ -161,8 +163,13 @@ pub(crate) mod fakes {
                 .lock()
                 .unwrap()
                 .push(Event::Published(update.vehicle_id.clone(), update.version));
-            self.updates.lock().unwrap().push((*update).clone());
-            Ok(())
+            let mut updates = self.updates.lock().unwrap();
+            updates.push((*update).clone());
+            Ok(EventId::new(updates.len() as u64, 0))
+        }
+
+        async fn replay(&self, _: &TenantId, _: EventId, _: usize) -> Result<Replay, FanOutError> {
+            Ok(Replay::TooOld { head: None })
         }
 
         fn subscribe(&self) -> BoxStream<'static, FanOutMessage> {

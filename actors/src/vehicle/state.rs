@@ -15,7 +15,9 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{RecordId, SignalReading, TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
+use crate::model::{
+    RecordId, SignalReading, TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate,
+};
 
 /// What applying one record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +185,9 @@ impl VehicleState {
     /// The update to publish after a batch: the full latest state plus what changed.
     pub fn update(&self, changed: Vec<String>, ingest_received_at: DateTime<Utc>) -> VehicleUpdate {
         VehicleUpdate {
+            // Every vehicle belongs to the default tenant until authentication (issue #6)
+            // tells the records' tenant.
+            tenant: TenantId::default(),
             vehicle_id: self.snapshot.vehicle_id.clone(),
             version: self.snapshot.version,
             last_seen: self.snapshot.last_seen,

@@ -6,7 +6,8 @@
 //! - [`RedbLeaseStore`] (`lease_store.rs`): the KCL-style lease table in redb.
 //! - [`RedbStateStore`] (`state_store.rs`): vehicle snapshots in redb, written by one
 //!   group-commit thread.
-//! - [`InProcessFanOut`] (`fanout.rs`): a `tokio::sync::broadcast` channel.
+//! - [`InProcessFanOut`] (`fanout.rs`): a `tokio::sync::broadcast` channel plus a bounded
+//!   replay ring per tenant.
 //! - [`open_database`] (`db.rs`): the one redb database both stores share.
 //!
 //! Used by single-node deployments, local development and the end-to-end tests; the AWS
@@ -21,6 +22,7 @@ mod stream;
 
 use std::path::PathBuf;
 
+use fleetwire_actors::ports::ReplayRetention;
 use serde::{Deserialize, Serialize};
 
 pub use db::{DATABASE_FILE_NAME, open_database};
@@ -41,6 +43,19 @@ pub struct EmbeddedConfig {
     /// Capacity of the in-process fan-out broadcast channel: how many updates a
     /// subscriber may fall behind before it is told it lagged. Default: 4096.
     pub fanout_capacity: usize,
+    /// Updates the in-process replay log keeps per tenant, for `Last-Event-ID` resumes.
+    /// 1 to 1,000,000. Default: 10,000.
+    pub replay_max_events: usize,
+    /// Updates older than this many seconds cannot be replayed; 0: no age limit. At most
+    /// 86,400. Default: 600.
+    pub replay_max_age_secs: u64,
+}
+
+impl EmbeddedConfig {
+    /// The replay log's retention.
+    pub fn replay_retention(&self) -> ReplayRetention {
+        ReplayRetention::from_config(self.replay_max_events, self.replay_max_age_secs)
+    }
 }
 
 impl Default for EmbeddedConfig {
@@ -49,6 +64,8 @@ impl Default for EmbeddedConfig {
             data_dir: None,
             stream: EmbeddedStreamConfig::default(),
             fanout_capacity: 4096,
+            replay_max_events: 10_000,
+            replay_max_age_secs: 600,
         }
     }
 }
@@ -137,6 +154,8 @@ mod tests {
         let cfg = EmbeddedConfig::default();
         assert_eq!(cfg.data_dir, None);
         assert_eq!(cfg.fanout_capacity, 4096);
+        assert_eq!((cfg.replay_max_events, cfg.replay_max_age_secs), (10_000, 600));
+        cfg.replay_retention().validate("embedded").unwrap();
         assert_eq!(cfg.stream.shards, 4);
         assert_eq!(cfg.stream.retention_secs, 3600);
         assert_eq!(cfg.stream.max_bytes_per_shard, 64 * 1024 * 1024);

@@ -2,23 +2,39 @@
 //! behave as one deployment.
 //!
 //! - [`RedisFanOut`] (`fanout.rs`): the [`FanOut`](fleetwire_actors::ports::FanOut) port
-//!   over Redis pub/sub. Every node publishes its vehicles' updates to one channel
-//!   (`<key_prefix>:updates`) and each node's subscriber hub holds one subscription to it,
-//!   on a dedicated connection that reconnects by itself.
+//!   over Redis Streams and pub/sub. Every update is appended to its tenant's replay log
+//!   (a stream, `<key_prefix>:t:<tenant>:log`) and published on the tenant's channel
+//!   (`<key_prefix>:t:<tenant>:updates`) by one Lua script, so the live order is the log
+//!   order and the stream entry id is the event id. Each node's subscriber hub holds one
+//!   pattern subscription to every tenant's channel (`reader.rs`), on a dedicated
+//!   connection that reconnects by itself and then recovers what it missed from the logs.
 //!
-//! Redis pub/sub is fire-and-forget: a node that is disconnected, or too slow, misses
-//! messages. The fan-out never hides that: it reports the gap as
-//! [`FanOutMessage::Lagged`](fleetwire_actors::ports::FanOutMessage::Lagged) and the hub
-//! tells its subscribers to reload. Recovering the missed messages themselves (a replay
-//! log) is a later step.
+//! Key layout (`keys.rs`), wire format and scripts (`wire.rs`), log reads (`log.rs`):
+//!
+//! | key / channel | type | holds |
+//! |---|---|---|
+//! | `<prefix>:t:<tenant>:log` | stream | the tenant's replay log: entries `u` = update JSON, `gap` = lost updates |
+//! | `<prefix>:t:<tenant>:updates` | channel | `<id> <field> <value>` per log entry |
+//! | `<prefix>:tenants` | set | tenants that ever published (read by a reconnecting subscription) |
+//!
+//! Needs Redis 6.2 or newer (`XADD … MAXLEN ~`, `XTRIM MINID`, exclusive `XRANGE`), and a
+//! single Redis endpoint (not Redis Cluster: the script touches several keys).
 //!
 //! Commands go through a [`deadpool_redis`] pool, which connects lazily: building a
 //! backend does no network I/O, so a node starts (and reports not-ready) while Redis is
 //! down.
 
 mod fanout;
+mod gaps;
+mod keys;
+mod log;
+mod reader;
+mod wire;
 
 use std::fmt;
+use std::time::Duration;
+
+use fleetwire_actors::ports::ReplayRetention;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,10 +48,10 @@ pub struct RedisConfig {
     /// crate's TLS feature is enabled). Default: `"redis://127.0.0.1:6379/"`.
     pub url: String,
     /// Prefix of every key and channel fleetwire uses, so that several deployments (or
-    /// tests) can share one Redis. The fan-out channel is `<key_prefix>:updates`.
-    /// Must not be empty. Default: `"fleetwire"`.
+    /// tests) can share one Redis (layout in the module docs). Must not be empty.
+    /// Default: `"fleetwire"`.
     pub key_prefix: String,
-    /// Maximum number of pooled connections used for commands (`PUBLISH`, `PING`). The
+    /// Maximum number of pooled connections used for commands (publishes, replays, `PING`). The
     /// fan-out subscription has its own connection outside the pool. At least 1.
     /// Default: 16.
     pub pool_size: usize,
@@ -48,8 +64,19 @@ pub struct RedisConfig {
     pub reconnect_backoff_max_ms: u64,
     /// Capacity of the bounded buffer between a subscription's Redis reader task and the
     /// subscriber hub's stream. When it is full, messages are dropped and the hub is told
-    /// how many (`Lagged`) as soon as there is room again. At least 1. Default: 4096.
+    /// how many (`Lost`) as soon as there is room again. At least 1. Default: 4096.
     pub subscription_buffer: usize,
+    /// Entries each tenant's replay log keeps at least (`XADD … MAXLEN ~`). 1 to
+    /// 1,000,000. Default: 10,000.
+    pub replay_max_events: usize,
+    /// Entries older than this many seconds are trimmed and cannot be replayed; 0: no age
+    /// limit. At most 86,400. Default: 600.
+    pub replay_max_age_secs: u64,
+    /// Longest a publish or a replay may take, pool wait included, in milliseconds. A
+    /// publish that fails or times out is not retried: it is counted, the tenant's log
+    /// gets a gap marker once Redis answers again, and until then publishes fail at once
+    /// instead of each waiting this long. 1 to 60,000. Default: 1000.
+    pub command_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -61,6 +88,9 @@ impl Default for RedisConfig {
             reconnect_backoff_initial_ms: 100,
             reconnect_backoff_max_ms: 5000,
             subscription_buffer: 4096,
+            replay_max_events: 10_000,
+            replay_max_age_secs: 600,
+            command_timeout_ms: 1000,
         }
     }
 }
@@ -76,14 +106,22 @@ impl fmt::Debug for RedisConfig {
             .field("reconnect_backoff_initial_ms", &self.reconnect_backoff_initial_ms)
             .field("reconnect_backoff_max_ms", &self.reconnect_backoff_max_ms)
             .field("subscription_buffer", &self.subscription_buffer)
+            .field("replay_max_events", &self.replay_max_events)
+            .field("replay_max_age_secs", &self.replay_max_age_secs)
+            .field("command_timeout_ms", &self.command_timeout_ms)
             .finish()
     }
 }
 
 impl RedisConfig {
-    /// The pub/sub channel that carries vehicle updates: `<key_prefix>:updates`.
-    pub fn updates_channel(&self) -> String {
-        format!("{}:updates", self.key_prefix)
+    /// The replay logs' retention.
+    pub fn replay_retention(&self) -> ReplayRetention {
+        ReplayRetention::from_config(self.replay_max_events, self.replay_max_age_secs)
+    }
+
+    /// `command_timeout_ms` as a duration.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
     }
 
     /// Checks the values that would otherwise fail later and obscurely (a zero-capacity
@@ -107,7 +145,12 @@ impl RedisConfig {
                 "redis.reconnect_backoff_max_ms must be at least redis.reconnect_backoff_initial_ms",
             );
         }
-        Ok(())
+        if !(1..=60_000).contains(&self.command_timeout_ms) {
+            return invalid("redis.command_timeout_ms must be 1 to 60000");
+        }
+        self.replay_retention()
+            .validate("redis")
+            .map_err(RedisError::InvalidConfig)
     }
 }
 
@@ -161,7 +204,10 @@ mod tests {
         let c = RedisConfig::default();
         assert_eq!(c.url, "redis://127.0.0.1:6379/");
         assert_eq!(c.key_prefix, "fleetwire");
-        assert_eq!(c.updates_channel(), "fleetwire:updates");
+        assert_eq!(
+            (c.replay_max_events, c.replay_max_age_secs, c.command_timeout_ms),
+            (10_000, 600, 1000)
+        );
         assert_eq!(
             (
                 c.pool_size,
@@ -195,6 +241,18 @@ mod tests {
             },
             RedisConfig {
                 reconnect_backoff_max_ms: 50,
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                command_timeout_ms: 0,
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                replay_max_events: 0,
+                ..RedisConfig::default()
+            },
+            RedisConfig {
+                replay_max_age_secs: 100_000,
                 ..RedisConfig::default()
             },
         ];
