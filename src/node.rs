@@ -30,8 +30,8 @@ use fleetwire_actors::consumer::{ConsumerStatus, GracefulShutdown, LeaseCoordina
 use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
 use fleetwire_actors::registry::ActorRegistry;
 
-use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
+use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 

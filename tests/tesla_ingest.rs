@@ -179,18 +179,33 @@ async fn a_new_connection_replaces_the_old_one_and_both_are_recorded() {
     );
     assert_eq!(node.node.actor_count("vehicle_connection").await, 1);
     let connectivity = stream_of(&node, Topic::Connectivity);
-    let statuses = eventually_some("three connectivity records", || async {
+    // (status, connection id) of each record; the two puts of the replaced and the new
+    // connection race, so compare as sets.
+    let mut records = eventually_some("three connectivity records", || async {
         let records = records_for(&connectivity, &node.vehicle_id(vin)).await;
-        let statuses: Vec<String> = records
+        let parsed: Vec<(String, String)> = records
             .iter()
-            .map(|r| tesla::payload_to_json(Topic::Connectivity, &r.data).unwrap()["status"].to_string())
+            .map(|r| {
+                let json = tesla::payload_to_json(Topic::Connectivity, &r.data).unwrap();
+                (
+                    json["status"].as_str().unwrap().to_owned(),
+                    json["connectionId"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
-        (statuses.len() >= 3).then_some(statuses)
+        (parsed.len() >= 3).then_some(parsed)
     })
     .await;
+    records.sort();
+    let [(c1, id1), (c2, id2), (d, closed_id)] = <[_; 3]>::try_from(records).unwrap();
     assert_eq!(
-        statuses[..3],
-        ["\"CONNECTED\"", "\"CONNECTED\"", "\"DISCONNECTED\""].map(String::from)
+        (c1.as_str(), c2.as_str(), d.as_str()),
+        ("CONNECTED", "CONNECTED", "DISCONNECTED")
+    );
+    assert_ne!(id1, id2, "two connections");
+    assert!(
+        closed_id == id1 || closed_id == id2,
+        "the disconnect belongs to one of them"
     );
     node.node.shutdown(WAIT).await;
 }

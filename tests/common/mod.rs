@@ -2,9 +2,9 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod cloud;
-pub mod tesla;
 pub mod private_redis;
 pub mod redis_keys;
+pub mod tesla;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -96,7 +96,11 @@ pub(crate) fn classify(frame: &[u8]) -> Result<Classified<'_>, FrameRejection> {
     }
     // The common case in one verifier pass; the staged checks below decide the others.
     if let Some((head, message_id, stream)) = fb::record(frame) {
-        return Ok(Classified::Stream(StreamFrame { head, message_id, stream }));
+        return Ok(Classified::Stream(StreamFrame {
+            head,
+            message_id,
+            stream,
+        }));
     }
     if !fb::has_message(frame).map_err(FrameRejection::NotFlatBuffers)? {
         return Err(FrameRejection::NoMessage);

@@ -237,8 +237,16 @@ pub(crate) fn record(buf: &[u8]) -> Option<(Head<'_>, &[u8], StreamView<'_>)> {
         if message_type != MESSAGE_TYPE_STREAM || table.vtable().get(env::MESSAGE) == 0 {
             return None;
         }
-        let head = Head { txid: bytes_at(&table, env::TXID), topic: bytes_at(&table, env::TOPIC), message_type };
-        Some((head, bytes_at(&table, env::MESSAGE_ID), stream_unchecked(buf).ok()?))
+        let head = Head {
+            txid: bytes_at(&table, env::TXID),
+            topic: bytes_at(&table, env::TOPIC),
+            message_type,
+        };
+        Some((
+            head,
+            bytes_at(&table, env::MESSAGE_ID),
+            stream_unchecked(buf).ok()?,
+        ))
     }
 }
 
