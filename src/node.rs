@@ -76,6 +76,14 @@ impl Ports {
         };
         while !unique(&self) {
             if Instant::now() >= deadline {
+                warn!(
+                    stream = Arc::strong_count(&self.stream),
+                    leases = Arc::strong_count(&self.leases),
+                    state = Arc::strong_count(&self.state),
+                    fanout = Arc::strong_count(&self.fanout),
+                    topic_streams = ?self.topic_streams.iter().map(|(t, s)| (t.as_str(), Arc::strong_count(s))).collect::<Vec<_>>(),
+                    "backend handles still shared"
+                );
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -207,6 +207,7 @@ async fn a_new_connection_replaces_the_old_one_and_both_are_recorded() {
         closed_id == id1 || closed_id == id2,
         "the disconnect belongs to one of them"
     );
+    drop(connectivity); // the node closes its backends only when it holds the last handle
     node.node.shutdown(WAIT).await;
 }
 
