@@ -26,7 +26,9 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
-use fleetwire_actors::consumer::{ConsumerStatus, GracefulShutdown, LeaseCoordinator};
+use fleetwire_actors::consumer::{
+    ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
+};
 use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
 use fleetwire_actors::registry::ActorRegistry;
 
@@ -219,11 +221,18 @@ impl Node {
             ports.fanout.clone(),
             registry.clone(),
         );
+        let router: Arc<dyn RecordRouter> = match config.consumer.partition_keys {
+            PartitionKeys::VehicleIds => Arc::new(directory.clone()),
+            PartitionKeys::Vins => Arc::new(PseudonymizingRouter::new(
+                directory.clone(),
+                config.security.pseudonymizer()?,
+            )),
+        };
         let (coordinator, consumer) = LeaseCoordinator::start(
             config.consumer.clone(),
             ports.stream.clone(),
             ports.leases.clone(),
-            Arc::new(directory.clone()),
+            router,
             registry.clone(),
         );
         let hub = SubscriberHub::start(ports.fanout.clone(), &registry);

@@ -334,3 +334,33 @@ fn the_decode_tool_prints_frames_and_refuses_bad_ones() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("32_bad_random_bytes.bin: is not a valid frame"));
 }
+
+#[actix_rt::test]
+async fn a_stream_written_by_teslas_own_server_is_pseudonymized_on_read() {
+    let mut config = common::test_config(None);
+    config.consumer.partition_keys = fleetwire_actors::consumer::PartitionKeys::Vins;
+    let node = common::TestNode::start(config).await;
+    let vin = "5YJ3E1EA7RF000005";
+    let mut signals = std::collections::BTreeMap::new();
+    signals.insert("Soc".to_owned(), fleetwire_actors::model::SignalValue::Float(77.5));
+    // Tesla's dispatcher format: the payload protobuf, keyed by the clear VIN.
+    let payload = tesla::encode_vehicle_data(vin, chrono::Utc::now(), &signals).unwrap();
+    let entry = fleetwire_actors::ports::PutEntry {
+        partition_key: vin.to_owned(),
+        data: payload.into(),
+    };
+    node.node.ports().stream.put_records(vec![entry]).await.unwrap();
+    let pseudonym = fleetwire_actors::pseudonym::Pseudonymizer::development().vehicle_id(vin);
+    let url = format!("{}/v1/vehicles/{pseudonym}", node.api);
+    let body = eventually_some("the pseudonymized vehicle", || async {
+        let (status, body) = node.get(&url).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(body["signals"]["Soc"]["value"], json!(77.5));
+    let (_, all) = node.get(&format!("{}/v1/vehicles", node.api)).await;
+    assert!(!all.to_string().contains(vin), "the VIN is never stored: {all}");
+    let (status, _) = node.get(&format!("{}/v1/vehicles/{vin}", node.api)).await;
+    assert_eq!(status, 404);
+    node.shutdown(WAIT).await;
+}

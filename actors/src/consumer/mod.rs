@@ -31,10 +31,12 @@ use crate::ports::Checkpoint;
 pub mod checkpointer;
 pub mod lease_coordinator;
 pub mod lease_taker;
+mod pseudonymizing;
 pub mod shard_consumer;
 pub mod shard_state;
 
 pub use lease_coordinator::{GracefulShutdown, LeaseCoordinator, ShardEnded};
+pub use pseudonymizing::PseudonymizingRouter;
 pub use shard_consumer::{ShardConsumer, Shutdown, ShutdownReason};
 
 /// Why routing a batch of records to a vehicle failed. The shard consumer does not
@@ -119,6 +121,22 @@ pub struct ConsumerConfig {
     pub retry_backoff_initial_ms: u64,
     /// Longest retry delay, in milliseconds. Default 5000.
     pub retry_backoff_max_ms: u64,
+    /// What the stream's partition keys are: `vehicle_ids` (streams fleetwire writes:
+    /// already pseudonyms) or `vins` (a stream written by Tesla's own Fleet Telemetry
+    /// server, keyed by the clear VIN: the consumer pseudonymizes every record before it
+    /// is stored or published). Default `vehicle_ids`.
+    pub partition_keys: PartitionKeys,
+}
+
+/// What a stream's partition keys identify (see [`ConsumerConfig::partition_keys`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionKeys {
+    /// fleetwire's own streams: the key is the vehicle id (a pseudonym).
+    #[default]
+    VehicleIds,
+    /// Tesla fleet-telemetry's streams: the key is the clear VIN.
+    Vins,
 }
 
 impl Default for ConsumerConfig {
@@ -134,6 +152,7 @@ impl Default for ConsumerConfig {
             checkpoint_interval_ms: 1000,
             retry_backoff_initial_ms: 100,
             retry_backoff_max_ms: 5000,
+            partition_keys: PartitionKeys::VehicleIds,
         }
     }
 }
