@@ -364,3 +364,24 @@ async fn a_stream_written_by_teslas_own_server_is_pseudonymized_on_read() {
     assert_eq!(status, 404);
     node.shutdown(WAIT).await;
 }
+
+#[actix_rt::test]
+async fn a_silent_vehicle_is_disconnected_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::load_or_create(dir.path()).unwrap();
+    let mut config = tesla_config(&pki);
+    config.tesla.connection.ping_interval_ms = 100;
+    config.tesla.connection.idle_timeout_ms = 300;
+    let node = TeslaNode::start(pki, config).await;
+    // This client never reads, so it never answers the server's pings.
+    let _silent = node.vehicle("5YJ3E1EA7RF000006").await;
+    eventually("the connection registered", || async {
+        node.node.actor_count("vehicle_connection").await == 1
+    })
+    .await;
+    eventually("the idle connection closed", || async {
+        node.node.actor_count("vehicle_connection").await == 0
+    })
+    .await;
+    node.node.shutdown(WAIT).await;
+}
