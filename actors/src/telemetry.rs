@@ -57,6 +57,19 @@ pub const REDIS_FANOUT_CONNECTS_TOTAL: &str = "fleetwire_redis_fanout_connects_t
 /// node, 0 while its subscription reconnects).
 pub const REDIS_FANOUT_SUBSCRIPTIONS: &str = "fleetwire_redis_fanout_subscriptions";
 
+/// Tesla frames received on vehicle WebSocket connections; label `topic` = `V` | `alerts` |
+/// `errors` | `connectivity` | `other` (a topic not dispatched or not readable).
+pub const TESLA_FRAMES_TOTAL: &str = "fleetwire_tesla_frames_total";
+/// Tesla frames that produced no record; label `reason` =
+/// `fleetwire_actors::tesla::FrameRejection::reason` (`too_large`, `empty`,
+/// `not_flatbuffers`, `no_message`, `unexpected_message_type`, `unknown_topic`,
+/// `sender_mismatch`, `bad_payload`).
+pub const TESLA_FRAMES_REJECTED_TOTAL: &str = "fleetwire_tesla_frames_rejected_total";
+/// Datums carried by dispatched Tesla records; label `topic`.
+pub const TESLA_DATUMS_TOTAL: &str = "fleetwire_tesla_datums_total";
+/// Bytes of Tesla frames received; label `topic` as in `fleetwire_tesla_frames_total`.
+pub const TESLA_FRAME_BYTES_TOTAL: &str = "fleetwire_tesla_frame_bytes_total";
+
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -106,5 +119,22 @@ pub fn describe() {
     describe_counter!(
         FANOUT_LAGGED_TOTAL,
         "Updates skipped by a lagging fan-out subscription."
+    );
+    describe_counter!(
+        TESLA_FRAMES_TOTAL,
+        "Tesla frames received from vehicles, by topic."
+    );
+    describe_counter!(
+        TESLA_FRAMES_REJECTED_TOTAL,
+        "Tesla frames that produced no record, by reason."
+    );
+    describe_counter!(
+        TESLA_DATUMS_TOTAL,
+        "Datums in dispatched Tesla records, by topic."
+    );
+    describe_counter!(
+        TESLA_FRAME_BYTES_TOTAL,
+        metrics::Unit::Bytes,
+        "Bytes of Tesla frames received from vehicles, by topic."
     );
 }
