@@ -13,7 +13,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use fleetwire_actors::model::{Location, SignalValue};
-use fleetwire_actors::tesla::{DataFrame, FrameContext, Topic, Verdict, ack, data_frame, encode_vehicle_data, process_frame};
+use fleetwire_actors::tesla::{
+    DataFrame, FrameContext, Topic, Verdict, ack, data_frame, encode_vehicle_data, process_frame,
+};
 
 const VIN: &str = "5YJ3E1EA7RF261422";
 
@@ -25,7 +27,13 @@ fn v_frame(n: usize) -> Vec<u8> {
         ("Soc", SignalValue::Float(74.137)),
         ("PackVoltage", SignalValue::Float(383.3)),
         ("PackCurrent", SignalValue::Float(-16.7)),
-        ("Location", SignalValue::Location(Location { latitude: 37.3487, longitude: -121.9142 })),
+        (
+            "Location",
+            SignalValue::Location(Location {
+                latitude: 37.3487,
+                longitude: -121.9142,
+            }),
+        ),
         ("GpsHeading", SignalValue::Float(271.0)),
         ("Gear", SignalValue::Text("ShiftStateD".into())),
         ("BatteryLevel", SignalValue::Float(74.0)),
@@ -37,11 +45,15 @@ fn v_frame(n: usize) -> Vec<u8> {
         ("ChargeAmps", SignalValue::Int(0)),
         ("RatedRange", SignalValue::Float(205.2)),
         ("MinutesToArrival", SignalValue::Int(17)),
-        ("DetailedChargeState", SignalValue::Text("DetailedChargeStateDisconnected".into())),
+        (
+            "DetailedChargeState",
+            SignalValue::Text("DetailedChargeStateDisconnected".into()),
+        ),
         ("TpmsPressureFl", SignalValue::Float(2.9)),
         ("VehicleName", SignalValue::Text("Zephyr".into())),
     ];
-    let signals: BTreeMap<String, SignalValue> = mix.into_iter().take(n).map(|(k, v)| (k.to_string(), v)).collect();
+    let signals: BTreeMap<String, SignalValue> =
+        mix.into_iter().take(n).map(|(k, v)| (k.to_string(), v)).collect();
     let payload = encode_vehicle_data(VIN, "2026-03-01T10:00:00Z".parse().unwrap(), &signals).unwrap();
     data_frame(&DataFrame {
         txid: b"f4002180-f19b-49c1-845b-681c179b238d",
@@ -54,7 +66,11 @@ fn v_frame(n: usize) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = FrameContext { vin: VIN, vehicle_id: "veh-0c5e2a9f", topics: &Topic::ALL };
+    let ctx = FrameContext {
+        vin: VIN,
+        vehicle_id: "veh-0c5e2a9f",
+        topics: &Topic::ALL,
+    };
     let mut group = c.benchmark_group("process_frame");
     group.throughput(Throughput::Elements(1));
     for n in [10, 15, 20] {
@@ -67,23 +83,43 @@ fn bench(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("reply");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("ack", |b| b.iter(|| ack(black_box(b"f4002180-f19b-49c1-845b-681c179b238d"), black_box(b"V"))));
+    group.bench_function("ack", |b| {
+        b.iter(|| {
+            ack(
+                black_box(b"f4002180-f19b-49c1-845b-681c179b238d"),
+                black_box(b"V"),
+            )
+        })
+    });
     group.finish();
 }
 
 criterion_group!(benches, bench);
 
 fn main() {
-    if let Some(n) = std::env::var("TESLA_FRAMES_LOOP").ok().and_then(|n| n.parse::<u64>().ok()) {
-        let datums = std::env::var("TESLA_FRAMES_DATUMS").ok().and_then(|n| n.parse().ok()).unwrap_or(15);
+    if let Some(n) = std::env::var("TESLA_FRAMES_LOOP")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let datums = std::env::var("TESLA_FRAMES_DATUMS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(15);
         let frame = v_frame(datums);
-        let ctx = FrameContext { vin: VIN, vehicle_id: "veh-0c5e2a9f", topics: &Topic::ALL };
+        let ctx = FrameContext {
+            vin: VIN,
+            vehicle_id: "veh-0c5e2a9f",
+            topics: &Topic::ALL,
+        };
         let start = std::time::Instant::now();
         for _ in 0..n {
             black_box(process_frame(black_box(&frame), black_box(&ctx)));
         }
         let elapsed = start.elapsed();
-        println!("{n} frames in {elapsed:?}: {:.0} frames/s", n as f64 / elapsed.as_secs_f64());
+        println!(
+            "{n} frames in {elapsed:?}: {:.0} frames/s",
+            n as f64 / elapsed.as_secs_f64()
+        );
         return;
     }
     benches();

@@ -128,7 +128,8 @@ mod tests {
             ("Gear".to_string(), SignalValue::Text("ShiftStateD".into())),
         ]
         .into();
-        let payload = encode_vehicle_data(vin_in_payload, "2026-01-01T00:00:00Z".parse().unwrap(), &signals).unwrap();
+        let payload =
+            encode_vehicle_data(vin_in_payload, "2026-01-01T00:00:00Z".parse().unwrap(), &signals).unwrap();
         let frame = crate::tesla::data_frame(&crate::tesla::DataFrame {
             txid: b"t",
             topic: Topic::V,
@@ -137,9 +138,19 @@ mod tests {
             vin: vin_in_payload,
             payload: &payload,
         });
-        let ctx = FrameContext { vin: vin_in_payload, vehicle_id: partition_key, topics: &Topic::ALL };
-        let Verdict::Dispatch(record) = process_frame(&frame, &ctx) else { panic!("dispatched") };
-        assert_ne!(record.payload.first(), Some(&b'{'), "a Payload never starts with 0x7B");
+        let ctx = FrameContext {
+            vin: vin_in_payload,
+            vehicle_id: partition_key,
+            topics: &Topic::ALL,
+        };
+        let Verdict::Dispatch(record) = process_frame(&frame, &ctx) else {
+            panic!("dispatched")
+        };
+        assert_ne!(
+            record.payload.first(),
+            Some(&b'{'),
+            "a Payload never starts with 0x7B"
+        );
         record.payload
     }
 
@@ -148,12 +159,20 @@ mod tests {
         let mut rec = stream_record("veh-1", tesla_record("5YJ3E1EA7RF261422", "veh-1"));
         let decoded = decode_record(&rec).unwrap();
         assert_eq!(decoded.vehicle_id.as_str(), "veh-1");
-        assert_eq!(decoded.timestamp, "2026-01-01T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        assert_eq!(
+            decoded.timestamp,
+            "2026-01-01T00:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        );
         assert_eq!(decoded.ingest_received_at, rec.approximate_arrival);
         assert_eq!(decoded.payload["Soc"], SignalValue::Float(80.5));
         assert_eq!(decoded.payload["Gear"], SignalValue::Text("ShiftStateD".into()));
         rec.partition_key = "veh-2".into();
-        assert!(matches!(decode_record(&rec), Err(DecodeError::KeyMismatch { .. })));
+        assert!(matches!(
+            decode_record(&rec),
+            Err(DecodeError::KeyMismatch { .. })
+        ));
         // Garbage that is not JSON is judged as protobuf and refused as such.
         let err = decode_record(&stream_record("veh-1", Bytes::from_static(&[0x0a, 0x05]))).unwrap_err();
         assert!(err.to_string().contains("vehicle_data.Payload"), "{err}");

@@ -216,7 +216,10 @@ mod tests {
                 .into()
             )
         );
-        assert_eq!(map["t"], SignalValue::Fields([("hour".to_string(), SignalValue::Int(7))].into()));
+        assert_eq!(
+            map["t"],
+            SignalValue::Fields([("hour".to_string(), SignalValue::Int(7))].into())
+        );
         assert_eq!(serde_json::to_string(&map).unwrap(), json);
         // An object with a third key is not a location.
         let other: SignalValue = serde_json::from_str(r#"{"latitude":1.0,"longitude":2.0,"x":1}"#).unwrap();

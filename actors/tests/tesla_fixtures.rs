@@ -91,7 +91,8 @@ fn check_ack_layout(bytes: &[u8], txid: &[u8], topic: &[u8]) {
     let u32_at = |p: usize| u32::from_le_bytes(bytes[p..p + 4].try_into().unwrap()) as usize;
     let u16_at = |p: usize| u16::from_le_bytes(bytes[p..p + 2].try_into().unwrap()) as usize;
     let table = u32_at(0);
-    let vtable = (table as i64 - i32::from_le_bytes(bytes[table..table + 4].try_into().unwrap()) as i64) as usize;
+    let vtable =
+        (table as i64 - i32::from_le_bytes(bytes[table..table + 4].try_into().unwrap()) as i64) as usize;
     let slot = |n: usize| {
         let off = u16_at(vtable + 4 + 2 * n);
         assert!(off > 0 && 4 + 2 * n < u16_at(vtable), "slot {n} present");
@@ -123,7 +124,11 @@ fn data_cases_decode_dispatch_and_ack_like_tesla() {
         let env = read_envelope(&frame).unwrap();
         assert_eq!(env.txid, case["txid"].as_str().unwrap().as_bytes(), "{name}");
         assert_eq!(env.topic, topic.as_str().as_bytes(), "{name}");
-        assert_eq!(env.message_id, case["message_id"].as_str().unwrap().as_bytes(), "{name}");
+        assert_eq!(
+            env.message_id,
+            case["message_id"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
         let payload = env.stream.as_ref().unwrap().payload.clone();
         assert_json_eq(&payload_to_json(topic, &payload).unwrap(), &case["expect"], name);
         let described = describe_frame(&frame).unwrap();
@@ -132,7 +137,11 @@ fn data_cases_decode_dispatch_and_ack_like_tesla() {
         // Server: the record that reaches the stream and the ack.
         let vin = case["device_vin"].as_str().unwrap();
         let vehicle_id = pseudonym(vin);
-        let ctx = FrameContext { vin, vehicle_id: &vehicle_id, topics: &Topic::ALL };
+        let ctx = FrameContext {
+            vin,
+            vehicle_id: &vehicle_id,
+            topics: &Topic::ALL,
+        };
         let Verdict::Dispatch(record) = process_frame(&frame, &ctx) else {
             panic!("{name}: expected a record, got {:?}", process_frame(&frame, &ctx));
         };
@@ -142,8 +151,15 @@ fn data_cases_decode_dispatch_and_ack_like_tesla() {
         assert_eq!(record.message_id, env.message_id, "{name}");
         let mut expect_record = case["expect_record"].clone();
         expect_record["vin"] = Value::String(vehicle_id.clone());
-        assert_json_eq(&payload_to_json(topic, &record.payload).unwrap(), &expect_record, name);
-        assert!(!record.payload.windows(vin.len()).any(|w| w == vin.as_bytes()), "{name}: clear VIN left");
+        assert_json_eq(
+            &payload_to_json(topic, &record.payload).unwrap(),
+            &expect_record,
+            name,
+        );
+        assert!(
+            !record.payload.windows(vin.len()).any(|w| w == vin.as_bytes()),
+            "{name}: clear VIN left"
+        );
 
         let ack_bytes = ack(&record.txid, record.topic.as_str().as_bytes());
         assert_eq!(ack_bytes, record.ack());
@@ -151,7 +167,9 @@ fn data_cases_decode_dispatch_and_ack_like_tesla() {
         check_ack_layout(&ack_bytes, &record.txid, topic.as_str().as_bytes());
 
         // The record's timestamp and size as the server reports them.
-        let created = case["expect_record"]["createdAt"].as_str().map(|s| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
+        let created = case["expect_record"]["createdAt"]
+            .as_str()
+            .map(|s| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap());
         assert_eq!(record.created_at, created, "{name}");
         let entries = ["data", "alerts", "errors"]
             .iter()
@@ -161,7 +179,8 @@ fn data_cases_decode_dispatch_and_ack_like_tesla() {
 
         if topic == Topic::V {
             let received = "2030-01-01T00:00:00Z".parse().unwrap();
-            let rec = vehicle_data_to_record(&record.payload, VehicleId(vehicle_id.clone()), received).unwrap();
+            let rec =
+                vehicle_data_to_record(&record.payload, VehicleId(vehicle_id.clone()), received).unwrap();
             assert_eq!(rec.payload.len(), entries.min(rec.payload.len()), "{name}");
             assert_eq!(rec.timestamp, created.unwrap_or(received), "{name}");
         }
@@ -178,7 +197,11 @@ fn bad_cases_get_teslas_replies_and_no_record() {
         let frame = frame_of(case);
         let vin = case["device_vin"].as_str().unwrap();
         let vehicle_id = pseudonym(vin);
-        let ctx = FrameContext { vin, vehicle_id: &vehicle_id, topics: &Topic::ALL };
+        let ctx = FrameContext {
+            vin,
+            vehicle_id: &vehicle_id,
+            topics: &Topic::ALL,
+        };
         let Verdict::Reply { replies, rejection } = process_frame(&frame, &ctx) else {
             panic!("{name}: must not dispatch");
         };
@@ -204,7 +227,11 @@ fn bad_cases_get_teslas_replies_and_no_record() {
 
         // The decode tool refuses them too (a vehicle's ack is shown as what it is).
         match describe_frame(&frame) {
-            Ok(d) => assert_eq!((reason, d["message_type"].as_u64()), ("unexpected_message_type", Some(5)), "{name}"),
+            Ok(d) => assert_eq!(
+                (reason, d["message_type"].as_u64()),
+                ("unexpected_message_type", Some(5)),
+                "{name}"
+            ),
             Err(e) => assert_eq!(e.reason(), reason, "{name}"),
         }
     }
@@ -214,25 +241,53 @@ fn bad_cases_get_teslas_replies_and_no_record() {
 #[test]
 fn oversize_frames_are_refused_before_decoding() {
     let frame = vec![0xffu8; MAX_FRAME_BYTES + 1];
-    let ctx = FrameContext { vin: "V", vehicle_id: "v", topics: &Topic::ALL };
-    let Verdict::Reply { rejection, .. } = process_frame(&frame, &ctx) else { panic!() };
-    assert_eq!(rejection, FrameRejection::TooLarge { len: MAX_FRAME_BYTES + 1 });
+    let ctx = FrameContext {
+        vin: "V",
+        vehicle_id: "v",
+        topics: &Topic::ALL,
+    };
+    let Verdict::Reply { rejection, .. } = process_frame(&frame, &ctx) else {
+        panic!()
+    };
+    assert_eq!(
+        rejection,
+        FrameRejection::TooLarge {
+            len: MAX_FRAME_BYTES + 1
+        }
+    );
     // Exactly the limit is decoded (and here refused as garbage).
-    let Verdict::Reply { rejection, .. } = process_frame(&frame[..MAX_FRAME_BYTES], &ctx) else { panic!() };
+    let Verdict::Reply { rejection, .. } = process_frame(&frame[..MAX_FRAME_BYTES], &ctx) else {
+        panic!()
+    };
     assert_eq!(rejection.reason(), "not_flatbuffers");
 }
 
 #[test]
 fn topics_not_dispatched_are_acked_for_the_right_sender_only() {
-    let case = cases().into_iter().find(|c| c["file"] == "26_alerts_active.bin").unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c["file"] == "26_alerts_active.bin")
+        .unwrap();
     let frame = frame_of(&case);
     let vin = case["device_vin"].as_str().unwrap();
-    let ctx = FrameContext { vin, vehicle_id: "veh", topics: &[Topic::V] };
-    let Verdict::Reply { replies, rejection } = process_frame(&frame, &ctx) else { panic!() };
+    let ctx = FrameContext {
+        vin,
+        vehicle_id: "veh",
+        topics: &[Topic::V],
+    };
+    let Verdict::Reply { replies, rejection } = process_frame(&frame, &ctx) else {
+        panic!()
+    };
     assert_eq!(rejection.reason(), "unknown_topic");
     assert_eq!(reply_json(&replies[0])["topic"], "alerts");
-    let other = FrameContext { vin: "5YJ3E1EA8PF421868", vehicle_id: "veh", topics: &[Topic::V] };
-    let Verdict::Reply { replies, rejection } = process_frame(&frame, &other) else { panic!() };
+    let other = FrameContext {
+        vin: "5YJ3E1EA8PF421868",
+        vehicle_id: "veh",
+        topics: &[Topic::V],
+    };
+    let Verdict::Reply { replies, rejection } = process_frame(&frame, &other) else {
+        panic!()
+    };
     assert_eq!(rejection.reason(), "sender_mismatch");
     assert_eq!(reply_json(&replies[0])["payload"], "incorrect message format");
 }

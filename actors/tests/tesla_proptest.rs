@@ -14,7 +14,11 @@ use proptest::prelude::*;
 const VIN: &str = "5YJ3E1EA7RF261422";
 
 fn ctx() -> FrameContext<'static> {
-    FrameContext { vin: VIN, vehicle_id: "veh-1", topics: &Topic::ALL }
+    FrameContext {
+        vin: VIN,
+        vehicle_id: "veh-1",
+        topics: &Topic::ALL,
+    }
 }
 
 /// Everything the codec offers, on one input; checks what must hold for any input.

@@ -29,13 +29,28 @@ fn kind_name(kind: &Kind) -> String {
 
 fn check_message(desc: &MessageDescriptor, facts: &Value) {
     let fields = facts["fields"].as_array().unwrap();
-    assert_eq!(desc.fields().count(), fields.len(), "{}: field count", desc.full_name());
+    assert_eq!(
+        desc.fields().count(),
+        fields.len(),
+        "{}: field count",
+        desc.full_name()
+    );
     for f in fields {
         let name = f["name"].as_str().unwrap();
-        let field = desc.get_field_by_name(name).unwrap_or_else(|| panic!("{}.{name} missing", desc.full_name()));
-        let what = format!("{}", field.full_name());
-        assert_eq!(u64::from(field.number()), f["number"].as_u64().unwrap(), "{what}: number");
-        assert_eq!(field.json_name(), f["json_name"].as_str().unwrap(), "{what}: json name");
+        let field = desc
+            .get_field_by_name(name)
+            .unwrap_or_else(|| panic!("{}.{name} missing", desc.full_name()));
+        let what = field.full_name().to_string();
+        assert_eq!(
+            u64::from(field.number()),
+            f["number"].as_u64().unwrap(),
+            "{what}: number"
+        );
+        assert_eq!(
+            field.json_name(),
+            f["json_name"].as_str().unwrap(),
+            "{what}: json name"
+        );
         let want_kind = match f["type"].as_str().unwrap() {
             t @ ("message" | "enum") => format!("{t} {}", f["type_name"].as_str().unwrap()),
             scalar => scalar.to_owned(),
@@ -51,7 +66,9 @@ fn check_message(desc: &MessageDescriptor, facts: &Value) {
     }
     for nested in facts["messages"].as_array().into_iter().flatten() {
         let name = format!("{}.{}", desc.full_name(), nested["name"].as_str().unwrap());
-        let nested_desc = descriptor_pool().get_message_by_name(&name).unwrap_or_else(|| panic!("{name} missing"));
+        let nested_desc = descriptor_pool()
+            .get_message_by_name(&name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         check_message(&nested_desc, nested);
     }
 }
@@ -73,28 +90,45 @@ fn proto_files_match_teslas_schema_facts() {
             .find(|f| f.name() == file_name)
             .unwrap_or_else(|| panic!("{file_name} is not compiled"));
         assert_eq!(file.package_name(), package, "{file_name}: package");
-        assert_eq!(format!("{:?}", file.syntax()).to_lowercase(), facts["syntax"].as_str().unwrap(), "{file_name}");
+        assert_eq!(
+            format!("{:?}", file.syntax()).to_lowercase(),
+            facts["syntax"].as_str().unwrap(),
+            "{file_name}"
+        );
 
         let enums = facts["enums"].as_array().unwrap();
         assert_eq!(file.enums().count(), enums.len(), "{file_name}: enum count");
         for e in enums {
             let name = format!("{package}.{}", e["name"].as_str().unwrap());
-            let desc = descriptor_pool().get_enum_by_name(&name).unwrap_or_else(|| panic!("{name} missing"));
+            let desc = descriptor_pool()
+                .get_enum_by_name(&name)
+                .unwrap_or_else(|| panic!("{name} missing"));
             let got: Vec<(String, i32)> = desc.values().map(|v| (v.name().to_owned(), v.number())).collect();
             let want: Vec<(String, i32)> = e["values"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| (v["name"].as_str().unwrap().to_owned(), v["number"].as_i64().unwrap() as i32))
+                .map(|v| {
+                    (
+                        v["name"].as_str().unwrap().to_owned(),
+                        v["number"].as_i64().unwrap() as i32,
+                    )
+                })
                 .collect();
             assert_eq!(got, want, "{name}: values");
         }
 
         let messages = facts["messages"].as_array().unwrap();
-        assert_eq!(file.messages().count(), messages.len(), "{file_name}: message count");
+        assert_eq!(
+            file.messages().count(),
+            messages.len(),
+            "{file_name}: message count"
+        );
         for m in messages {
             let name = format!("{package}.{}", m["name"].as_str().unwrap());
-            let desc = descriptor_pool().get_message_by_name(&name).unwrap_or_else(|| panic!("{name} missing"));
+            let desc = descriptor_pool()
+                .get_message_by_name(&name)
+                .unwrap_or_else(|| panic!("{name} missing"));
             check_message(&desc, m);
         }
     }

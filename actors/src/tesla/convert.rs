@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Value};
 
+use super::Topic;
 use super::error::{EncodeError, PayloadError};
 use super::payload::datum_view;
 use super::schema::{message, pb, schema};
 use super::wire::{Reader, TimestampParts, WireValue, validate};
-use super::Topic;
 use crate::model::{Location, SignalValue, TelemetryRecord, VehicleId};
 
 const PAYLOAD: &str = "telemetry.vehicle_data.Payload";
@@ -60,9 +60,15 @@ pub fn vehicle_data_to_record(
 
 /// Decodes a `V` payload (module doc).
 pub(crate) fn decode_vehicle_data(payload: &[u8]) -> Result<VehicleData, PayloadError> {
-    validate(schema().topic(Topic::V), payload)
-        .map_err(|error| PayloadError::Malformed { message: PAYLOAD, error })?;
-    let mut data = VehicleData { signals: BTreeMap::new(), created_at: None, vin: String::new() };
+    validate(schema().topic(Topic::V), payload).map_err(|error| PayloadError::Malformed {
+        message: PAYLOAD,
+        error,
+    })?;
+    let mut data = VehicleData {
+        signals: BTreeMap::new(),
+        created_at: None,
+        vin: String::new(),
+    };
     let mut created = TimestampParts::default();
     for field in Reader::new(payload).map_while(Result::ok) {
         match (field.number, field.value) {
@@ -105,7 +111,9 @@ fn signal(datum: &[u8]) -> Option<(String, SignalValue)> {
     for field in Reader::new(datum).map_while(Result::ok) {
         if let (2, WireValue::Len(value)) = (field.number, field.value) {
             for f in Reader::new(value).map_while(Result::ok) {
-                let Some(info) = d.value.get_field(f.number) else { continue };
+                let Some(info) = d.value.get_field(f.number) else {
+                    continue;
+                };
                 if !accepts(&info, &f.value) {
                     continue;
                 }
@@ -120,12 +128,17 @@ fn signal(datum: &[u8]) -> Option<(String, SignalValue)> {
     let value = match member.kind() {
         Kind::Message(m) => message_value(&m, &occurrences)?,
         Kind::Bool if member.name() == "invalid" => {
-            let set = occurrences.last().is_some_and(|v| matches!(v, WireValue::Varint(x) if *x != 0));
+            let set = occurrences
+                .last()
+                .is_some_and(|v| matches!(v, WireValue::Varint(x) if *x != 0));
             set.then_some(SignalValue::Invalid)?
         }
         kind => scalar(&kind, occurrences.last()?)?,
     };
-    let name = d.field_enum.get_value(key).map_or_else(|| key.to_string(), |v| v.name().to_owned());
+    let name = d
+        .field_enum
+        .get_value(key)
+        .map_or_else(|| key.to_string(), |v| v.name().to_owned());
     Some((name, value))
 }
 
@@ -167,21 +180,29 @@ fn scalar(kind: &Kind, value: &WireValue<'_>) -> Option<SignalValue> {
         (Kind::Double, WireValue::I64(bits)) => float(f64::from_bits(bits)),
         (Kind::Enum(e), WireValue::Varint(v)) => {
             let n = v as i32;
-            e.get_value(n).map_or(SignalValue::Int(i64::from(n)), |ev| SignalValue::Text(ev.name().to_owned()))
+            e.get_value(n).map_or(SignalValue::Int(i64::from(n)), |ev| {
+                SignalValue::Text(ev.name().to_owned())
+            })
         }
         _ => return None,
     })
 }
 
 fn float(v: f64) -> SignalValue {
-    if v.is_finite() { SignalValue::Float(v) } else { SignalValue::Invalid }
+    if v.is_finite() {
+        SignalValue::Float(v)
+    } else {
+        SignalValue::Invalid
+    }
 }
 
 /// A message member (merged over `occurrences`): a location or a map of its fields.
 fn message_value(desc: &MessageDescriptor, occurrences: &[WireValue<'_>]) -> Option<SignalValue> {
     let mut last: HashMap<u32, WireValue<'_>> = HashMap::new();
     for occurrence in occurrences {
-        let WireValue::Len(bytes) = occurrence else { continue };
+        let WireValue::Len(bytes) = occurrence else {
+            continue;
+        };
         for f in Reader::new(bytes).map_while(Result::ok) {
             if desc.get_field(f.number).is_some_and(|fd| accepts(&fd, &f.value)) {
                 last.insert(f.number, f.value);
@@ -189,7 +210,9 @@ fn message_value(desc: &MessageDescriptor, occurrences: &[WireValue<'_>]) -> Opt
         }
     }
     let value_of = |field: &FieldDescriptor| {
-        last.get(&field.number()).and_then(|v| scalar(&field.kind(), v)).unwrap_or_else(|| default_of(&field.kind()))
+        last.get(&field.number())
+            .and_then(|v| scalar(&field.kind(), v))
+            .unwrap_or_else(|| default_of(&field.kind()))
     };
     if desc.full_name() == LOCATION_VALUE {
         let coordinate = |name: &str| match desc.get_field_by_name(name).map(|f| value_of(&f)) {
@@ -202,7 +225,11 @@ fn message_value(desc: &MessageDescriptor, occurrences: &[WireValue<'_>]) -> Opt
         }
         return Some(SignalValue::Location(Location { latitude, longitude }));
     }
-    Some(SignalValue::Fields(desc.fields().map(|f| (f.json_name().to_owned(), value_of(&f))).collect()))
+    Some(SignalValue::Fields(
+        desc.fields()
+            .map(|f| (f.json_name().to_owned(), value_of(&f)))
+            .collect(),
+    ))
 }
 
 fn default_of(kind: &Kind) -> SignalValue {
@@ -245,7 +272,10 @@ pub fn encode_vehicle_data(
     let datum_desc = message(DATUM);
     let mut data = Vec::with_capacity(signals.len());
     for (name, value) in signals {
-        let key = d.field_enum.get_value_by_name(name).ok_or_else(|| EncodeError::UnknownSignal(name.clone()))?;
+        let key = d
+            .field_enum
+            .get_value_by_name(name)
+            .ok_or_else(|| EncodeError::UnknownSignal(name.clone()))?;
         let mut v = DynamicMessage::new(d.value.clone());
         let (member, member_value) = member_for(name, value)?;
         v.set_field(&member, member_value);
@@ -266,8 +296,15 @@ pub fn encode_vehicle_data(
 
 fn member_for(name: &str, value: &SignalValue) -> Result<(FieldDescriptor, Value), EncodeError> {
     let d = &*DESCRIPTORS;
-    let named = |member: &str| d.value.get_field_by_name(member).expect("Value members are in the schema");
-    let unsupported = |reason: &str| EncodeError::Unsupported { signal: name.to_owned(), reason: reason.to_owned() };
+    let named = |member: &str| {
+        d.value
+            .get_field_by_name(member)
+            .expect("Value members are in the schema")
+    };
+    let unsupported = |reason: &str| EncodeError::Unsupported {
+        signal: name.to_owned(),
+        reason: reason.to_owned(),
+    };
     Ok(match value {
         SignalValue::Bool(b) => (named("boolean_value"), Value::Bool(*b)),
         SignalValue::Int(i) => match i32::try_from(*i) {
@@ -296,7 +333,9 @@ fn member_for(name: &str, value: &SignalValue) -> Result<(FieldDescriptor, Value
                     fields.keys().all(|k| md.fields().any(|f| f.json_name() == k))
                 })
                 .ok_or_else(|| unsupported("no Value member has exactly these fields"))?;
-            let Kind::Message(md) = member.kind() else { unreachable!("filtered to messages") };
+            let Kind::Message(md) = member.kind() else {
+                unreachable!("filtered to messages")
+            };
             let mut msg = DynamicMessage::new(md.clone());
             for (key, v) in fields {
                 let f = md.fields().find(|f| f.json_name() == key).expect("checked above");
@@ -324,7 +363,11 @@ pub fn connectivity_payload(
     at: DateTime<Utc>,
 ) -> Vec<u8> {
     use pb::vehicle_connectivity::{ConnectivityEvent, VehicleConnectivity};
-    let status = if connected { ConnectivityEvent::Connected } else { ConnectivityEvent::Disconnected };
+    let status = if connected {
+        ConnectivityEvent::Connected
+    } else {
+        ConnectivityEvent::Disconnected
+    };
     VehicleConnectivity {
         vin: vehicle_id.to_owned(),
         connection_id: connection_id.to_owned(),
@@ -355,7 +398,12 @@ mod tests {
     }
 
     fn one_signal(payload: &[u8]) -> (String, SignalValue) {
-        decode_vehicle_data(payload).unwrap().signals.into_iter().next().unwrap()
+        decode_vehicle_data(payload)
+            .unwrap()
+            .signals
+            .into_iter()
+            .next()
+            .unwrap()
     }
 
     #[test]
@@ -363,7 +411,10 @@ mod tests {
         // float_value 38.8 keeps its short form.
         let mut v = vec![0x25];
         v.extend_from_slice(&38.8f32.to_le_bytes());
-        assert_eq!(one_signal(&datum(85, &v)), ("InsideTemp".into(), SignalValue::Float(38.8)));
+        assert_eq!(
+            one_signal(&datum(85, &v)),
+            ("InsideTemp".into(), SignalValue::Float(38.8))
+        );
         // double NaN: the vehicle has no number.
         let mut v = Vec::new();
         put_tag(&mut v, 5, WT_I64);
@@ -381,11 +432,17 @@ mod tests {
         put_varint(&mut t, 7);
         let mut v = Vec::new();
         put_len(&mut v, 31, &t);
-        let expected: BTreeMap<String, SignalValue> =
-            [("hour", 7), ("minute", 0), ("second", 0)].map(|(k, n)| (k.to_string(), SignalValue::Int(n))).into();
+        let expected: BTreeMap<String, SignalValue> = [("hour", 7), ("minute", 0), ("second", 0)]
+            .map(|(k, n)| (k.to_string(), SignalValue::Int(n)))
+            .into();
         assert_eq!(one_signal(&datum(1, &v)).1, SignalValue::Fields(expected));
         // invalid: false carries nothing.
-        assert!(decode_vehicle_data(&datum(8, &[0x50, 0x00])).unwrap().signals.is_empty());
+        assert!(
+            decode_vehicle_data(&datum(8, &[0x50, 0x00]))
+                .unwrap()
+                .signals
+                .is_empty()
+        );
     }
 
     #[test]
@@ -403,7 +460,13 @@ mod tests {
         put_len(&mut v, 7, &lon);
         put_len(&mut v, 7, &lat);
         let (_, value) = one_signal(&datum(21, &v));
-        assert_eq!(value, SignalValue::Location(Location { latitude: 1.5, longitude: 2.5 }));
+        assert_eq!(
+            value,
+            SignalValue::Location(Location {
+                latitude: 1.5,
+                longitude: 2.5
+            })
+        );
     }
 
     #[test]
@@ -421,6 +484,9 @@ mod tests {
             })
         );
         let bytes = connectivity_payload("veh-1", "c", false, "cellular", at);
-        assert_eq!(payload_to_json(Topic::Connectivity, &bytes).unwrap()["status"], "DISCONNECTED");
+        assert_eq!(
+            payload_to_json(Topic::Connectivity, &bytes).unwrap()["status"],
+            "DISCONNECTED"
+        );
     }
 }

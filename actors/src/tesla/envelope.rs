@@ -1,9 +1,9 @@
 //! Reading envelopes: the classification every frame goes through, and the owned
 //! [`Envelope`] that clients (acks) and the decode tool read.
 
+use super::MAX_FRAME_BYTES;
 use super::error::FrameRejection;
 use super::fb::{self, Head, MESSAGE_TYPE_STREAM, StreamView};
-use super::MAX_FRAME_BYTES;
 
 /// The `FlatbuffersStream` table of an envelope: a vehicle's record, or a server's error
 /// reply.
@@ -96,7 +96,11 @@ pub(crate) fn classify(frame: &[u8]) -> Result<Classified<'_>, FrameRejection> {
     }
     // The common case in one verifier pass; the staged checks below decide the others.
     if let Some((head, message_id, stream)) = fb::record(frame) {
-        return Ok(Classified::Stream(StreamFrame { head, message_id, stream }));
+        return Ok(Classified::Stream(StreamFrame {
+            head,
+            message_id,
+            stream,
+        }));
     }
     if !fb::has_message(frame).map_err(FrameRejection::NotFlatBuffers)? {
         return Err(FrameRejection::NoMessage);
@@ -107,5 +111,9 @@ pub(crate) fn classify(frame: &[u8]) -> Result<Classified<'_>, FrameRejection> {
     }
     let stream = fb::stream(frame).map_err(FrameRejection::NotFlatBuffers)?;
     let message_id = fb::message_id(frame).map_err(FrameRejection::NotFlatBuffers)?;
-    Ok(Classified::Stream(StreamFrame { head, message_id, stream }))
+    Ok(Classified::Stream(StreamFrame {
+        head,
+        message_id,
+        stream,
+    }))
 }

@@ -12,7 +12,7 @@
 //! accessor reads, so out-of-range offsets are errors, never panics.
 
 use flatbuffers::{
-    FlatBufferBuilder, Follow, ForwardsUOffset, InvalidFlatbuffer, Table, Vector, VOffsetT, Verifiable,
+    FlatBufferBuilder, Follow, ForwardsUOffset, InvalidFlatbuffer, Table, VOffsetT, Vector, Verifiable,
     Verifier, VerifierOptions, WIPOffset,
 };
 
@@ -237,8 +237,16 @@ pub(crate) fn record(buf: &[u8]) -> Option<(Head<'_>, &[u8], StreamView<'_>)> {
         if message_type != MESSAGE_TYPE_STREAM || table.vtable().get(env::MESSAGE) == 0 {
             return None;
         }
-        let head = Head { txid: bytes_at(&table, env::TXID), topic: bytes_at(&table, env::TOPIC), message_type };
-        Some((head, bytes_at(&table, env::MESSAGE_ID), stream_unchecked(buf).ok()?))
+        let head = Head {
+            txid: bytes_at(&table, env::TXID),
+            topic: bytes_at(&table, env::TOPIC),
+            message_type,
+        };
+        Some((
+            head,
+            bytes_at(&table, env::MESSAGE_ID),
+            stream_unchecked(buf).ok()?,
+        ))
     }
 }
 
@@ -259,7 +267,9 @@ unsafe fn stream_unchecked(buf: &[u8]) -> Result<StreamView<'_>, InvalidFlatbuff
             payload: bytes_at(&table, stream::PAYLOAD),
             device_type: bytes_at(&table, stream::DEVICE_TYPE),
             device_id: bytes_at(&table, stream::DEVICE_ID),
-            delivered_at_epoch_ms: table.get::<u64>(stream::DELIVERED_AT_EPOCH_MS, Some(0)).unwrap_or(0),
+            delivered_at_epoch_ms: table
+                .get::<u64>(stream::DELIVERED_AT_EPOCH_MS, Some(0))
+                .unwrap_or(0),
         })
     }
 }
@@ -276,8 +286,18 @@ pub(crate) struct StreamFields<'a> {
 /// Builds an envelope the way Tesla's Go builders do: vectors as NUL-terminated byte
 /// strings, the stream's vectors and table first, then txid, topic, messageId and the
 /// envelope; default scalars (0) are left out.
-pub(crate) fn build_stream_envelope(txid: &[u8], topic: &[u8], message_id: &[u8], s: &StreamFields<'_>) -> Vec<u8> {
-    let capacity = 96 + txid.len() + topic.len() + message_id.len() + s.sender_id.len() + s.payload.len()
+pub(crate) fn build_stream_envelope(
+    txid: &[u8],
+    topic: &[u8],
+    message_id: &[u8],
+    s: &StreamFields<'_>,
+) -> Vec<u8> {
+    let capacity = 96
+        + txid.len()
+        + topic.len()
+        + message_id.len()
+        + s.sender_id.len()
+        + s.payload.len()
         + s.device_type.len()
         + s.device_id.len();
     let mut b = FlatBufferBuilder::with_capacity(capacity);
@@ -292,7 +312,14 @@ pub(crate) fn build_stream_envelope(txid: &[u8], topic: &[u8], message_id: &[u8]
     b.push_slot_always(stream::DEVICE_TYPE, device_type);
     b.push_slot_always(stream::DEVICE_ID, device_id);
     let message = b.end_table(table);
-    finish_envelope(b, txid, topic, message.as_union_value(), message_id, MESSAGE_TYPE_STREAM)
+    finish_envelope(
+        b,
+        txid,
+        topic,
+        message.as_union_value(),
+        message_id,
+        MESSAGE_TYPE_STREAM,
+    )
 }
 
 /// Builds an ack: the union value is an empty byte vector, not a table, exactly as

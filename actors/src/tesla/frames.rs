@@ -1,8 +1,8 @@
 //! Frames fleetwire writes: acks and error replies (server side) and vehicle data frames
 //! (simulator and tests).
 
-use super::fb::{self, StreamFields};
 use super::Topic;
+use super::fb::{self, StreamFields};
 
 /// Payload text of every error reply (Tesla's server sends this whatever went wrong).
 pub const ERROR_REPLY_TEXT: &str = "incorrect message format";
@@ -54,7 +54,12 @@ pub fn data_frame(frame: &DataFrame<'_>) -> Vec<u8> {
         device_type: b"vehicle_device",
         device_id: frame.vin.as_bytes(),
     };
-    fb::build_stream_envelope(frame.txid, frame.topic.as_str().as_bytes(), frame.message_id, &fields)
+    fb::build_stream_envelope(
+        frame.txid,
+        frame.topic.as_str().as_bytes(),
+        frame.message_id,
+        &fields,
+    )
 }
 
 #[cfg(test)]
@@ -67,7 +72,10 @@ mod tests {
         let bytes = ack(b"tx-1", b"V");
         assert_eq!(bytes.len() % 4, 0);
         let env = read_envelope(&bytes).unwrap();
-        assert_eq!((env.txid.as_slice(), env.topic.as_slice()), (&b"tx-1"[..], &b"V"[..]));
+        assert_eq!(
+            (env.txid.as_slice(), env.topic.as_slice()),
+            (&b"tx-1"[..], &b"V"[..])
+        );
         assert_eq!(env.message_type, 5);
         assert!(env.message_id.is_empty());
         assert!(env.stream.is_none());

@@ -2,10 +2,10 @@
 
 use serde_json::{Value, json};
 
+use super::Topic;
 use super::envelope::read_envelope;
 use super::error::FrameRejection;
 use super::json::payload_to_json;
-use super::Topic;
 
 /// The envelope's fields and, for records, the payload in canonical JSON. Byte fields are
 /// shown as text when they are UTF-8 and as `0x…` hex otherwise. A frame that Tesla's
@@ -26,7 +26,9 @@ pub fn describe_frame(bytes: &[u8]) -> Result<Value, FrameRejection> {
         // Error replies carry text; anything else on an unknown topic is not decodable.
         None if env.topic.is_empty() => Value::String(text(&stream.payload)),
         None => {
-            return Err(FrameRejection::UnknownTopic { topic: String::from_utf8_lossy(&env.topic).into_owned() });
+            return Err(FrameRejection::UnknownTopic {
+                topic: String::from_utf8_lossy(&env.topic).into_owned(),
+            });
         }
     };
     out["created_at"] = json!(stream.created_at);
@@ -74,6 +76,9 @@ mod tests {
         let d = describe_frame(&error_reply(&[0xff])).unwrap();
         assert_eq!(d["txid"], "0xff");
         assert_eq!(d["payload"], "incorrect message format");
-        assert!(matches!(describe_frame(b"hello"), Err(FrameRejection::NotFlatBuffers(_))));
+        assert!(matches!(
+            describe_frame(b"hello"),
+            Err(FrameRejection::NotFlatBuffers(_))
+        ));
     }
 }

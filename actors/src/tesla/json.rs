@@ -5,10 +5,10 @@
 
 use prost_reflect::{DynamicMessage, SerializeOptions};
 
+use super::Topic;
 use super::error::PayloadError;
 use super::schema::{MsgInfo, WireKind, message, schema};
 use super::wire::{Reader, WireValue, put_len, validate};
-use super::Topic;
 
 /// The payload of a `topic` frame in protobuf canonical JSON, exactly as the fixtures'
 /// `expect` (checked with Go's rules first; unknown fields are left out, as canonical JSON

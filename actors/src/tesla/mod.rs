@@ -42,8 +42,8 @@ mod schema;
 mod topic;
 mod wire;
 
-pub use convert::{connectivity_payload, encode_vehicle_data, vehicle_data_to_record};
 pub(crate) use convert::decode_vehicle_data;
+pub use convert::{connectivity_payload, encode_vehicle_data, vehicle_data_to_record};
 pub use envelope::{Envelope, StreamMessage, read_envelope};
 pub use error::{EncodeError, FrameRejection, PayloadError};
 pub use fb::{MESSAGE_TYPE_ACK, MESSAGE_TYPE_STREAM};

@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 
 use super::Topic;
 use super::schema::{MsgInfo, schema};
-use super::wire::{RawField, Reader, TimestampParts, WT_I64, WireError, WireValue, check_field, put_len, put_tag};
+use super::wire::{
+    RawField, Reader, TimestampParts, WT_I64, WireError, WireValue, check_field, put_len, put_tag,
+};
 
 /// `Field.Location`.
 const FIELD_LOCATION: i32 = 21;
@@ -98,12 +100,20 @@ pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<
         // turning it into `Bytes` does not allocate again).
         let start = vin_start.unwrap_or(payload.len());
         let end = vin_end.unwrap_or(payload.len());
-        let vin_len = if vehicle_id.is_empty() { 0 } else { len_field_size(vin_no, vehicle_id.len()) };
+        let vin_len = if vehicle_id.is_empty() {
+            0
+        } else {
+            len_field_size(vin_no, vehicle_id.len())
+        };
         let mut out = Vec::with_capacity(start + vin_len + (payload.len() - end));
         out.extend_from_slice(&payload[..start]);
         put_vin(&mut out, vin_no, vehicle_id);
         out.extend_from_slice(&payload[end..]);
-        return Ok(Rewritten { payload: out, created_at: created.to_datetime(), datums });
+        return Ok(Rewritten {
+            payload: out,
+            created_at: created.to_datetime(),
+            datums,
+        });
     }
     let extra: usize = replacements.iter().map(|(_, r)| r.len() + 10).sum();
     let mut out = Vec::with_capacity(payload.len() + vehicle_id.len() + 8 + extra);
@@ -132,7 +142,11 @@ pub(crate) fn rewrite(topic: Topic, payload: &[u8], vehicle_id: &str) -> Result<
         copy_fields(payload, &replacements, &mut out, known_after, vehicle_id, vin_no);
         copy_fields(payload, &replacements, &mut out, unknown, vehicle_id, vin_no);
     }
-    Ok(Rewritten { payload: out, created_at: created.to_datetime(), datums })
+    Ok(Rewritten {
+        payload: out,
+        created_at: created.to_datetime(),
+        datums,
+    })
 }
 
 /// Encoded size of a length-delimited field `number` holding `len` bytes.
@@ -206,7 +220,9 @@ pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
                     }
                     member = Some(match (f.number, f.value) {
                         // Validated as UTF-8 already.
-                        (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
+                        (VALUE_STRING, WireValue::Len(s)) => {
+                            Member::Text(std::str::from_utf8(s).unwrap_or_default())
+                        }
                         (n, _) => Member::Other(n),
                     });
                 }
@@ -218,7 +234,9 @@ pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
 }
 
 fn value_info() -> &'static MsgInfo {
-    let datum = schema().submessage(schema().topic(Topic::V), 1).expect("Payload.data is a message");
+    let datum = schema()
+        .submessage(schema().topic(Topic::V), 1)
+        .expect("Payload.data is a message");
     schema().submessage(datum, 2).expect("Datum.value is a message")
 }
 
@@ -238,7 +256,10 @@ fn checked_datum_view<'a>(
 /// The shape vehicles send, `08 <key> 12 <len> <one Value member>`, without the generic
 /// walk (it is most of the work per frame); `None` for any other shape.
 #[inline(always)]
-fn usual_datum<'a>(value_msg: &'static MsgInfo, datum: &'a [u8]) -> Option<Result<(i32, Option<Member<'a>>), WireError>> {
+fn usual_datum<'a>(
+    value_msg: &'static MsgInfo,
+    datum: &'a [u8],
+) -> Option<Result<(i32, Option<Member<'a>>), WireError>> {
     let mut r = Reader::new(datum);
     if !r.eat(0x08) {
         return None;
@@ -252,7 +273,9 @@ fn usual_datum<'a>(value_msg: &'static MsgInfo, datum: &'a [u8]) -> Option<Resul
     if !value.rest().is_empty() {
         return None;
     }
-    let info = value_msg.field(field.number).filter(|info| info.accepts(&field.value))?;
+    let info = value_msg
+        .field(field.number)
+        .filter(|info| info.accepts(&field.value))?;
     if let Err(e) = check_field(info, &field.value, 2) {
         return Some(Err(e));
     }
@@ -274,18 +297,24 @@ fn any_datum<'a>(
     let mut member = None;
     for field in Reader::new(datum) {
         let field = field?;
-        let Some(info) = datum_msg.field(field.number) else { continue };
+        let Some(info) = datum_msg.field(field.number) else {
+            continue;
+        };
         match (field.number, field.value) {
             (1, WireValue::Varint(v)) => key = v as i32,
             (2, WireValue::Len(value)) => {
                 for f in Reader::new(value) {
                     let f = f?;
-                    let Some(vinfo) = value_msg.field(f.number) else { continue };
+                    let Some(vinfo) = value_msg.field(f.number) else {
+                        continue;
+                    };
                     check_field(vinfo, &f.value, 2)?;
                     if vinfo.accepts(&f.value) {
                         member = Some(match (f.number, f.value) {
                             // Checked as UTF-8 just above.
-                            (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
+                            (VALUE_STRING, WireValue::Len(s)) => {
+                                Member::Text(std::str::from_utf8(s).unwrap_or_default())
+                            }
                             (n, _) => Member::Other(n),
                         });
                     }
@@ -298,7 +327,11 @@ fn any_datum<'a>(
 }
 
 /// Tesla's two text rewrites for one datum; `None` when the datum stays as it is.
-fn rewrite_datum(datum: &[u8], (key, member): (i32, Option<Member<'_>>), location_seen: &mut bool) -> Option<Vec<u8>> {
+fn rewrite_datum(
+    datum: &[u8],
+    (key, member): (i32, Option<Member<'_>>),
+    location_seen: &mut bool,
+) -> Option<Vec<u8>> {
     let mut new_value = None;
     if key == FIELD_LOCATION && !*location_seen {
         // Only the first Location datum is examined (Tesla: "there can be only one").
@@ -388,7 +421,10 @@ fn scan_char(s: &str) -> Option<(char, &str)> {
 fn scan_float(s: &str) -> Option<(f64, &str)> {
     let s = s.trim_start_matches(is_space);
     let b = s.as_bytes();
-    let starts = |i: usize, word: &str| b.get(i..i + 3).is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()));
+    let starts = |i: usize, word: &str| {
+        b.get(i..i + 3)
+            .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
     let mut i = 0;
     if starts(0, "nan") {
         i = 3;
@@ -498,11 +534,18 @@ mod tests {
 
     #[test]
     fn location_text_follows_go_sscanf() {
-        assert_eq!(parse_location("(37.412374 N, 122.145867 W)"), Some((37.412374, -122.145867)));
+        assert_eq!(
+            parse_location("(37.412374 N, 122.145867 W)"),
+            Some((37.412374, -122.145867))
+        );
         assert_eq!(parse_location("(1.5 S, 2 E)"), Some((-1.5, 2.0)));
         assert_eq!(parse_location("(1 N,   2 E) trailing"), Some((1.0, 2.0)));
         assert_eq!(parse_location("(  1 N, 2 E)"), Some((1.0, 2.0)));
-        assert_eq!(parse_location("(1N, 2E)"), None, "format spaces need input spaces");
+        assert_eq!(
+            parse_location("(1N, 2E)"),
+            None,
+            "format spaces need input spaces"
+        );
         assert_eq!(parse_location("(1 N,2 E)"), None);
         assert_eq!(parse_location("(1 X, 2 E)"), None);
         assert_eq!(parse_location("(1 N, 2 E"), None);

@@ -3,11 +3,11 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use super::Topic;
 use super::envelope::{Classified, classify};
 use super::error::{FrameRejection, PayloadError};
 use super::frames::{ack, error_reply};
 use super::payload::rewrite;
-use super::Topic;
 
 /// Who sent a frame and what this connection dispatches.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +90,10 @@ pub fn process_frame(frame: &[u8], ctx: &FrameContext<'_>) -> Verdict {
     let record = match classify(frame) {
         Ok(Classified::Stream(record)) => record,
         Ok(Classified::Other(head)) => {
-            return reply(vec![ack(head.txid, b"")], FrameRejection::UnexpectedMessageType(head.message_type));
+            return reply(
+                vec![ack(head.txid, b"")],
+                FrameRejection::UnexpectedMessageType(head.message_type),
+            );
         }
         Err(rejection @ (FrameRejection::Empty | FrameRejection::NoMessage)) => {
             return reply(vec![ack(b"", b"")], rejection);
@@ -102,7 +105,10 @@ pub fn process_frame(frame: &[u8], ctx: &FrameContext<'_>) -> Verdict {
     let Some(topic) = Topic::from_wire(topic_bytes).filter(|t| ctx.topics.contains(t)) else {
         let topic = String::from_utf8_lossy(topic_bytes).into_owned();
         return if sender_is(record.stream.sender_id, ctx.vin) {
-            reply(vec![ack(txid, topic_bytes)], FrameRejection::UnknownTopic { topic })
+            reply(
+                vec![ack(txid, topic_bytes)],
+                FrameRejection::UnknownTopic { topic },
+            )
         } else {
             reply(vec![error_reply(txid)], FrameRejection::SenderMismatch { topic })
         };
@@ -119,7 +125,10 @@ pub fn process_frame(frame: &[u8], ctx: &FrameContext<'_>) -> Verdict {
         }),
         Err(error) => reply(
             vec![error_reply(txid)],
-            FrameRejection::BadPayload(PayloadError::Malformed { message: topic.message_name(), error }),
+            FrameRejection::BadPayload(PayloadError::Malformed {
+                message: topic.message_name(),
+                error,
+            }),
         ),
     }
 }
@@ -137,18 +146,31 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::super::wire::{WT_VARINT, put_len, put_tag, put_varint};
-    use super::super::{DataFrame, data_frame, encode_vehicle_data, payload_to_json, read_envelope, vehicle_data_to_record};
+    use super::super::{
+        DataFrame, data_frame, encode_vehicle_data, payload_to_json, read_envelope, vehicle_data_to_record,
+    };
     use super::*;
     use crate::model::{Location, SignalValue, VehicleId};
 
     const VIN: &str = "5YJ3E1EA7RF261422";
 
     fn ctx() -> FrameContext<'static> {
-        FrameContext { vin: VIN, vehicle_id: "veh-1", topics: &Topic::ALL }
+        FrameContext {
+            vin: VIN,
+            vehicle_id: "veh-1",
+            topics: &Topic::ALL,
+        }
     }
 
     fn frame(topic: Topic, payload: &[u8]) -> Vec<u8> {
-        data_frame(&DataFrame { txid: b"tx", topic, message_id: b"m", created_at: 1, vin: VIN, payload })
+        data_frame(&DataFrame {
+            txid: b"tx",
+            topic,
+            message_id: b"m",
+            created_at: 1,
+            vin: VIN,
+            payload,
+        })
     }
 
     fn dispatched(frame: &[u8]) -> TeslaRecord {
@@ -177,8 +199,17 @@ mod tests {
             ("Locked", SignalValue::Bool(false)),
             ("VehicleName", SignalValue::Text("Zephyr".into())),
             ("Gear", SignalValue::Text("ShiftStateD".into())),
-            ("DetailedChargeState", SignalValue::Text("DetailedChargeStateCharging".into())),
-            ("Location", SignalValue::Location(Location { latitude: 37.5, longitude: -122.25 })),
+            (
+                "DetailedChargeState",
+                SignalValue::Text("DetailedChargeStateCharging".into()),
+            ),
+            (
+                "Location",
+                SignalValue::Location(Location {
+                    latitude: 37.5,
+                    longitude: -122.25,
+                }),
+            ),
             ("EstBatteryRange", SignalValue::Invalid),
             (
                 "DoorState",
@@ -205,8 +236,12 @@ mod tests {
         assert_eq!(record.created_at, Some(at));
         let json = payload_to_json(Topic::V, &record.payload).unwrap();
         assert_eq!(json["vin"], "veh-1");
-        assert!(json.to_string().contains("\"shiftStateValue\":\"ShiftStateD\""), "{json}");
-        let converted = vehicle_data_to_record(&record.payload, VehicleId("veh-1".into()), chrono::Utc::now()).unwrap();
+        assert!(
+            json.to_string().contains("\"shiftStateValue\":\"ShiftStateD\""),
+            "{json}"
+        );
+        let converted =
+            vehicle_data_to_record(&record.payload, VehicleId("veh-1".into()), chrono::Utc::now()).unwrap();
         assert_eq!(converted.timestamp, at);
         assert_eq!(converted.payload, signals);
     }
@@ -283,7 +318,10 @@ mod tests {
         };
         // An ack sent by a vehicle: acked with its txid and no topic.
         let (env, why) = reply_of(&ack(b"tx9", b"V"));
-        assert_eq!((env.message_type, env.txid.as_slice(), env.topic.as_slice()), (5, &b"tx9"[..], &b""[..]));
+        assert_eq!(
+            (env.message_type, env.txid.as_slice(), env.topic.as_slice()),
+            (5, &b"tx9"[..], &b""[..])
+        );
         assert_eq!(why, FrameRejection::UnexpectedMessageType(5));
         // A payload that is not a Payload: error reply carrying the txid.
         let (env, why) = reply_of(&frame(Topic::V, &[0x1a, 0x01, 0xff]));
@@ -306,7 +344,10 @@ mod tests {
     #[test]
     fn an_empty_payload_is_a_valid_record() {
         let record = dispatched(&frame(Topic::Errors, &[]));
-        assert_eq!(payload_to_json(Topic::Errors, &record.payload).unwrap(), serde_json::json!({"vin": "veh-1"}));
+        assert_eq!(
+            payload_to_json(Topic::Errors, &record.payload).unwrap(),
+            serde_json::json!({"vin": "veh-1"})
+        );
         assert_eq!((record.datums, record.created_at), (0, None));
     }
 }

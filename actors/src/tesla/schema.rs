@@ -36,9 +36,8 @@ pub mod pb {
 /// The encoded `FileDescriptorSet` of `proto/tesla/*.proto` (imports included).
 pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tesla_descriptor_set.bin"));
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(DESCRIPTOR_SET).expect("build.rs writes a valid descriptor set")
-});
+static POOL: LazyLock<DescriptorPool> =
+    LazyLock::new(|| DescriptorPool::decode(DESCRIPTOR_SET).expect("build.rs writes a valid descriptor set"));
 
 /// Descriptors of every Tesla payload message, for reflection and canonical JSON.
 pub fn descriptor_pool() -> &'static DescriptorPool {
@@ -179,7 +178,9 @@ mod tests {
         assert_eq!(payload.field(4).unwrap().kind, WireKind::Varint);
         assert!(payload.field(5).is_none());
         let audiences = schema().topic(Topic::Alerts).field(1).unwrap();
-        let WireKind::Msg(alert) = audiences.kind else { panic!("alerts are messages") };
+        let WireKind::Msg(alert) = audiences.kind else {
+            panic!("alerts are messages")
+        };
         let audiences = schema().messages[alert].field(2).unwrap();
         assert_eq!((audiences.kind, audiences.repeated), (WireKind::Varint, true));
     }

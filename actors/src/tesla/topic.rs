@@ -99,6 +99,9 @@ mod tests {
         assert_eq!(Topic::from_wire(b"v"), None);
         assert_eq!(Topic::from_wire(b"Alerts"), None);
         assert_eq!(Topic::from_wire(b""), None);
-        assert_eq!(serde_json::from_str::<Topic>("\"alerts\"").unwrap(), Topic::Alerts);
+        assert_eq!(
+            serde_json::from_str::<Topic>("\"alerts\"").unwrap(),
+            Topic::Alerts
+        );
     }
 }

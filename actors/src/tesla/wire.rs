@@ -240,7 +240,11 @@ impl<'a> Reader<'a> {
         let (number, wire_type) = self.tag()?;
         let value = self.value(number, wire_type)?;
         let used = start.len() - self.rest.len();
-        Ok(RawField { number, value, raw: &start[..used] })
+        Ok(RawField {
+            number,
+            value,
+            raw: &start[..used],
+        })
     }
 }
 
@@ -263,10 +267,11 @@ impl FieldInfo {
             (WireKind::Varint, WireValue::Varint(_))
                 | (WireKind::I32, WireValue::I32(_))
                 | (WireKind::I64, WireValue::I64(_))
-                | (WireKind::Str | WireKind::Bytes | WireKind::Msg(_), WireValue::Len(_))
-        ) || (self.repeated
-            && self.kind.is_scalar_number()
-            && matches!(value, WireValue::Len(_)))
+                | (
+                    WireKind::Str | WireKind::Bytes | WireKind::Msg(_),
+                    WireValue::Len(_)
+                )
+        ) || (self.repeated && self.kind.is_scalar_number() && matches!(value, WireValue::Len(_)))
     }
 }
 
@@ -291,12 +296,14 @@ fn validate_at(msg: &'static MsgInfo, bytes: &[u8], depth: usize) -> Result<(), 
 /// Checks the value of a known field of a message at nesting `depth` (the field's
 /// framing was checked when it was read).
 #[inline(always)]
-pub(crate) fn check_field(info: &'static FieldInfo, value: &WireValue<'_>, depth: usize) -> Result<(), WireError> {
+pub(crate) fn check_field(
+    info: &'static FieldInfo,
+    value: &WireValue<'_>,
+    depth: usize,
+) -> Result<(), WireError> {
     match (info.kind, *value) {
-        (WireKind::Str, WireValue::Len(b)) => {
-            if std::str::from_utf8(b).is_err() {
-                return Err(WireError::InvalidUtf8 { field: &info.name });
-            }
+        (WireKind::Str, WireValue::Len(b)) if std::str::from_utf8(b).is_err() => {
+            return Err(WireError::InvalidUtf8 { field: &info.name });
         }
         (WireKind::Msg(index), WireValue::Len(b)) => {
             validate_at(&schema().messages[index], b, depth + 1)?;
@@ -312,8 +319,8 @@ pub(crate) fn check_field(info: &'static FieldInfo, value: &WireValue<'_>, depth
 
 fn check_packed(info: &'static FieldInfo, kind: WireKind, b: &[u8]) -> Result<(), WireError> {
     let ok = match kind {
-        WireKind::I32 => b.len() % 4 == 0,
-        WireKind::I64 => b.len() % 8 == 0,
+        WireKind::I32 => b.len().is_multiple_of(4),
+        WireKind::I64 => b.len().is_multiple_of(8),
         _ => {
             let mut r = Reader::new(b);
             while !r.rest.is_empty() {
@@ -322,7 +329,11 @@ fn check_packed(info: &'static FieldInfo, kind: WireKind, b: &[u8]) -> Result<()
             true
         }
     };
-    if ok { Ok(()) } else { Err(WireError::BadPacked { field: &info.name }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::BadPacked { field: &info.name })
+    }
 }
 
 /// Appends a varint.
@@ -397,7 +408,9 @@ mod tests {
     use super::*;
 
     fn fields(bytes: &[u8]) -> Result<Vec<(u32, WireValue<'_>)>, WireError> {
-        Reader::new(bytes).map(|f| f.map(|f| (f.number, f.value))).collect()
+        Reader::new(bytes)
+            .map(|f| f.map(|f| (f.number, f.value)))
+            .collect()
     }
 
     #[test]
@@ -424,13 +437,20 @@ mod tests {
     #[test]
     fn refuses_what_go_refuses() {
         assert_eq!(fields(&[0x08]), Err(WireError::BadVarint));
-        assert_eq!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(WireError::BadVarint));
+        assert_eq!(
+            fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            Err(WireError::BadVarint)
+        );
         assert!(fields(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_ok());
         assert_eq!(fields(&[0x00, 0x01]), Err(WireError::BadFieldNumber));
         assert_eq!(fields(&[0x0e]), Err(WireError::BadWireType(6)));
         assert_eq!(fields(&[0x0a, 0x05, 1]), Err(WireError::Truncated));
         assert_eq!(fields(&[0x0c]), Err(WireError::UnexpectedEndGroup));
-        assert_eq!(fields(&[0x0b, 0x14]), Err(WireError::UnexpectedEndGroup), "end of another group");
+        assert_eq!(
+            fields(&[0x0b, 0x14]),
+            Err(WireError::UnexpectedEndGroup),
+            "end of another group"
+        );
         assert_eq!(fields(&[0x0b]), Err(WireError::BadVarint), "unterminated group");
     }
 
