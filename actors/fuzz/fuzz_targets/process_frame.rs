@@ -4,12 +4,17 @@
 
 use fleetwire_actors::model::VehicleId;
 use fleetwire_actors::tesla::{
-    FrameContext, Topic, Verdict, describe_frame, payload_to_json, process_frame, read_envelope, vehicle_data_to_record,
+    FrameContext, Topic, Verdict, describe_frame, payload_to_json, process_frame, read_envelope,
+    vehicle_data_to_record,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|frame: &[u8]| {
-    let ctx = FrameContext { vin: "5YJ3E1EA7RF261422", vehicle_id: "veh-1", topics: &Topic::ALL };
+    let ctx = FrameContext {
+        vin: "5YJ3E1EA7RF261422",
+        vehicle_id: "veh-1",
+        topics: &Topic::ALL,
+    };
     let _ = read_envelope(frame);
     let _ = describe_frame(frame);
     match process_frame(frame, &ctx) {
