@@ -155,6 +155,11 @@ fn validate_record(item: serde_json::Value, now: DateTime<Utc>) -> Result<Teleme
             {
                 return Err(format!("signal {name} has an out-of-range position"));
             }
+            // The seed contract has no null or nested values (those come from Tesla frames).
+            SignalValue::Invalid => return Err(format!("signal {name} is null")),
+            SignalValue::Fields(_) => {
+                return Err(format!("signal {name} is an object that is not a location"));
+            }
             _ => {}
         }
     }
@@ -353,7 +358,9 @@ mod tests {
             {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v6","payload":{"Soc":1},"extra":1},
             {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v7","payload":{"Location":{"latitude":91,"longitude":0}}},
             {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v8","payload":{"Nested":[1,2]}},
-            {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v9","payload":{"Soc":1},"can_id":513}
+            {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v9","payload":{"Soc":1},"can_id":513},
+            {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v10","payload":{"Soc":null}},
+            {"timestamp":"2026-06-01T11:59:59Z","vehicle_id":"v11","payload":{"Doors":{"DriverFront":true}}}
         ]"#;
         let out = validate_batch(body, now(), 100).unwrap();
         let ok = out[0].as_ref().unwrap();
@@ -367,5 +374,7 @@ mod tests {
         assert!(out[6].as_ref().unwrap_err().contains("out-of-range"));
         assert!(out[7].is_err());
         assert_eq!(out[8].as_ref().unwrap().can_id, Some(513));
+        assert!(out[9].as_ref().unwrap_err().contains("null"));
+        assert!(out[10].as_ref().unwrap_err().contains("not a location"));
     }
 }

@@ -94,14 +94,24 @@ pub const TESLA_IDLE_DISCONNECTS_TOTAL: &str = "fleetwire_tesla_idle_disconnects
 pub const TESLA_SLOW_VEHICLES_TOTAL: &str = "fleetwire_tesla_slow_vehicles_total";
 /// Read errors on vehicle sockets.
 pub const TESLA_SOCKET_ERRORS_TOTAL: &str = "fleetwire_tesla_socket_errors_total";
-/// Frames dispatched to the stream; label `topic`.
-pub const TESLA_FRAMES_TOTAL: &str = "fleetwire_tesla_frames_total";
-/// Frames refused; label `reason` (a stable name per rule, `rate_limited`, `text_message`).
-pub const TESLA_FRAMES_REJECTED_TOTAL: &str = "fleetwire_tesla_frames_rejected_total";
 /// Acks sent; label `reliable` = `true` (sent after the stream stored the record) | `false`.
 pub const TESLA_ACKS_TOTAL: &str = "fleetwire_tesla_acks_total";
 /// Records the stream did not store (throttled, failed, timed out); label `topic`.
 pub const TESLA_PUT_FAILURES_TOTAL: &str = "fleetwire_tesla_put_failures_total";
+
+/// Tesla frames received on vehicle WebSocket connections; label `topic` = `V` | `alerts` |
+/// `errors` | `connectivity` | `other` (a topic not dispatched or not readable).
+pub const TESLA_FRAMES_TOTAL: &str = "fleetwire_tesla_frames_total";
+/// Tesla frames that produced no record; label `reason` =
+/// `fleetwire_actors::tesla::FrameRejection::reason` (`too_large`, `empty`,
+/// `not_flatbuffers`, `no_message`, `unexpected_message_type`, `unknown_topic`,
+/// `sender_mismatch`, `bad_payload`), plus the connection's own `rate_limited` and
+/// `text_message`.
+pub const TESLA_FRAMES_REJECTED_TOTAL: &str = "fleetwire_tesla_frames_rejected_total";
+/// Datums carried by dispatched Tesla records; label `topic`.
+pub const TESLA_DATUMS_TOTAL: &str = "fleetwire_tesla_datums_total";
+/// Bytes of Tesla frames received; label `topic` as in `fleetwire_tesla_frames_total`.
+pub const TESLA_FRAME_BYTES_TOTAL: &str = "fleetwire_tesla_frame_bytes_total";
 
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
@@ -210,5 +220,14 @@ pub fn describe() {
         REDIS_FANOUT_PUBLISH_SECONDS,
         metrics::Unit::Seconds,
         "Time to append an update to the Redis log and publish it."
+    );
+    describe_counter!(
+        TESLA_DATUMS_TOTAL,
+        "Datums in dispatched Tesla records, by topic."
+    );
+    describe_counter!(
+        TESLA_FRAME_BYTES_TOTAL,
+        metrics::Unit::Bytes,
+        "Bytes of Tesla frames received from vehicles, by topic."
     );
 }

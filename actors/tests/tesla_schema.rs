@@ -40,7 +40,7 @@ fn check_message(desc: &MessageDescriptor, facts: &Value) {
         let field = desc
             .get_field_by_name(name)
             .unwrap_or_else(|| panic!("{}.{name} missing", desc.full_name()));
-        let what = format!("{}", field.full_name());
+        let what = field.full_name().to_string();
         assert_eq!(
             u64::from(field.number()),
             f["number"].as_u64().unwrap(),

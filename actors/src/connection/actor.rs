@@ -174,6 +174,8 @@ impl VehicleConnection {
         match verdict {
             Verdict::Reply { replies, rejection } => {
                 self.state.errors += 1;
+                counter!(t::TESLA_FRAMES_TOTAL, "topic" => "other").increment(1);
+                counter!(t::TESLA_FRAME_BYTES_TOTAL, "topic" => "other").increment(frame.len() as u64);
                 counter!(t::TESLA_FRAMES_REJECTED_TOTAL, "reason" => rejection.reason()).increment(1);
                 tracing::debug!(vehicle = %self.params.vehicle_id, %rejection, "frame refused");
                 for reply in replies {
@@ -181,13 +183,18 @@ impl VehicleConnection {
                 }
                 self.publish_details();
             }
-            Verdict::Dispatch(record) => self.dispatch(record, ctx),
+            Verdict::Dispatch(record) => {
+                let topic = record.topic.as_str();
+                counter!(t::TESLA_FRAMES_TOTAL, "topic" => topic).increment(1);
+                counter!(t::TESLA_FRAME_BYTES_TOTAL, "topic" => topic).increment(frame.len() as u64);
+                counter!(t::TESLA_DATUMS_TOTAL, "topic" => topic).increment(record.datums as u64);
+                self.dispatch(record, ctx)
+            }
         }
     }
 
     fn dispatch(&mut self, record: tesla::TeslaRecord, ctx: &mut Context<Self>) {
         let topic = record.topic;
-        counter!(t::TESLA_FRAMES_TOTAL, "topic" => topic.as_str()).increment(1);
         let reliable = self.params.config.reliable_ack_topics.contains(&topic);
         let ack = tesla::ack(&record.txid, topic.as_str().as_bytes());
         let sink = self.params.sink.clone();

@@ -17,11 +17,13 @@
 //! - `wire.rs`: the protobuf wire format read with Go's `proto.Unmarshal` rules;
 //!   `schema.rs`: the compiled `proto/tesla/*.proto` (prost types in [`pb`], descriptors).
 //! - `payload.rs`: Tesla's rewrites of a record (vin, legacy text locations, scientific
-//!   notation, millisecond alert timestamps), spliced on the wire bytes.
+//!   notation, millisecond alert timestamps), spliced on the wire bytes; `datum.rs`: a
+//!   datum's key and effective value (checked in the same walk); `text.rs`: Tesla's text
+//!   parsing (location text, scientific notation).
 //! - `json.rs`: [`payload_to_json`], protobuf canonical JSON.
 //! - `convert.rs`: [`vehicle_data_to_record`] into the pipeline's
-//!   [`crate::model::TelemetryRecord`], [`encode_vehicle_data`] for the simulator,
-//!   [`connectivity_payload`] for the connect/disconnect records the server emits.
+//!   [`crate::model::TelemetryRecord`]; `encode.rs`: [`encode_vehicle_data`] for the
+//!   simulator, [`connectivity_payload`] for the connect/disconnect records the server emits.
 //! - `inspect.rs`: [`describe_frame`], behind `fleetwire tesla decode`.
 //!
 //! # Limits
@@ -30,6 +32,8 @@
 //! a frame is verified first; nothing allocates more than a small multiple of the frame.
 
 mod convert;
+mod datum;
+mod encode;
 mod envelope;
 mod error;
 mod fb;
@@ -39,11 +43,13 @@ mod json;
 mod payload;
 mod process;
 mod schema;
+mod text;
 mod topic;
 mod wire;
 
 pub(crate) use convert::decode_vehicle_data;
-pub use convert::{connectivity_payload, encode_vehicle_data, vehicle_data_to_record};
+pub use convert::vehicle_data_to_record;
+pub use encode::{connectivity_payload, encode_vehicle_data};
 pub use envelope::{Envelope, StreamMessage, read_envelope};
 pub use error::{EncodeError, FrameRejection, PayloadError};
 pub use fb::{MESSAGE_TYPE_ACK, MESSAGE_TYPE_STREAM};

@@ -16,15 +16,15 @@
 use chrono::{DateTime, Utc};
 
 use super::Topic;
+use super::datum::{Member, VALUE_STRING, checked_datum_view, value_info};
 use super::schema::{MsgInfo, schema};
+use super::text::{fixed_point, parse_location};
 use super::wire::{
     RawField, Reader, TimestampParts, WT_I64, WireError, WireValue, check_field, put_len, put_tag,
 };
 
 /// `Field.Location`.
 const FIELD_LOCATION: i32 = 21;
-/// `Value.string_value`.
-const VALUE_STRING: u32 = 1;
 /// `Value.location_value`.
 const VALUE_LOCATION: u32 = 7;
 /// Go's `maxSecondsInDuration`: alert timestamps at or past it are milliseconds.
@@ -160,7 +160,7 @@ fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     part.as_ptr() as usize - whole.as_ptr() as usize
 }
 
-fn is_known(msg: &MsgInfo, f: &RawField<'_>) -> bool {
+pub(crate) fn is_known(msg: &MsgInfo, f: &RawField<'_>) -> bool {
     msg.field(f.number).is_some_and(|info| info.accepts(&f.value))
 }
 
@@ -195,135 +195,6 @@ fn copy_fields(
             _ => out.extend_from_slice(field.raw),
         }
     }
-}
-
-/// The effective oneof member of a datum's value, as Go sees it after merging every
-/// occurrence: the last `Value` field with its own wire type wins.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Member<'a> {
-    Text(&'a str),
-    Other(u32),
-}
-
-/// A datum's key (last occurrence, as int32) and effective value member.
-pub(crate) fn datum_view(datum: &[u8]) -> (i32, Option<Member<'_>>) {
-    let value_msg = value_info();
-    let mut key = 0;
-    let mut member = None;
-    for field in Reader::new(datum).map_while(Result::ok) {
-        match (field.number, field.value) {
-            (1, WireValue::Varint(v)) => key = v as i32,
-            (2, WireValue::Len(value)) => {
-                for f in Reader::new(value).map_while(Result::ok) {
-                    if !is_known(value_msg, &f) {
-                        continue;
-                    }
-                    member = Some(match (f.number, f.value) {
-                        // Validated as UTF-8 already.
-                        (VALUE_STRING, WireValue::Len(s)) => {
-                            Member::Text(std::str::from_utf8(s).unwrap_or_default())
-                        }
-                        (n, _) => Member::Other(n),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    (key, member)
-}
-
-fn value_info() -> &'static MsgInfo {
-    let datum = schema()
-        .submessage(schema().topic(Topic::V), 1)
-        .expect("Payload.data is a message");
-    schema().submessage(datum, 2).expect("Datum.value is a message")
-}
-
-/// [`datum_view`] of a datum not checked yet, checking it (Go's rules) in the same walk.
-#[inline(always)]
-fn checked_datum_view<'a>(
-    datum_msg: &'static MsgInfo,
-    value_msg: &'static MsgInfo,
-    datum: &'a [u8],
-) -> Result<(i32, Option<Member<'a>>), WireError> {
-    match usual_datum(value_msg, datum) {
-        Some(view) => view,
-        None => any_datum(datum_msg, value_msg, datum),
-    }
-}
-
-/// The shape vehicles send, `08 <key> 12 <len> <one Value member>`, without the generic
-/// walk (it is most of the work per frame); `None` for any other shape.
-#[inline(always)]
-fn usual_datum<'a>(
-    value_msg: &'static MsgInfo,
-    datum: &'a [u8],
-) -> Option<Result<(i32, Option<Member<'a>>), WireError>> {
-    let mut r = Reader::new(datum);
-    if !r.eat(0x08) {
-        return None;
-    }
-    let key = r.read_varint()? as i32;
-    if !r.eat(0x12) || r.read_varint()? != r.rest().len() as u64 {
-        return None;
-    }
-    let mut value = Reader::new(r.rest());
-    let field = value.next_field()?.ok()?;
-    if !value.rest().is_empty() {
-        return None;
-    }
-    let info = value_msg
-        .field(field.number)
-        .filter(|info| info.accepts(&field.value))?;
-    if let Err(e) = check_field(info, &field.value, 2) {
-        return Some(Err(e));
-    }
-    let member = match (field.number, field.value) {
-        // Checked as UTF-8 just above.
-        (VALUE_STRING, WireValue::Len(s)) => Member::Text(std::str::from_utf8(s).unwrap_or_default()),
-        (n, _) => Member::Other(n),
-    };
-    Some(Ok((key, Some(member))))
-}
-
-/// Any datum: the generic walk.
-fn any_datum<'a>(
-    datum_msg: &'static MsgInfo,
-    value_msg: &'static MsgInfo,
-    datum: &'a [u8],
-) -> Result<(i32, Option<Member<'a>>), WireError> {
-    let mut key = 0;
-    let mut member = None;
-    for field in Reader::new(datum) {
-        let field = field?;
-        let Some(info) = datum_msg.field(field.number) else {
-            continue;
-        };
-        match (field.number, field.value) {
-            (1, WireValue::Varint(v)) => key = v as i32,
-            (2, WireValue::Len(value)) => {
-                for f in Reader::new(value) {
-                    let f = f?;
-                    let Some(vinfo) = value_msg.field(f.number) else {
-                        continue;
-                    };
-                    check_field(vinfo, &f.value, 2)?;
-                    if vinfo.accepts(&f.value) {
-                        member = Some(match (f.number, f.value) {
-                            // Checked as UTF-8 just above.
-                            (VALUE_STRING, WireValue::Len(s)) => {
-                                Member::Text(std::str::from_utf8(s).unwrap_or_default())
-                            }
-                            (n, _) => Member::Other(n),
-                        });
-                    }
-                }
-            }
-            _ => check_field(info, &field.value, 1)?,
-        }
-    }
-    Ok((key, member))
 }
 
 /// Tesla's two text rewrites for one datum; `None` when the datum stays as it is.
@@ -378,123 +249,6 @@ fn location_value(lat: f64, lon: f64) -> Vec<u8> {
     value
 }
 
-/// Go's `fmt.Sscanf(s, "(%f %1s, %f %1s)")` followed by the N/S/E/W check: a space in the
-/// format needs one or more spaces in the input (or its end), verbs skip leading spaces,
-/// and text after `)` is ignored.
-pub(crate) fn parse_location(s: &str) -> Option<(f64, f64)> {
-    let rest = s.strip_prefix('(')?;
-    let (lat, rest) = scan_float(rest)?;
-    let (lat_q, rest) = scan_char(format_space(rest)?)?;
-    let rest = format_space(rest.strip_prefix(',')?)?;
-    let (lon, rest) = scan_float(rest)?;
-    let (lon_q, rest) = scan_char(format_space(rest)?)?;
-    rest.strip_prefix(')')?;
-    let lat = match lat_q {
-        'N' => lat,
-        'S' => -lat,
-        _ => return None,
-    };
-    let lon = match lon_q {
-        'E' => lon,
-        'W' => -lon,
-        _ => return None,
-    };
-    Some((lat, lon))
-}
-
-fn is_space(c: char) -> bool {
-    c.is_whitespace() && c != '\n'
-}
-
-fn format_space(s: &str) -> Option<&str> {
-    let trimmed = s.trim_start_matches(is_space);
-    (s.is_empty() || trimmed.len() < s.len()).then_some(trimmed)
-}
-
-fn scan_char(s: &str) -> Option<(char, &str)> {
-    let s = s.trim_start_matches(is_space);
-    let c = s.chars().next()?;
-    Some((c, &s[c.len_utf8()..]))
-}
-
-/// Go's `%f` token: `nan`, or sign, `inf`, or digits, fraction and exponent.
-fn scan_float(s: &str) -> Option<(f64, &str)> {
-    let s = s.trim_start_matches(is_space);
-    let b = s.as_bytes();
-    let starts = |i: usize, word: &str| {
-        b.get(i..i + 3)
-            .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
-    };
-    let mut i = 0;
-    if starts(0, "nan") {
-        i = 3;
-    } else {
-        if matches!(b.first(), Some(b'+' | b'-')) {
-            i = 1;
-        }
-        if starts(i, "inf") {
-            i += 3;
-        } else {
-            let digits = |i: &mut usize| {
-                while b.get(*i).is_some_and(u8::is_ascii_digit) {
-                    *i += 1;
-                }
-            };
-            digits(&mut i);
-            if b.get(i) == Some(&b'.') {
-                i += 1;
-                digits(&mut i);
-            }
-            if matches!(b.get(i), Some(b'e' | b'E')) {
-                i += 1;
-                if matches!(b.get(i), Some(b'+' | b'-')) {
-                    i += 1;
-                }
-                digits(&mut i);
-            }
-        }
-    }
-    let value = s[..i].parse::<f64>().ok()?;
-    Some((value, &s[i..]))
-}
-
-/// Tesla's scientific-notation rewrite: text matching
-/// `^[+-]?(\d*\.\d+|\d+\.\d*)([eE][+-]?\d+)$` whose float32 parse is finite becomes
-/// `%.5f` of that float32.
-pub(crate) fn fixed_point(s: &str) -> Option<String> {
-    if !is_scientific(s) {
-        return None;
-    }
-    let v = s.parse::<f32>().ok().filter(|v| v.is_finite())?;
-    Some(format!("{:.5}", f64::from(v)))
-}
-
-fn is_scientific(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
-    let count = |i: &mut usize| {
-        let start = *i;
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        *i - start
-    };
-    let int_digits = count(&mut i);
-    if b.get(i) != Some(&b'.') {
-        return false;
-    }
-    i += 1;
-    let frac_digits = count(&mut i);
-    if int_digits + frac_digits == 0 || !matches!(b.get(i), Some(b'e' | b'E')) {
-        return false;
-    }
-    i += 1;
-    if matches!(b.get(i), Some(b'+' | b'-')) {
-        i += 1;
-    }
-    count(&mut i) > 0 && i == b.len()
-}
-
 /// Tesla's millisecond fix for one alert; `None` when the alert stays as it is.
 fn rewrite_alert(alert: &[u8]) -> Option<Vec<u8>> {
     const STARTED_AT: u32 = 3;
@@ -531,46 +285,6 @@ fn rewrite_alert(alert: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn location_text_follows_go_sscanf() {
-        assert_eq!(
-            parse_location("(37.412374 N, 122.145867 W)"),
-            Some((37.412374, -122.145867))
-        );
-        assert_eq!(parse_location("(1.5 S, 2 E)"), Some((-1.5, 2.0)));
-        assert_eq!(parse_location("(1 N,   2 E) trailing"), Some((1.0, 2.0)));
-        assert_eq!(parse_location("(  1 N, 2 E)"), Some((1.0, 2.0)));
-        assert_eq!(
-            parse_location("(1N, 2E)"),
-            None,
-            "format spaces need input spaces"
-        );
-        assert_eq!(parse_location("(1 N,2 E)"), None);
-        assert_eq!(parse_location("(1 X, 2 E)"), None);
-        assert_eq!(parse_location("(1 N, 2 E"), None);
-        assert_eq!(parse_location(" (1 N, 2 E)"), None);
-        assert_eq!(parse_location("(abc N, 2 E)"), None);
-        assert_eq!(parse_location(""), None);
-    }
-
-    #[test]
-    fn scientific_text_becomes_fixed_point_of_its_float32() {
-        assert_eq!(fixed_point("1.5e-3").as_deref(), Some("0.00150"));
-        assert_eq!(fixed_point("-3.75e-1").as_deref(), Some("-0.37500"));
-        assert_eq!(fixed_point("1.5E+1").as_deref(), Some("15.00000"));
-        assert_eq!(fixed_point(".5e1").as_deref(), Some("5.00000"));
-        assert_eq!(fixed_point("5.e1").as_deref(), Some("50.00000"));
-        assert_eq!(fixed_point("1.25e-3").as_deref(), Some("0.00125"));
-        assert_eq!(fixed_point("1.0e-50").as_deref(), Some("0.00000"));
-        assert_eq!(fixed_point("1.0e50"), None, "out of float32 range");
-        assert_eq!(fixed_point("1e5"), None, "needs a decimal point");
-        assert_eq!(fixed_point("1.5"), None, "needs an exponent");
-        assert_eq!(fixed_point(".e1"), None);
-        assert_eq!(fixed_point("1.5e"), None);
-        assert_eq!(fixed_point("1.5e3 "), None);
-        assert_eq!(fixed_point("٣.5e1"), None, "ASCII digits only");
-    }
 
     #[test]
     fn field_sizes_match_the_encoder() {

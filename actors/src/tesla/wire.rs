@@ -302,10 +302,8 @@ pub(crate) fn check_field(
     depth: usize,
 ) -> Result<(), WireError> {
     match (info.kind, *value) {
-        (WireKind::Str, WireValue::Len(b)) => {
-            if std::str::from_utf8(b).is_err() {
-                return Err(WireError::InvalidUtf8 { field: &info.name });
-            }
+        (WireKind::Str, WireValue::Len(b)) if std::str::from_utf8(b).is_err() => {
+            return Err(WireError::InvalidUtf8 { field: &info.name });
         }
         (WireKind::Msg(index), WireValue::Len(b)) => {
             validate_at(&schema().messages[index], b, depth + 1)?;
@@ -321,8 +319,8 @@ pub(crate) fn check_field(
 
 fn check_packed(info: &'static FieldInfo, kind: WireKind, b: &[u8]) -> Result<(), WireError> {
     let ok = match kind {
-        WireKind::I32 => b.len() % 4 == 0,
-        WireKind::I64 => b.len() % 8 == 0,
+        WireKind::I32 => b.len().is_multiple_of(4),
+        WireKind::I64 => b.len().is_multiple_of(8),
         _ => {
             let mut r = Reader::new(b);
             while !r.rest.is_empty() {
