@@ -342,7 +342,10 @@ async fn a_stream_written_by_teslas_own_server_is_pseudonymized_on_read() {
     let node = common::TestNode::start(config).await;
     let vin = "5YJ3E1EA7RF000005";
     let mut signals = std::collections::BTreeMap::new();
-    signals.insert("Soc".to_owned(), fleetwire_actors::model::SignalValue::Float(77.5));
+    signals.insert(
+        "Soc".to_owned(),
+        fleetwire_actors::model::SignalValue::Float(77.5),
+    );
     // Tesla's dispatcher format: the payload protobuf, keyed by the clear VIN.
     let payload = tesla::encode_vehicle_data(vin, chrono::Utc::now(), &signals).unwrap();
     let entry = fleetwire_actors::ports::PutEntry {

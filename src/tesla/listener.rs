@@ -195,6 +195,8 @@ async fn serve(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
     };
     let vehicle_id = shared.pseudonymizer.vehicle_id(&vin);
     let mut info = UpgradeInfo::default();
+    // tungstenite's `Callback` trait fixes the (large) error type.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, response: Response| {
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
         info.network_interface = header("x-network-interface").unwrap_or_default().to_owned();

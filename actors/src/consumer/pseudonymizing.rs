@@ -66,9 +66,15 @@ mod tests {
             can_id: None,
             ingest_received_at: Utc::now(),
         };
-        router.route(vin.clone(), vec![record.clone(), record]).await.unwrap();
+        router
+            .route(vin.clone(), vec![record.clone(), record])
+            .await
+            .unwrap();
         let seen = recorder.0.lock().unwrap();
         let pseudonym = p.vehicle_id(vin.as_str());
-        assert_eq!(seen.as_slice(), &[(pseudonym.clone(), vec![pseudonym.clone(), pseudonym])]);
+        assert_eq!(
+            seen.as_slice(),
+            &[(pseudonym.clone(), vec![pseudonym.clone(), pseudonym])]
+        );
     }
 }
