@@ -94,8 +94,10 @@ def load_dir(path: Path) -> TfDir:
 
 
 def module_dirs() -> list[Path]:
-    """Every directory holding .tf files: modules, the stack, the environments."""
-    return sorted({p.parent for p in TERRAFORM.rglob("*.tf") if ".terraform" not in p.parts})
+    """Every directory holding .tf files: modules, the stack, the environments.
+    environments/common only holds files linked into each environment, not a module."""
+    shared = TERRAFORM / "environments" / "common"
+    return sorted({p.parent for p in TERRAFORM.rglob("*.tf") if ".terraform" not in p.parts and p.parent != shared})
 
 
 def default_of(tf: TfDir, variable: str):
