@@ -14,6 +14,8 @@
 //!   the `VehicleDirectory` that spawns, finds and passivates vehicle actors.
 //! - [`subscriber`]: the `SubscriberHub` (one per node, fed by the fan-out) and one
 //!   `Subscriber` actor per SSE connection with its coalescing queue.
+//! - [`producer`]: the batching `Producer` actor every stream write goes through (≤ 500
+//!   records / 5 MiB per call, retries with backoff, per-key order, bounded, dead letters).
 //! - [`registry`]: the actor registry behind `/admin/actors`.
 //! - [`telemetry`]: metric names.
 //!
@@ -26,6 +28,7 @@ pub mod codec;
 pub mod consumer;
 pub mod model;
 pub mod ports;
+pub mod producer;
 pub mod registry;
 pub mod subscriber;
 pub mod telemetry;
