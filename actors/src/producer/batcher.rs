@@ -113,7 +113,6 @@ struct Slot<T> {
     entry: PutEntry,
     size: usize,
     offered_at: Instant,
-    first_sent_at: Option<Instant>,
     attempts: u32,
     last_error: Option<StreamError>,
 }
@@ -288,7 +287,6 @@ impl<T> Batcher<T> {
                     entry,
                     size,
                     offered_at: now,
-                    first_sent_at: None,
                     attempts: 0,
                     last_error: None,
                 },
@@ -347,7 +345,6 @@ impl<T> Batcher<T> {
             self.ready_bytes -= slot.size;
             bytes += slot.size;
             if slot.attempts == 0 {
-                slot.first_sent_at = Some(now);
                 oldest_first_send = Some(oldest_first_send.map_or(slot.offered_at, |o| o.min(slot.offered_at)));
             } else {
                 retries += 1;
@@ -515,12 +512,15 @@ impl<T> Batcher<T> {
                 last_error: error,
             })
         } else {
+            // The budget counts from the offer, not the first attempt: a record held back
+            // behind an older record of its key that used up the time gets one attempt,
+            // not a budget of its own (which would make a key's backlog wait N × budget).
             let due = now + backoff_delay(self.backoff_base, self.backoff_max, slot.attempts, unit);
-            let first = slot.first_sent_at.unwrap_or(now);
-            if due.saturating_duration_since(first) > self.max_retry {
+            if due.saturating_duration_since(slot.offered_at) > self.max_retry {
                 Some(DeadLetterReason::RetryTimeExhausted {
                     attempts: slot.attempts,
-                    retried_ms: u64::try_from(now.saturating_duration_since(first).as_millis()).unwrap_or(u64::MAX),
+                    waited_ms: u64::try_from(now.saturating_duration_since(slot.offered_at).as_millis())
+                        .unwrap_or(u64::MAX),
                     last_error: error,
                 })
             } else {
@@ -866,7 +866,7 @@ mod tests {
         };
         let mut b = Batcher::new(&c).with_jitter(|| 0.99);
         b.offer(vec![(1, entry("a", "a1"))], t0).unwrap();
-        // Ceilings 100, 200: retries at +99 and +99+198 = 297 > 250 → given up at the 2nd failure.
+        // Ceilings 100, 200: retries at +5+99 and +104+198 = 302 > 250 → given up at the 2nd failure.
         let first = b.next_batch(t0 + 5 * MS).unwrap();
         assert_eq!(b.on_result(first.id, Err(StreamError::Unavailable("down".into())), t0 + 5 * MS).call, CallResult::Error);
         let now = b.next_wakeup().unwrap();
@@ -878,12 +878,46 @@ mod tests {
                 reason:
                     DeadLetterReason::RetryTimeExhausted {
                         attempts: 2,
-                        retried_ms,
+                        waited_ms,
                         last_error: StreamError::Unavailable(_),
                     },
-            } => assert_eq!(*retried_ms, (now - (t0 + 5 * MS)).as_millis() as u64),
+            } => assert_eq!(*waited_ms, (now - t0).as_millis() as u64),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_held_back_record_whose_time_is_up_gets_one_attempt() {
+        let t0 = Instant::now();
+        let c = ProducerConfig {
+            max_attempts: 100,
+            max_retry_ms: 150,
+            ..config()
+        };
+        let mut b = Batcher::new(&c).with_jitter(|| 0.99);
+        b.offer(vec![(1, entry("a", "a1")), (2, entry("a", "a2")), (3, entry("a", "a3"))], t0)
+            .unwrap();
+        let mut now = t0 + 5 * MS;
+        let mut attempts = Vec::new();
+        while let Some(batch) = b.next_batch(now) {
+            attempts.push(datas(&batch).concat());
+            b.on_result(batch.id, Ok(vec![throttled()]), now);
+            match b.next_wakeup() {
+                Some(t) => now = t,
+                None => now += MS,
+            }
+        }
+        // a1 retried until its budget ran out; a2 and a3, whose budgets ran out while they
+        // waited, are tried once each.
+        assert_eq!(attempts, ["a1", "a1", "a2", "a3"]);
+        let done = b.take_completions();
+        assert!(done.iter().all(|c| matches!(
+            c.outcome,
+            ProduceOutcome::DeadLettered {
+                reason: DeadLetterReason::RetryTimeExhausted { .. }
+            }
+        )));
+        assert!(b.is_idle());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   the Kinesis limits (≤ 500 entries, ≤ 5 MiB, ≤ 1 MiB per record including its partition
 //!   key: the checks of [`crate::ports::stream`]), flushes when a batch is full or the
 //!   oldest record waited `linger_ms`, retries only the failed entries with exponential
-//!   backoff and full jitter, and gives up after `max_attempts` or `max_retry_ms`.
+//!   backoff and full jitter, and gives up after `max_attempts` or `max_retry_ms` (counted
+//!   from the offer).
 //! - [`actor`]: the [`Producer`] actor, a thin shell that runs the batcher's calls on a
 //!   [`RecordStream`](crate::ports::RecordStream), and the [`ProducerHandle`] callers use.
 //! - [`dead_letter`]: the [`DeadLetterSink`] port: where a record goes when it exhausted
@@ -81,12 +82,13 @@ pub enum DeadLetterReason {
         /// The error of the last attempt.
         last_error: StreamError,
     },
-    /// The next retry would have come more than `max_retry_ms` after the first attempt.
+    /// The record failed, and its next retry would have come more than `max_retry_ms`
+    /// after it was offered.
     RetryTimeExhausted {
         /// Attempts made.
         attempts: u32,
-        /// Milliseconds from the first attempt to giving up.
-        retried_ms: u64,
+        /// Milliseconds from the offer to giving up.
+        waited_ms: u64,
         /// The error of the last attempt.
         last_error: StreamError,
     },
@@ -130,11 +132,11 @@ impl std::fmt::Display for DeadLetterReason {
             } => write!(f, "gave up after {attempts} attempts; last error: {last_error}"),
             DeadLetterReason::RetryTimeExhausted {
                 attempts,
-                retried_ms,
+                waited_ms,
                 last_error,
             } => write!(
                 f,
-                "gave up after retrying for {retried_ms} ms ({attempts} attempts); last error: {last_error}"
+                "gave up after {waited_ms} ms and {attempts} attempts; last error: {last_error}"
             ),
             DeadLetterReason::Shutdown {
                 attempts,
@@ -195,8 +197,12 @@ pub struct ProducerConfig {
     pub backoff_max_ms: u64,
     /// Attempts per record (the first one included) before it is dead-lettered. Default 8.
     pub max_attempts: u32,
-    /// A record whose next retry would come later than this many milliseconds after its
-    /// first attempt is dead-lettered. Default 10 000.
+    /// A record that fails when its next retry would come later than this many
+    /// milliseconds after it was offered is dead-lettered. Counted from the offer, so a
+    /// record held back behind an older record of its key that used up the time gets one
+    /// attempt, not a budget of its own. It never expires a record that was not tried: on
+    /// a healthy stream nothing is dead-lettered however long a key's backlog. Default
+    /// 10 000.
     pub max_retry_ms: u64,
 }
 
