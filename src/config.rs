@@ -251,7 +251,12 @@ impl Config {
         if !(1..=max_get).contains(&self.consumer.max_records_per_get) {
             problems.push(format!("consumer.max_records_per_get must be 1 to {max_get}"));
         }
-        problems.extend(self.producer.problems().into_iter().map(|p| format!("producer.{p}")));
+        problems.extend(
+            self.producer
+                .problems()
+                .into_iter()
+                .map(|p| format!("producer.{p}")),
+        );
         if self.http.max_batch_records > self.producer.max_pending {
             problems.push("http.max_batch_records must not exceed producer.max_pending".to_owned());
         }

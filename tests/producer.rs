@@ -27,7 +27,9 @@ use fleetwire_actors::ports::{
     GetRecordsOutput, PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardDescription, ShardId,
     ShardIterator, StartPosition, StreamError, StreamRecord,
 };
-use fleetwire_actors::producer::{DeadLetterReason, ProduceOutcome, Producer, ProducerConfig, ProducerHandle};
+use fleetwire_actors::producer::{
+    DeadLetterReason, ProduceOutcome, Producer, ProducerConfig, ProducerHandle,
+};
 
 // ---- helpers -------------------------------------------------------------------------
 
@@ -126,7 +128,15 @@ impl Recorded {
                 Ok(outcomes) => c.entries.iter().zip(outcomes).collect::<Vec<_>>(),
                 Err(_) => Vec::new(),
             })
-            .filter(|((_, d), o)| d == data && matches!(o, PutOutcome::Failed { error: StreamError::Throttled(_) }))
+            .filter(|((_, d), o)| {
+                d == data
+                    && matches!(
+                        o,
+                        PutOutcome::Failed {
+                            error: StreamError::Throttled(_)
+                        }
+                    )
+            })
             .count()
     }
 }
@@ -170,7 +180,11 @@ impl RecordStream for Recorded {
         self.inner.get_shard_iterator(shard_id, position).await
     }
 
-    async fn get_records(&self, iterator: &ShardIterator, limit: usize) -> Result<GetRecordsOutput, StreamError> {
+    async fn get_records(
+        &self,
+        iterator: &ShardIterator,
+        limit: usize,
+    ) -> Result<GetRecordsOutput, StreamError> {
         self.inner.get_records(iterator, limit).await
     }
 
@@ -179,7 +193,10 @@ impl RecordStream for Recorded {
     }
 }
 
-fn start(config: &ProducerConfig, stream: Arc<dyn RecordStream>) -> (ProducerHandle, Arc<InMemoryDeadLetters>) {
+fn start(
+    config: &ProducerConfig,
+    stream: Arc<dyn RecordStream>,
+) -> (ProducerHandle, Arc<InMemoryDeadLetters>) {
     let dead = Arc::new(InMemoryDeadLetters::new(100));
     (Producer::start(config, stream, dead.clone()), dead)
 }
@@ -232,7 +249,11 @@ async fn concurrent_producers_store_every_record_once_in_per_key_order() {
         let parts: Vec<usize> = text(&r.data).split(':').map(|p| p.parse().unwrap()).collect();
         let (task, pos) = (parts[0], (parts[1], parts[2]));
         if let Some(prev) = last.insert((r.partition_key.clone(), task), pos) {
-            assert!(prev < pos, "key {} caller {task}: {prev:?} before {pos:?}", r.partition_key);
+            assert!(
+                prev < pos,
+                "key {} caller {task}: {prev:?} before {pos:?}",
+                r.partition_key
+            );
         }
     }
     assert_eq!(dead.summary().total, 0);
@@ -274,7 +295,9 @@ async fn throttled_records_are_retried_until_the_stream_frees_space_and_keep_the
     let a: Vec<PutEntry> = (1..=5)
         .map(|i| entry("a", format!("a{i}:{}", "x".repeat(797))))
         .collect();
-    let b: Vec<PutEntry> = (1..=5).map(|i| entry("b", format!("b{i}:{}", "y".repeat(47)))).collect();
+    let b: Vec<PutEntry> = (1..=5)
+        .map(|i| entry("b", format!("b{i}:{}", "y".repeat(47))))
+        .collect();
     assert_eq!(a[0].data.len() + 1, 801);
     let a_data: Vec<String> = a.iter().map(|e| text(&e.data)).collect();
     let a_request = {
@@ -283,15 +306,24 @@ async fn throttled_records_are_retried_until_the_stream_frees_space_and_keep_the
     };
     let b_outcomes = producer.produce(b).await.unwrap();
     let b_seqs: Vec<SequenceNumber> = b_outcomes.iter().map(|o| stored(o).1).collect();
-    assert!(b_seqs.windows(2).all(|w| w[0] < w[1]), "b stored in order: {b_seqs:?}");
+    assert!(
+        b_seqs.windows(2).all(|w| w[0] < w[1]),
+        "b stored in order: {b_seqs:?}"
+    );
 
-    eventually("a1 throttled a few times", || async { stream.throttled(&a_data[0]) >= 3 }).await;
+    eventually("a1 throttled a few times", || async {
+        stream.throttled(&a_data[0]) >= 3
+    })
+    .await;
     assert!(!a_request.is_finished(), "a waits for space");
     // Retention passes: the ballast (and b) are trimmed on the next put.
     clock.store(start_ms + 61_000, Ordering::SeqCst);
     let a_outcomes = a_request.await.unwrap();
     let a_seqs: Vec<SequenceNumber> = a_outcomes.iter().map(|o| stored(o).1).collect();
-    assert!(a_seqs.windows(2).all(|w| w[0] < w[1]), "a stored in order: {a_seqs:?}");
+    assert!(
+        a_seqs.windows(2).all(|w| w[0] < w[1]),
+        "a stored in order: {a_seqs:?}"
+    );
 
     // On the stream: a1..a5, in order, once each.
     let on_stream: Vec<String> = read_all(embedded.as_ref())
@@ -313,7 +345,10 @@ async fn throttled_records_are_retried_until_the_stream_frees_space_and_keep_the
         .iter()
         .map(|d| a_data.iter().position(|x| x == d).unwrap())
         .collect();
-    assert!(firsts.windows(2).all(|w| w[0] <= w[1]), "a attempted out of order: {firsts:?}");
+    assert!(
+        firsts.windows(2).all(|w| w[0] <= w[1]),
+        "a attempted out of order: {firsts:?}"
+    );
     assert!(firsts.iter().filter(|&&i| i == 0).count() >= 4);
     // No call ever held two records of one key.
     for call in stream.calls() {
@@ -330,7 +365,9 @@ async fn failed_calls_are_retried_as_a_whole() {
     let stream = Recorded::new(embedded.clone());
     stream.fail_first_calls.store(3, Ordering::SeqCst);
     let (producer, _) = start(&fast_config(), stream.clone());
-    let entries: Vec<PutEntry> = (0..20).map(|i| entry(&format!("k{i}"), format!("r{i}"))).collect();
+    let entries: Vec<PutEntry> = (0..20)
+        .map(|i| entry(&format!("k{i}"), format!("r{i}")))
+        .collect();
     let outcomes = producer.produce(entries).await.unwrap();
     outcomes.iter().for_each(|o| drop(stored(o)));
     let calls = stream.calls();
@@ -387,7 +424,12 @@ async fn exhausted_retries_become_dead_letters_with_their_reason() {
         .collect();
     assert_eq!(kept.len(), 3);
     assert!(kept.contains(&("k1", 1)) && kept.contains(&("k1", 2)) && kept.contains(&("k2", 3)));
-    assert!(summary.recent.iter().all(|l| l.reason.to_string().contains("throttled")));
+    assert!(
+        summary
+            .recent
+            .iter()
+            .all(|l| l.reason.to_string().contains("throttled"))
+    );
 
     // The time budget ends retries too.
     let config = ProducerConfig {
@@ -431,13 +473,13 @@ async fn a_full_producer_refuses_at_once_and_close_gives_up_the_rest() {
         let entries = (0..10).map(|i| entry(&format!("k{i}"), vec![0u8; 100])).collect();
         actix_rt::spawn(async move { producer.produce(entries).await })
     };
-    eventually("the first request is being retried", || async { !stream.calls().is_empty() }).await;
-    let refused = tokio::time::timeout(
-        Duration::from_secs(5),
-        producer.produce(vec![entry("late", "x")]),
-    )
-    .await
-    .expect("answered at once, not after the retries");
+    eventually("the first request is being retried", || async {
+        !stream.calls().is_empty()
+    })
+    .await;
+    let refused = tokio::time::timeout(Duration::from_secs(5), producer.produce(vec![entry("late", "x")]))
+        .await
+        .expect("answered at once, not after the retries");
     let full = refused.unwrap_err();
     assert_eq!((full.pending, full.max_pending), (10, 10));
     assert!(!first.is_finished());
@@ -482,7 +524,10 @@ async fn http_ingest_answers_503_with_retry_after_when_the_producer_is_full() {
         let batch: Vec<Value> = (0..5).map(|i| record(vehicle, i, 50.0)).collect();
         actix_rt::spawn(async move {
             let r = client.post(url).json(&batch).send().await.unwrap();
-            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
             (r.status().as_u16(), retry_after, r.json::<Value>().await.unwrap())
         })
     };
@@ -492,7 +537,10 @@ async fn http_ingest_answers_503_with_retry_after_when_the_producer_is_full() {
         r = &mut two => (r.unwrap(), one),
     };
     let (status, retry_after, body) = first;
-    assert!(!other.is_finished(), "the refused request was answered first: {body}");
+    assert!(
+        !other.is_finished(),
+        "the refused request was answered first: {body}"
+    );
     assert_eq!(status, 503, "{body}");
     assert_eq!(retry_after.as_deref(), Some("1"));
     assert_eq!(body["failed"], 5);
@@ -504,14 +552,24 @@ async fn http_ingest_answers_503_with_retry_after_when_the_producer_is_full() {
     let (status, retry_after, body) = other.await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(retry_after.as_deref(), Some("1"));
-    assert_eq!((body["failed"].as_u64(), body["accepted"].as_u64()), (Some(5), Some(0)));
+    assert_eq!(
+        (body["failed"].as_u64(), body["accepted"].as_u64()),
+        (Some(5), Some(0))
+    );
     for r in body["results"].as_array().unwrap() {
         assert_eq!(r["retryable"], true);
         let error = r["error"].as_str().unwrap();
-        assert!(error.contains("not stored") && error.contains("throttled"), "{error}");
+        assert!(
+            error.contains("not stored") && error.contains("throttled"),
+            "{error}"
+        );
     }
     let summary = t.node.dead_letters().summary();
-    assert_eq!(summary.by_reason.get("retry_time_exhausted"), Some(&5), "{summary:?}");
+    assert_eq!(
+        summary.by_reason.get("retry_time_exhausted"),
+        Some(&5),
+        "{summary:?}"
+    );
     let metrics = t.client.get(format!("{}/metrics", t.admin)).send().await.unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains("fleetwire_producer_dead_letters_total{reason=\"retry_time_exhausted\"}"));
@@ -551,8 +609,9 @@ async fn producer_throughput_on_the_embedded_stream() {
         let label = if persist { "files + fsync" } else { "memory" };
 
         // Baseline: each caller puts its requests straight to the stream.
-        let stream: Arc<dyn RecordStream> =
-            Arc::new(EmbeddedStream::open(&cfg, persist.then(|| dir.path().join("direct")).as_deref()).unwrap());
+        let stream: Arc<dyn RecordStream> = Arc::new(
+            EmbeddedStream::open(&cfg, persist.then(|| dir.path().join("direct")).as_deref()).unwrap(),
+        );
         let started = Instant::now();
         let handles: Vec<_> = (0..CALLERS)
             .map(|caller| {
@@ -571,8 +630,9 @@ async fn producer_throughput_on_the_embedded_stream() {
         let direct = total as f64 / started.elapsed().as_secs_f64();
 
         // Through the producer.
-        let inner: Arc<dyn RecordStream> =
-            Arc::new(EmbeddedStream::open(&cfg, persist.then(|| dir.path().join("producer")).as_deref()).unwrap());
+        let inner: Arc<dyn RecordStream> = Arc::new(
+            EmbeddedStream::open(&cfg, persist.then(|| dir.path().join("producer")).as_deref()).unwrap(),
+        );
         let stream = Recorded::counting(inner);
         let (producer, _) = start(&ProducerConfig::default(), stream.clone());
         let started = Instant::now();

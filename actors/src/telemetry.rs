@@ -148,7 +148,10 @@ pub fn describe() {
         "Bytes per producer PutRecords call."
     );
     describe_counter!(PRODUCER_PUT_CALLS_TOTAL, "Producer PutRecords calls, by result.");
-    describe_counter!(PRODUCER_RECORDS_TOTAL, "Records finished by the producer, by result.");
+    describe_counter!(
+        PRODUCER_RECORDS_TOTAL,
+        "Records finished by the producer, by result."
+    );
     describe_counter!(
         PRODUCER_RETRIED_ENTRIES_TOTAL,
         "Producer entries scheduled for a retry."
@@ -165,7 +168,10 @@ pub fn describe() {
         PRODUCER_DEAD_LETTER_ERRORS_TOTAL,
         "Failed writes to the dead-letter sink."
     );
-    describe_counter!(PRODUCER_FULL_TOTAL, "Produce requests refused because the producer was full.");
+    describe_counter!(
+        PRODUCER_FULL_TOTAL,
+        "Produce requests refused because the producer was full."
+    );
     describe_gauge!(PRODUCER_IN_FLIGHT, "Producer PutRecords calls in flight.");
     describe_gauge!(PRODUCER_PENDING, "Records pending in the producer.");
     describe_histogram!(

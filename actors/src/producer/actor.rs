@@ -308,13 +308,19 @@ impl Handler<Close> for Producer {
         match &mut self.closing {
             Some(waiters) => waiters.push(tx),
             None => {
-                info!(pending = self.batcher.pending(), "Producer flushing before it stops.");
+                info!(
+                    pending = self.batcher.pending(),
+                    "Producer flushing before it stops."
+                );
                 self.closing = Some(vec![tx]);
                 self.batcher.close();
                 ctx.run_later(msg.limit, |act, ctx| {
                     let given_up = act.batcher.dead_letter_all();
                     if given_up > 0 {
-                        warn!(records = given_up, "Producer shutdown limit reached; pending records dead-lettered.");
+                        warn!(
+                            records = given_up,
+                            "Producer shutdown limit reached; pending records dead-lettered."
+                        );
                     }
                     act.drive(ctx);
                 });

@@ -146,7 +146,7 @@ pub struct Batcher<T> {
     /// Ready heads offered as such, in offer order: they wait for the linger or a full
     /// batch.
     fresh: VecDeque<EntryId>,
-    /// Count and bytes of `urgent` + `fresh`.
+    /// Bytes of the entries in `urgent` and `fresh`.
     ready_bytes: usize,
     /// Heads waiting for their retry, earliest first.
     retries: BinaryHeap<Reverse<(Instant, EntryId)>>,
@@ -328,7 +328,11 @@ impl<T> Batcher<T> {
         let mut retries = 0;
         while ids.len() < self.max_batch_entries {
             let from_urgent = !self.urgent.is_empty();
-            let Some(&id) = (if from_urgent { self.urgent.front() } else { self.fresh.front() }) else {
+            let Some(&id) = (if from_urgent {
+                self.urgent.front()
+            } else {
+                self.fresh.front()
+            }) else {
                 break;
             };
             let slot = self.slots.get_mut(&id).expect("a ready entry is pending");
@@ -345,7 +349,8 @@ impl<T> Batcher<T> {
             self.ready_bytes -= slot.size;
             bytes += slot.size;
             if slot.attempts == 0 {
-                oldest_first_send = Some(oldest_first_send.map_or(slot.offered_at, |o| o.min(slot.offered_at)));
+                oldest_first_send =
+                    Some(oldest_first_send.map_or(slot.offered_at, |o| o.min(slot.offered_at)));
             } else {
                 retries += 1;
             }
@@ -440,14 +445,18 @@ impl<T> Batcher<T> {
     }
 
     /// When the caller must call [`next_batch`](Self::next_batch) again if nothing else
-    /// happens before: the oldest fresh record's linger end or the earliest retry.
+    /// happens before: the oldest fresh record's linger end or the earliest retry. `None`
+    /// while every call slot is busy (the next answer frees one, and the caller drives
+    /// then) or when nothing waits.
     pub fn next_wakeup(&self) -> Option<Instant> {
+        if self.in_flight.len() >= self.max_in_flight {
+            return None;
+        }
         let retry = self.retries.peek().map(|Reverse((due, _))| *due);
-        let linger = if self.in_flight.len() < self.max_in_flight {
-            self.fresh.front().map(|id| self.slots[id].offered_at + self.linger)
-        } else {
-            None
-        };
+        let linger = self
+            .fresh
+            .front()
+            .map(|id| self.slots[id].offered_at + self.linger);
         match (retry, linger) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -639,7 +648,10 @@ mod tests {
     }
 
     fn tickets(b: &mut Batcher<u32>) -> Vec<(u32, ProduceOutcome)> {
-        b.take_completions().into_iter().map(|c| (c.ticket, c.outcome)).collect()
+        b.take_completions()
+            .into_iter()
+            .map(|c| (c.ticket, c.outcome))
+            .collect()
     }
 
     const MS: Duration = Duration::from_millis(1);
@@ -648,7 +660,8 @@ mod tests {
     fn a_batch_waits_for_the_linger_unless_full() {
         let t0 = Instant::now();
         let mut b = batcher(&config());
-        b.offer(vec![(1, entry("a", "1")), (2, entry("b", "2"))], t0).unwrap();
+        b.offer(vec![(1, entry("a", "1")), (2, entry("b", "2"))], t0)
+            .unwrap();
         assert_eq!(b.next_batch(t0), None, "not full, not lingered");
         assert_eq!(b.next_wakeup(), Some(t0 + 5 * MS));
         assert_eq!(b.next_batch(t0 + 4 * MS), None);
@@ -700,7 +713,8 @@ mod tests {
             ..c
         };
         let mut b = batcher(&small);
-        b.offer(vec![(1, sized("a", 4000)), (2, sized("b", 10))], t0).unwrap();
+        b.offer(vec![(1, sized("a", 4000)), (2, sized("b", 10))], t0)
+            .unwrap();
         let first = b.next_batch(t0).expect("over the byte limit: full");
         assert_eq!(first.entries.len(), 1);
         assert_eq!(first.entries[0].partition_key, "a");
@@ -736,13 +750,21 @@ mod tests {
         let t0 = Instant::now();
         let mut b = batcher(&config());
         b.offer(
-            vec![(1, entry("a", "a1")), (2, entry("a", "a2")), (3, entry("b", "b1"))],
+            vec![
+                (1, entry("a", "a1")),
+                (2, entry("a", "a2")),
+                (3, entry("b", "b1")),
+            ],
             t0,
         )
         .unwrap();
         let first = b.next_batch(t0 + 5 * MS).unwrap();
         assert_eq!(datas(&first), ["a1", "b1"], "a2 waits behind a1");
-        assert_eq!(b.next_batch(t0 + 6 * MS), None, "a2 is held back while a1 is in flight");
+        assert_eq!(
+            b.next_batch(t0 + 6 * MS),
+            None,
+            "a2 is held back while a1 is in flight"
+        );
         let report = b.on_result(first.id, Ok(all_stored(&first)), t0 + 7 * MS);
         assert_eq!(report.stored, 2);
         assert_eq!(report.call, CallResult::Ok);
@@ -771,7 +793,10 @@ mod tests {
         assert_eq!(datas(&first), ["a1", "b1"]);
         // a1 throttled, b1 stored: b2 may go, a2 must wait for a1.
         let report = b.on_result(first.id, Ok(vec![throttled(), stored(1)]), t0 + 6 * MS);
-        assert_eq!((report.call, report.stored, report.retried, report.throttled), (CallResult::Partial, 1, 1, 1));
+        assert_eq!(
+            (report.call, report.stored, report.retried, report.throttled),
+            (CallResult::Partial, 1, 1, 1)
+        );
         let second = b.next_batch(t0 + 6 * MS).unwrap();
         assert_eq!(datas(&second), ["b2"]);
         b.on_result(second.id, Ok(all_stored(&second)), t0 + 7 * MS);
@@ -799,7 +824,10 @@ mod tests {
             assert_eq!(backoff_delay(base, max, attempt, 0.0), Duration::ZERO);
             assert_eq!(backoff_delay(base, max, attempt, 0.5), ceiling / 2);
             let top = backoff_delay(base, max, attempt, 0.999_999);
-            assert!(top < ceiling && top > ceiling.mul_f64(0.99), "attempt {attempt}: {top:?}");
+            assert!(
+                top < ceiling && top > ceiling.mul_f64(0.99),
+                "attempt {attempt}: {top:?}"
+            );
         }
         assert_eq!(backoff_delay(base, max, 1000, 1.0), max, "no overflow");
 
@@ -825,7 +853,8 @@ mod tests {
     fn gives_up_after_max_attempts_and_releases_the_key() {
         let t0 = Instant::now();
         let mut b = batcher(&config());
-        b.offer(vec![(1, entry("a", "a1")), (2, entry("a", "a2"))], t0).unwrap();
+        b.offer(vec![(1, entry("a", "a1")), (2, entry("a", "a2"))], t0)
+            .unwrap();
         let mut now = t0 + 5 * MS;
         for attempt in 1..=4 {
             let batch = b.next_batch(now).expect("attempt due");
@@ -868,7 +897,15 @@ mod tests {
         b.offer(vec![(1, entry("a", "a1"))], t0).unwrap();
         // Ceilings 100, 200: retries at +5+99 and +104+198 = 302 > 250 → given up at the 2nd failure.
         let first = b.next_batch(t0 + 5 * MS).unwrap();
-        assert_eq!(b.on_result(first.id, Err(StreamError::Unavailable("down".into())), t0 + 5 * MS).call, CallResult::Error);
+        assert_eq!(
+            b.on_result(
+                first.id,
+                Err(StreamError::Unavailable("down".into())),
+                t0 + 5 * MS
+            )
+            .call,
+            CallResult::Error
+        );
         let now = b.next_wakeup().unwrap();
         let second = b.next_batch(now).unwrap();
         let report = b.on_result(second.id, Err(StreamError::Unavailable("down".into())), now);
@@ -895,8 +932,15 @@ mod tests {
             ..config()
         };
         let mut b = Batcher::new(&c).with_jitter(|| 0.99);
-        b.offer(vec![(1, entry("a", "a1")), (2, entry("a", "a2")), (3, entry("a", "a3"))], t0)
-            .unwrap();
+        b.offer(
+            vec![
+                (1, entry("a", "a1")),
+                (2, entry("a", "a2")),
+                (3, entry("a", "a3")),
+            ],
+            t0,
+        )
+        .unwrap();
         let mut now = t0 + 5 * MS;
         let mut attempts = Vec::new();
         while let Some(batch) = b.next_batch(now) {
@@ -924,10 +968,14 @@ mod tests {
     fn not_retryable_errors_fail_at_once() {
         let t0 = Instant::now();
         let mut b = batcher(&config());
-        b.offer(vec![(1, entry("a", "a1")), (2, entry("b", "b1"))], t0).unwrap();
+        b.offer(vec![(1, entry("a", "a1")), (2, entry("b", "b1"))], t0)
+            .unwrap();
         let batch = b.next_batch(t0 + 5 * MS).unwrap();
         let report = b.on_result(batch.id, Err(StreamError::NotFound("stream".into())), t0 + 6 * MS);
-        assert_eq!((report.call, report.failed, report.retried), (CallResult::Error, 2, 0));
+        assert_eq!(
+            (report.call, report.failed, report.retried),
+            (CallResult::Error, 2, 0)
+        );
         assert!(tickets(&mut b).iter().all(|(_, o)| matches!(
             o,
             ProduceOutcome::Failed {
@@ -942,7 +990,8 @@ mod tests {
     fn a_short_answer_is_retried_as_unavailable() {
         let t0 = Instant::now();
         let mut b = batcher(&config());
-        b.offer(vec![(1, entry("a", "a1")), (2, entry("b", "b1"))], t0).unwrap();
+        b.offer(vec![(1, entry("a", "a1")), (2, entry("b", "b1"))], t0)
+            .unwrap();
         let batch = b.next_batch(t0 + 5 * MS).unwrap();
         let report = b.on_result(batch.id, Ok(vec![stored(1)]), t0 + 6 * MS);
         assert_eq!((report.call, report.retried), (CallResult::Error, 2));
@@ -956,8 +1005,11 @@ mod tests {
             ..config()
         };
         let mut b = batcher(&c);
-        b.offer(vec![(1, entry("a", "1")), (2, entry("b", "2"))], t0).unwrap();
-        let full = b.offer(vec![(3, entry("c", "3")), (4, entry("d", "4"))], t0).unwrap_err();
+        b.offer(vec![(1, entry("a", "1")), (2, entry("b", "2"))], t0)
+            .unwrap();
+        let full = b
+            .offer(vec![(3, entry("c", "3")), (4, entry("d", "4"))], t0)
+            .unwrap_err();
         assert_eq!(
             full,
             ProducerFull {
@@ -970,7 +1022,8 @@ mod tests {
         // Completing frees room.
         let batch = b.next_batch(t0 + 5 * MS).unwrap();
         b.on_result(batch.id, Ok(all_stored(&batch)), t0 + 6 * MS);
-        b.offer(vec![(4, entry("d", "4")), (5, entry("e", "5"))], t0).unwrap();
+        b.offer(vec![(4, entry("d", "4")), (5, entry("e", "5"))], t0)
+            .unwrap();
 
         // Bytes bound too; but one request alone is always taken.
         let c = ProducerConfig {
@@ -995,10 +1048,15 @@ mod tests {
         let items = (0..5).map(|i| (i, entry(&format!("k{i}"), "x"))).collect();
         b.offer(items, t0).unwrap();
         let first = b.next_batch(t0).unwrap();
-        let _second = b.next_batch(t0).unwrap();
+        let second = b.next_batch(t0).unwrap();
         assert_eq!(b.next_batch(t0), None);
         assert_eq!(b.in_flight(), 2);
         assert_eq!(b.next_wakeup(), None, "nothing to do until a call returns");
+        // Even a retry that falls due waits for a free slot (no busy wake-ups).
+        b.on_result(second.id, Ok(vec![throttled()]), t0);
+        let _third = b.next_batch(t0).unwrap();
+        assert!(b.retries.peek().is_some());
+        assert_eq!(b.next_wakeup(), None);
         b.on_result(first.id, Ok(all_stored(&first)), t0);
         assert!(b.next_batch(t0).is_some());
     }
@@ -1007,8 +1065,15 @@ mod tests {
     fn closing_flushes_without_linger_and_dead_letter_all_gives_up_the_rest() {
         let t0 = Instant::now();
         let mut b = batcher(&config());
-        b.offer(vec![(1, entry("a", "a1")), (2, entry("a", "a2")), (3, entry("b", "b1"))], t0)
-            .unwrap();
+        b.offer(
+            vec![
+                (1, entry("a", "a1")),
+                (2, entry("a", "a2")),
+                (3, entry("b", "b1")),
+            ],
+            t0,
+        )
+        .unwrap();
         b.close();
         let batch = b.next_batch(t0).expect("closing: no linger");
         assert_eq!(datas(&batch), ["a1", "b1"]);
@@ -1076,7 +1141,10 @@ mod tests {
             while let Some(batch) = b.next_batch(now) {
                 let mut seen = std::collections::HashSet::new();
                 for e in &batch.entries {
-                    assert!(seen.insert(e.partition_key.clone()), "two entries of one key in a call");
+                    assert!(
+                        seen.insert(e.partition_key.clone()),
+                        "two entries of one key in a call"
+                    );
                 }
                 for other in &in_flight {
                     for e in &other.entries {

@@ -126,10 +126,9 @@ impl DeadLetterReason {
 impl std::fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DeadLetterReason::AttemptsExhausted {
-                attempts,
-                last_error,
-            } => write!(f, "gave up after {attempts} attempts; last error: {last_error}"),
+            DeadLetterReason::AttemptsExhausted { attempts, last_error } => {
+                write!(f, "gave up after {attempts} attempts; last error: {last_error}")
+            }
             DeadLetterReason::RetryTimeExhausted {
                 attempts,
                 waited_ms,
@@ -138,11 +137,11 @@ impl std::fmt::Display for DeadLetterReason {
                 f,
                 "gave up after {waited_ms} ms and {attempts} attempts; last error: {last_error}"
             ),
-            DeadLetterReason::Shutdown {
-                attempts,
-                last_error,
-            } => {
-                write!(f, "producer stopped with the record pending after {attempts} attempts")?;
+            DeadLetterReason::Shutdown { attempts, last_error } => {
+                write!(
+                    f,
+                    "producer stopped with the record pending after {attempts} attempts"
+                )?;
                 match last_error {
                     Some(e) => write!(f, "; last error: {e}"),
                     None => Ok(()),
@@ -232,7 +231,9 @@ impl ProducerConfig {
             problems.push("linger_ms must be at most 1000".to_owned());
         }
         if !(1..=MAX_PUT_RECORDS_ENTRIES).contains(&self.max_batch_entries) {
-            problems.push(format!("max_batch_entries must be 1 to {MAX_PUT_RECORDS_ENTRIES}"));
+            problems.push(format!(
+                "max_batch_entries must be 1 to {MAX_PUT_RECORDS_ENTRIES}"
+            ));
         }
         if !(1024..=MAX_PUT_RECORDS_BYTES).contains(&self.max_batch_bytes) {
             problems.push(format!("max_batch_bytes must be 1024 to {MAX_PUT_RECORDS_BYTES}"));
@@ -328,7 +329,10 @@ mod tests {
             attempts: 0,
             last_error: None,
         };
-        assert_eq!(r.to_string(), "producer stopped with the record pending after 0 attempts");
+        assert_eq!(
+            r.to_string(),
+            "producer stopped with the record pending after 0 attempts"
+        );
         assert_eq!(r.attempts(), 0);
     }
 }
