@@ -231,7 +231,9 @@ async fn concurrent_producers_store_every_record_once_in_per_key_order() {
                     .collect();
                 let outcomes = producer.produce(entries).await.expect("never full here");
                 assert_eq!(outcomes.len(), per_request);
-                outcomes.iter().for_each(|o| drop(stored(o)));
+                for outcome in &outcomes {
+                    stored(outcome);
+                }
             }
         }));
     }
@@ -369,7 +371,9 @@ async fn failed_calls_are_retried_as_a_whole() {
         .map(|i| entry(&format!("k{i}"), format!("r{i}")))
         .collect();
     let outcomes = producer.produce(entries).await.unwrap();
-    outcomes.iter().for_each(|o| drop(stored(o)));
+    for outcome in &outcomes {
+        stored(outcome);
+    }
     let calls = stream.calls();
     assert_eq!(calls.iter().filter(|c| c.result.is_err()).count(), 3);
     assert_eq!(read_all(embedded.as_ref()).await.len(), 20);
