@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fleetwire_actors::consumer::ConsumerConfig;
 use fleetwire_actors::pseudonym::{KeyError, Pseudonymizer};
+use fleetwire_actors::producer::ProducerConfig;
 use fleetwire_actors::subscriber::SubscriberConfig;
 use fleetwire_actors::vehicle::VehicleConfig;
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,8 @@ pub struct Config {
     pub embedded: EmbeddedConfig,
     /// Settings of the Kinesis stream (with `backends.stream = "kinesis"`).
     pub kinesis: KinesisConfig,
+    /// The batching producer every stream write goes through.
+    pub producer: ProducerConfig,
     /// Settings of Redis (with `backends.fanout = "redis"`).
     pub redis: RedisConfig,
     /// Settings of DynamoDB (with `backends.leases = "dynamodb"`).
@@ -311,6 +314,15 @@ impl Config {
             problems.push(problem);
         }
         problems.extend(self.subscribers.validate());
+        problems.extend(
+            self.producer
+                .problems()
+                .into_iter()
+                .map(|p| format!("producer.{p}")),
+        );
+        if self.http.max_batch_records > self.producer.max_pending {
+            problems.push("http.max_batch_records must not exceed producer.max_pending".to_owned());
+        }
         if self.http.listen.port() != 0 && self.http.listen == self.admin.listen {
             problems.push("http.listen and admin.listen must differ".to_owned());
         }
@@ -396,11 +408,13 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "f.toml",
-                "[http]\nmax_batch_records = 0\n[consumer]\nmax_records_per_get = 20000\n",
+                "[http]\nmax_batch_records = 0\n[consumer]\nmax_records_per_get = 20000\n\
+                 [producer]\nmax_in_flight = 0\n",
             )?;
             let err = Config::load(Some(Path::new("f.toml"))).unwrap_err().to_string();
             assert!(err.contains("max_batch_records"), "{err}");
             assert!(err.contains("max_records_per_get"), "{err}");
+            assert!(err.contains("producer.max_in_flight"), "{err}");
             assert!(Config::load(Some(Path::new("/nonexistent/x.toml"))).is_err());
             Ok(())
         });

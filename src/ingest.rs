@@ -6,6 +6,11 @@
 //! and never affect the others. Records the stream could not store right now (throttled
 //! or unavailable) are `failed` and `retryable`: resending them is safe, because vehicle
 //! actors drop duplicates.
+//!
+//! With a producer (every node starts one), the valid records go through
+//! [`ProducerHandle::produce`] (batching, retries, per-vehicle order): a full producer
+//! makes them `failed`/`retryable` (503 + `Retry-After`), and so does a record the producer
+//! dead-lettered after its retries (it was not stored; the client may resend it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,6 +20,7 @@ use fleetwire_actors::codec::encode_record;
 use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
 use fleetwire_actors::ports::stream::MAX_PUT_RECORDS_ENTRIES;
 use fleetwire_actors::ports::{PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId, StreamError};
+use fleetwire_actors::producer::{ProduceOutcome, ProducerHandle};
 use fleetwire_actors::telemetry;
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +213,8 @@ pub struct Ingestor {
     stream: Arc<dyn RecordStream>,
     max_records: usize,
     watermarks: AcceptedWatermarks,
+    /// When set, records go through the batching producer instead of direct puts.
+    producer: Option<ProducerHandle>,
 }
 
 impl Ingestor {
@@ -216,7 +224,14 @@ impl Ingestor {
             stream,
             max_records,
             watermarks: AcceptedWatermarks::default(),
+            producer: None,
         }
+    }
+
+    /// Sends the records through `producer` rather than straight to the stream.
+    pub fn with_producer(mut self, producer: ProducerHandle) -> Self {
+        self.producer = Some(producer);
+        self
     }
 
     /// What this ingestor has acknowledged so far.
@@ -262,6 +277,10 @@ impl Ingestor {
                     })
                 }
             }
+        }
+        if let Some(producer) = &self.producer {
+            let entries = std::mem::take(&mut pending);
+            self.produce(producer, entries, &mut results).await;
         }
         for chunk in pending.chunks(MAX_PUT_RECORDS_ENTRIES) {
             let entries = chunk.iter().map(|(_, e)| e.clone()).collect();
@@ -318,6 +337,63 @@ impl Ingestor {
             metrics::counter!(telemetry::INGEST_RECORDS_TOTAL, "result" => result).increment(n as u64);
         }
         Ok(reply)
+    }
+
+    /// Writes `pending` through the producer and fills in their results.
+    async fn produce(
+        &self,
+        producer: &ProducerHandle,
+        pending: Vec<(usize, PutEntry)>,
+        results: &mut [Option<RecordResult>],
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let (indexes, entries): (Vec<usize>, Vec<PutEntry>) = pending.into_iter().unzip();
+        let outcomes = match producer.produce(entries).await {
+            Ok(outcomes) => outcomes,
+            Err(full) => {
+                for index in indexes {
+                    results[index] = Some(RecordResult::Failed {
+                        error: format!("not stored, try again later: {full}"),
+                        retryable: true,
+                    });
+                }
+                return;
+            }
+        };
+        for (index, outcome) in indexes.into_iter().zip(outcomes) {
+            results[index] = Some(match outcome {
+                ProduceOutcome::Stored {
+                    shard_id,
+                    sequence_number,
+                } => {
+                    self.watermarks.record(&shard_id, &sequence_number);
+                    RecordResult::Accepted {
+                        shard_id: shard_id.0,
+                        sequence_number: sequence_number.0,
+                    }
+                }
+                ProduceOutcome::Failed {
+                    error,
+                    retryable: true,
+                } => RecordResult::Failed {
+                    error: error.to_string(),
+                    retryable: true,
+                },
+                ProduceOutcome::Failed {
+                    error,
+                    retryable: false,
+                } => RecordResult::Rejected {
+                    error: format!("record {index}: {error}"),
+                },
+                // Not stored: the client may resend it (dedupe makes a resend harmless).
+                ProduceOutcome::DeadLettered { reason } => RecordResult::Failed {
+                    error: format!("not stored: {reason}"),
+                    retryable: true,
+                },
+            });
+        }
     }
 }
 

@@ -2,19 +2,22 @@
 //! listeners, and shuts everything down in order.
 //!
 //! Start order: backends → actor registry → vehicle directory → lease coordinator (which
-//! starts shard consumers) → subscriber hub → HTTP listeners → vehicle listener.
+//! starts shard consumers) → subscriber hub → producer → HTTP listeners → vehicle listener.
 //!
 //! Shutdown order (nothing acknowledged is lost):
 //! 1. `/readyz` turns 503 so a load balancer stops sending traffic.
 //! 2. The vehicle listener closes every vehicle connection (a frame being stored finishes
 //!    first, so its ack is either sent or rightly withheld); the public listener stops
 //!    accepting; in-flight ingest requests finish; SSE streams end.
-//! 3. Drain: wait until every shard checkpoint has reached the highest sequence number this
+//! 3. The producer flushes and stops: no more lingering, every pending record ends stored,
+//!    failed or (past the shutdown limit) dead-lettered. After this, every record this node
+//!    acknowledged is on the stream and in the watermarks the drain waits for.
+//! 4. Drain: wait until every shard checkpoint has reached the highest sequence number this
 //!    node acknowledged (bounded by the shutdown limit).
-//! 4. The lease coordinator stops its shard consumers (each writes a final checkpoint) and
+//! 5. The lease coordinator stops its shard consumers (each writes a final checkpoint) and
 //!    releases its leases so other nodes take them at once.
-//! 5. Vehicle actors stop (their state is persisted before every acknowledgement).
-//! 6. The admin listener stops.
+//! 6. Vehicle actors stop (their state is persisted before every acknowledgement).
+//! 7. The admin listener stops.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ use fleetwire_actors::consumer::{
     ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
 };
 use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
+use fleetwire_actors::producer::{Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
@@ -38,7 +42,9 @@ use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
 use crate::backends::dynamodb::DynamoDbLeaseStore;
-use crate::backends::embedded::{self, EmbeddedStream, InProcessFanOut, RedbLeaseStore, RedbStateStore};
+use crate::backends::embedded::{
+    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbLeaseStore, RedbStateStore,
+};
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
 use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
@@ -194,6 +200,8 @@ pub struct Node {
     consumer: ConsumerStatus,
     watermarks: AcceptedWatermarks,
     shutting_down: Arc<AtomicBool>,
+    producer: ProducerHandle,
+    dead_letters: Arc<InMemoryDeadLetters>,
 }
 
 /// What shutdown did.
@@ -237,7 +245,10 @@ impl Node {
         );
         let hub = SubscriberHub::start(ports.fanout.clone(), &registry);
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records);
+        let dead_letters = Arc::new(InMemoryDeadLetters::default());
+        let producer = Producer::start(&config.producer, ports.stream.clone(), dead_letters.clone());
+        let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
+            .with_producer(producer.clone());
         let watermarks = ingestor.watermarks().clone();
         let tesla = if config.tesla.enabled {
             let pseudonymizer = config.security.pseudonymizer()?;
@@ -313,6 +324,8 @@ impl Node {
             consumer,
             watermarks,
             shutting_down,
+            producer,
+            dead_letters,
         })
     }
 
@@ -341,7 +354,13 @@ impl Node {
         &self.ports
     }
 
-    /// Shuts down in order (see the module docs). `limit` bounds the drain wait.
+    /// Records the producer gave up on (the last ones, and counts by reason).
+    pub fn dead_letters(&self) -> &Arc<InMemoryDeadLetters> {
+        &self.dead_letters
+    }
+
+    /// Shuts down in order (see the module docs). `limit` bounds the producer flush and
+    /// the drain wait together.
     pub async fn shutdown(mut self, limit: Duration) -> ShutdownReport {
         info!("Shutting down: no longer ready, stopping ingest.");
         self.shutting_down.store(true, Ordering::Relaxed);
@@ -352,8 +371,12 @@ impl Node {
         let subscribers_closed = self.hub.send(CloseAll).await.unwrap_or(0);
         stop_api.await;
 
+        let started = Instant::now();
+        info!("Flushing the producer: every pending record reaches the stream or a dead letter.");
+        self.producer.close(limit).await;
+
         info!("Draining: waiting for checkpoints to reach every acknowledged record.");
-        let drained = self.drain(limit).await;
+        let drained = self.drain(limit.saturating_sub(started.elapsed())).await;
         if !drained {
             warn!(
                 "Drain did not finish within {limit:?}; unprocessed records stay on the stream for the next owner."

@@ -19,6 +19,8 @@
 //! - [`connection`]: one `VehicleConnection` actor per vehicle WebSocket (Tesla protocol)
 //!   and the `ConnectionDirectory` that keeps one per vehicle.
 //! - [`pseudonym`]: VIN → pseudonymous vehicle id (keyed HMAC).
+//! - [`producer`]: the batching `Producer` actor every stream write goes through (≤ 500
+//!   records / 5 MiB per call, retries with backoff, per-key order, bounded, dead letters).
 //! - [`registry`]: the actor registry behind `/admin/actors`.
 //! - [`telemetry`]: metric names.
 //!
@@ -33,6 +35,7 @@ pub mod consumer;
 pub mod model;
 pub mod ports;
 pub mod pseudonym;
+pub mod producer;
 pub mod registry;
 pub mod subscriber;
 pub mod telemetry;

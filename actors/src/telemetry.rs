@@ -113,6 +113,36 @@ pub const TESLA_DATUMS_TOTAL: &str = "fleetwire_tesla_datums_total";
 /// Bytes of Tesla frames received; label `topic` as in `fleetwire_tesla_frames_total`.
 pub const TESLA_FRAME_BYTES_TOTAL: &str = "fleetwire_tesla_frame_bytes_total";
 
+/// Entries per producer `PutRecords` call (histogram).
+pub const PRODUCER_BATCH_ENTRIES: &str = "fleetwire_producer_batch_entries";
+/// Partition key + data bytes per producer `PutRecords` call (histogram).
+pub const PRODUCER_BATCH_BYTES: &str = "fleetwire_producer_batch_bytes";
+/// Producer `PutRecords` calls; label `result` = `ok` (all stored) | `partial` (some
+/// entries failed) | `error` (the call failed) | `ignored` (answered after shutdown gave
+/// up its records).
+pub const PRODUCER_PUT_CALLS_TOTAL: &str = "fleetwire_producer_put_calls_total";
+/// Records the producer finished; label `result` = `stored` | `failed` | `dead_lettered`.
+pub const PRODUCER_RECORDS_TOTAL: &str = "fleetwire_producer_records_total";
+/// Entries scheduled for another attempt after a retryable failure.
+pub const PRODUCER_RETRIED_ENTRIES_TOTAL: &str = "fleetwire_producer_retried_entries_total";
+/// Entries the stream answered with `Throttled` (ProvisionedThroughputExceeded).
+pub const PRODUCER_THROTTLED_ENTRIES_TOTAL: &str = "fleetwire_producer_throttled_entries_total";
+/// Records given up and sent to the dead-letter sink; label `reason` =
+/// `attempts_exhausted` | `retry_time_exhausted` | `shutdown`.
+pub const PRODUCER_DEAD_LETTERS_TOTAL: &str = "fleetwire_producer_dead_letters_total";
+/// Dead-letter sink writes that failed (the records are logged instead).
+pub const PRODUCER_DEAD_LETTER_ERRORS_TOTAL: &str = "fleetwire_producer_dead_letter_errors_total";
+/// `Produce` requests refused because the producer was full (callers push back).
+pub const PRODUCER_FULL_TOTAL: &str = "fleetwire_producer_full_total";
+/// Producer `PutRecords` calls in flight (gauge).
+pub const PRODUCER_IN_FLIGHT: &str = "fleetwire_producer_in_flight_calls";
+/// Records pending in the producer: waiting, in flight or waiting for a retry (gauge).
+pub const PRODUCER_PENDING: &str = "fleetwire_producer_pending_records";
+/// How long the oldest new record of each call waited before the call, in seconds.
+pub const PRODUCER_LINGER_SECONDS: &str = "fleetwire_producer_linger_seconds";
+/// From `Produce` to a record's outcome (stored, failed or dead-lettered), in seconds.
+pub const PRODUCER_PRODUCE_SECONDS: &str = "fleetwire_producer_produce_seconds";
+
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -186,9 +216,9 @@ pub fn describe() {
     describe_counter!(TESLA_SOCKET_ERRORS_TOTAL, "Read errors on vehicle sockets.");
     describe_counter!(
         TESLA_FRAMES_TOTAL,
-        "Tesla frames dispatched to the stream, by topic."
+        "Tesla frames received from vehicles, by topic (`other`: no record)."
     );
-    describe_counter!(TESLA_FRAMES_REJECTED_TOTAL, "Tesla frames refused, by reason.");
+    describe_counter!(TESLA_FRAMES_REJECTED_TOTAL, "Tesla frames that produced no record, by reason.");
     describe_counter!(TESLA_ACKS_TOTAL, "Acks sent to vehicles, by reliability.");
     describe_counter!(
         TESLA_PUT_FAILURES_TOTAL,
@@ -229,5 +259,52 @@ pub fn describe() {
         TESLA_FRAME_BYTES_TOTAL,
         metrics::Unit::Bytes,
         "Bytes of Tesla frames received from vehicles, by topic."
+    );
+    describe_histogram!(
+        PRODUCER_BATCH_ENTRIES,
+        metrics::Unit::Count,
+        "Entries per producer PutRecords call."
+    );
+    describe_histogram!(
+        PRODUCER_BATCH_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes per producer PutRecords call."
+    );
+    describe_counter!(PRODUCER_PUT_CALLS_TOTAL, "Producer PutRecords calls, by result.");
+    describe_counter!(
+        PRODUCER_RECORDS_TOTAL,
+        "Records finished by the producer, by result."
+    );
+    describe_counter!(
+        PRODUCER_RETRIED_ENTRIES_TOTAL,
+        "Producer entries scheduled for a retry."
+    );
+    describe_counter!(
+        PRODUCER_THROTTLED_ENTRIES_TOTAL,
+        "Producer entries throttled by the stream."
+    );
+    describe_counter!(
+        PRODUCER_DEAD_LETTERS_TOTAL,
+        "Records the producer gave up, by reason."
+    );
+    describe_counter!(
+        PRODUCER_DEAD_LETTER_ERRORS_TOTAL,
+        "Failed writes to the dead-letter sink."
+    );
+    describe_counter!(
+        PRODUCER_FULL_TOTAL,
+        "Produce requests refused because the producer was full."
+    );
+    describe_gauge!(PRODUCER_IN_FLIGHT, "Producer PutRecords calls in flight.");
+    describe_gauge!(PRODUCER_PENDING, "Records pending in the producer.");
+    describe_histogram!(
+        PRODUCER_LINGER_SECONDS,
+        metrics::Unit::Seconds,
+        "Wait of the oldest new record of each producer call."
+    );
+    describe_histogram!(
+        PRODUCER_PRODUCE_SECONDS,
+        metrics::Unit::Seconds,
+        "Produce to outcome latency per record."
     );
 }

@@ -8,6 +8,7 @@
 //!   group-commit thread.
 //! - [`InProcessFanOut`] (`fanout.rs`): a `tokio::sync::broadcast` channel plus a bounded
 //!   replay ring per tenant.
+//!   with their reasons and counts per reason.
 //! - [`open_database`] (`db.rs`): the one redb database both stores share.
 //!
 //! Used by single-node deployments, local development and the end-to-end tests; the AWS
@@ -15,6 +16,7 @@
 //! (`src/backends/conformance.rs`).
 
 mod db;
+mod dead_letters;
 mod fanout;
 mod lease_store;
 mod state_store;
@@ -26,6 +28,7 @@ use fleetwire_actors::ports::ReplayRetention;
 use serde::{Deserialize, Serialize};
 
 pub use db::{DATABASE_FILE_NAME, open_database};
+pub use dead_letters::{DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters};
 pub use fanout::InProcessFanOut;
 pub use lease_store::RedbLeaseStore;
 pub use state_store::RedbStateStore;
