@@ -242,16 +242,45 @@ impl Ingestor {
     /// Puts one already-encoded record (a vehicle's frame from the Tesla listener) and
     /// remembers its sequence number, so shutdown drains it like an HTTP-ingested record.
     pub async fn put_one(&self, entry: PutEntry) -> Result<(ShardId, SequenceNumber), StreamError> {
-        let outcome = self.stream.put_records(vec![entry]).await?.into_iter().next();
+        let outcome = match &self.producer {
+            // Through the producer, so records of many connections share PutRecords calls.
+            Some(producer) => match producer.produce(vec![entry]).await {
+                Ok(outcomes) => outcomes.into_iter().next(),
+                Err(full) => return Err(StreamError::Throttled(full.to_string())),
+            },
+            None => self
+                .stream
+                .put_records(vec![entry])
+                .await?
+                .into_iter()
+                .next()
+                .map(|outcome| match outcome {
+                    PutOutcome::Stored {
+                        shard_id,
+                        sequence_number,
+                    } => ProduceOutcome::Stored {
+                        shard_id,
+                        sequence_number,
+                    },
+                    PutOutcome::Failed { error } => ProduceOutcome::Failed {
+                        retryable: error.is_retryable(),
+                        error,
+                    },
+                }),
+        };
         match outcome {
-            Some(PutOutcome::Stored {
+            Some(ProduceOutcome::Stored {
                 shard_id,
                 sequence_number,
             }) => {
                 self.watermarks.record(&shard_id, &sequence_number);
                 Ok((shard_id, sequence_number))
             }
-            Some(PutOutcome::Failed { error }) => Err(error),
+            Some(ProduceOutcome::Failed { error, .. }) => Err(error),
+            Some(ProduceOutcome::DeadLettered { reason }) => Err(StreamError::Unavailable(format!(
+                "dead-lettered: {}",
+                reason.label()
+            ))),
             None => Err(StreamError::Unavailable("the stream returned no outcome".into())),
         }
     }

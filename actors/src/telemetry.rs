@@ -218,7 +218,10 @@ pub fn describe() {
         TESLA_FRAMES_TOTAL,
         "Tesla frames received from vehicles, by topic (`other`: no record)."
     );
-    describe_counter!(TESLA_FRAMES_REJECTED_TOTAL, "Tesla frames that produced no record, by reason.");
+    describe_counter!(
+        TESLA_FRAMES_REJECTED_TOTAL,
+        "Tesla frames that produced no record, by reason."
+    );
     describe_counter!(TESLA_ACKS_TOTAL, "Acks sent to vehicles, by reliability.");
     describe_counter!(
         TESLA_PUT_FAILURES_TOTAL,

@@ -3,9 +3,10 @@
 //! partition key).
 //!
 //! `V` records go to the node's main stream — the one its consumers read — through the
-//! [`Ingestor`], which records accepted sequence numbers so shutdown drains them like
-//! HTTP-ingested records. `alerts`, `errors` and `connectivity` go to their own streams
-//! for downstream readers.
+//! [`Ingestor`] and its batching producer, so the frames of many connections share
+//! PutRecords calls, and accepted sequence numbers are recorded for shutdown's drain.
+//! `alerts`, `errors` and `connectivity` (a small share of the traffic) go straight to
+//! their own streams for downstream readers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
