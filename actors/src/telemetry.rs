@@ -96,6 +96,9 @@ pub const TESLA_SLOW_VEHICLES_TOTAL: &str = "fleetwire_tesla_slow_vehicles_total
 pub const TESLA_SOCKET_ERRORS_TOTAL: &str = "fleetwire_tesla_socket_errors_total";
 /// Acks sent; label `reliable` = `true` (sent after the stream stored the record) | `false`.
 pub const TESLA_ACKS_TOTAL: &str = "fleetwire_tesla_acks_total";
+/// Seconds from a frame's arrival to its ack being queued (the put included); label
+/// `reliable`.
+pub const TESLA_ACK_SECONDS: &str = "fleetwire_tesla_ack_seconds";
 /// Records the stream did not store (throttled, failed, timed out); label `topic`.
 pub const TESLA_PUT_FAILURES_TOTAL: &str = "fleetwire_tesla_put_failures_total";
 
@@ -223,6 +226,11 @@ pub fn describe() {
         "Tesla frames that produced no record, by reason."
     );
     describe_counter!(TESLA_ACKS_TOTAL, "Acks sent to vehicles, by reliability.");
+    describe_histogram!(
+        TESLA_ACK_SECONDS,
+        metrics::Unit::Seconds,
+        "Frame arrival to ack queued (the stream put included), by reliability."
+    );
     describe_counter!(
         TESLA_PUT_FAILURES_TOTAL,
         "Tesla records the stream did not store, by topic."

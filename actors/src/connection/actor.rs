@@ -16,7 +16,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::stream::BoxStream;
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -199,6 +199,7 @@ impl VehicleConnection {
         let ack = tesla::ack(&record.txid, topic.as_str().as_bytes());
         let sink = self.params.sink.clone();
         let timeout = self.params.config.reliable_ack_timeout();
+        let received = Instant::now();
         let put = async move {
             match tokio::time::timeout(timeout, sink.put(topic, record.partition_key, record.payload)).await {
                 Ok(result) => result.map_err(|e| e.to_string()),
@@ -216,6 +217,8 @@ impl VehicleConnection {
             // attempt, as Tesla's server does.
             if result.is_ok() || !reliable {
                 act.state.acks_out += 1;
+                histogram!(t::TESLA_ACK_SECONDS, "reliable" => if reliable { "true" } else { "false" })
+                    .record(received.elapsed().as_secs_f64());
                 counter!(t::TESLA_ACKS_TOTAL, "reliable" => if reliable { "true" } else { "false" }).increment(1);
                 act.send(Message::Binary(ack.into()), ctx);
             }
