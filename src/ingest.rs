@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use fleetwire_actors::codec::encode_record;
 use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
 use fleetwire_actors::ports::stream::MAX_PUT_RECORDS_ENTRIES;
-use fleetwire_actors::ports::{PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId, StreamError};
+use fleetwire_actors::ports::{PutEntry, RecordStream, SequenceNumber, ShardId, StreamError};
 use fleetwire_actors::producer::{ProduceOutcome, ProducerHandle};
 use fleetwire_actors::telemetry;
 use serde::{Deserialize, Serialize};
@@ -254,19 +254,7 @@ impl Ingestor {
                 .await?
                 .into_iter()
                 .next()
-                .map(|outcome| match outcome {
-                    PutOutcome::Stored {
-                        shard_id,
-                        sequence_number,
-                    } => ProduceOutcome::Stored {
-                        shard_id,
-                        sequence_number,
-                    },
-                    PutOutcome::Failed { error } => ProduceOutcome::Failed {
-                        retryable: error.is_retryable(),
-                        error,
-                    },
-                }),
+                .map(ProduceOutcome::from),
         };
         match outcome {
             Some(ProduceOutcome::Stored {
@@ -316,25 +304,7 @@ impl Ingestor {
             match self.stream.put_records(entries).await {
                 Ok(outcomes) => {
                     for ((index, _), outcome) in chunk.iter().zip(outcomes) {
-                        results[*index] = Some(match outcome {
-                            PutOutcome::Stored {
-                                shard_id,
-                                sequence_number,
-                            } => {
-                                self.watermarks.record(&shard_id, &sequence_number);
-                                RecordResult::Accepted {
-                                    shard_id: shard_id.0,
-                                    sequence_number: sequence_number.0,
-                                }
-                            }
-                            PutOutcome::Failed { error } if error.is_retryable() => RecordResult::Failed {
-                                error: error.to_string(),
-                                retryable: true,
-                            },
-                            PutOutcome::Failed { error } => RecordResult::Rejected {
-                                error: error.to_string(),
-                            },
-                        });
+                        results[*index] = Some(self.record_result(*index, outcome.into()));
                     }
                 }
                 Err(error) => {
@@ -392,36 +362,41 @@ impl Ingestor {
             }
         };
         for (index, outcome) in indexes.into_iter().zip(outcomes) {
-            results[index] = Some(match outcome {
-                ProduceOutcome::Stored {
-                    shard_id,
-                    sequence_number,
-                } => {
-                    self.watermarks.record(&shard_id, &sequence_number);
-                    RecordResult::Accepted {
-                        shard_id: shard_id.0,
-                        sequence_number: sequence_number.0,
-                    }
+            results[index] = Some(self.record_result(index, outcome));
+        }
+    }
+
+    /// What the client is told about record `index`; stored records move the watermark.
+    fn record_result(&self, index: usize, outcome: ProduceOutcome) -> RecordResult {
+        match outcome {
+            ProduceOutcome::Stored {
+                shard_id,
+                sequence_number,
+            } => {
+                self.watermarks.record(&shard_id, &sequence_number);
+                RecordResult::Accepted {
+                    shard_id: shard_id.0,
+                    sequence_number: sequence_number.0,
                 }
-                ProduceOutcome::Failed {
-                    error,
-                    retryable: true,
-                } => RecordResult::Failed {
-                    error: error.to_string(),
-                    retryable: true,
-                },
-                ProduceOutcome::Failed {
-                    error,
-                    retryable: false,
-                } => RecordResult::Rejected {
-                    error: format!("record {index}: {error}"),
-                },
-                // Not stored: the client may resend it (dedupe makes a resend harmless).
-                ProduceOutcome::DeadLettered { reason } => RecordResult::Failed {
-                    error: format!("not stored: {reason}"),
-                    retryable: true,
-                },
-            });
+            }
+            ProduceOutcome::Failed {
+                error,
+                retryable: true,
+            } => RecordResult::Failed {
+                error: error.to_string(),
+                retryable: true,
+            },
+            ProduceOutcome::Failed {
+                error,
+                retryable: false,
+            } => RecordResult::Rejected {
+                error: format!("record {index}: {error}"),
+            },
+            // Not stored: the client may resend it (dedupe makes a resend harmless).
+            ProduceOutcome::DeadLettered { reason } => RecordResult::Failed {
+                error: format!("not stored: {reason}"),
+                retryable: true,
+            },
         }
     }
 }

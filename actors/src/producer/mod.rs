@@ -39,7 +39,7 @@ pub mod dead_letter;
 use serde::{Deserialize, Serialize};
 
 use crate::ports::stream::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES};
-use crate::ports::{SequenceNumber, ShardId, StreamError};
+use crate::ports::{PutOutcome, SequenceNumber, ShardId, StreamError};
 
 pub use actor::{Close, Produce, Producer, ProducerHandle};
 pub use batcher::{Batch, BatchId, BatchReport, Batcher, CallResult, Completion};
@@ -70,6 +70,25 @@ pub enum ProduceOutcome {
         /// Why it was given up.
         reason: DeadLetterReason,
     },
+}
+
+impl From<PutOutcome> for ProduceOutcome {
+    /// The outcome of a direct put (no producer in between), in the producer's terms.
+    fn from(outcome: PutOutcome) -> Self {
+        match outcome {
+            PutOutcome::Stored {
+                shard_id,
+                sequence_number,
+            } => ProduceOutcome::Stored {
+                shard_id,
+                sequence_number,
+            },
+            PutOutcome::Failed { error } => ProduceOutcome::Failed {
+                retryable: error.is_retryable(),
+                error,
+            },
+        }
+    }
 }
 
 /// Why the producer gave up on a record.
