@@ -152,7 +152,7 @@ variable "redis_node_type" {
 }
 
 variable "redis_tls" {
-  description = "TLS and AUTH on Redis (see the redis module); false only in dev until the image's Redis client speaks TLS."
+  description = "TLS and AUTH on Redis (see the redis module); keep true (false only for experiments in a private subnet)."
   type        = bool
   default     = true
 }
@@ -188,7 +188,7 @@ variable "deletion_protection" {
 }
 
 variable "enable_tesla_listener" {
-  description = "Configure the Tesla mTLS listener (only with an image that has it, issue #9)."
+  description = "Run the Tesla mTLS vehicle listener (fill the three tesla secrets first)."
   type        = bool
   default     = false
 }

@@ -39,11 +39,6 @@ DATA_MODEL = ROOT / "docs" / "data-model.md"
 RUNBOOKS = ROOT / "docs" / "runbooks"
 DOCKERFILE = ROOT / "Dockerfile"
 
-# The Tesla listener's keys (issue #9, in progress). Until config/default.toml has a
-# [tesla] section these are the only keys of it terraform may set, and only behind
-# enable_tesla_listener (the parser rejects unknown sections).
-PENDING_TESLA_KEYS = {"listen", "server_cert_file", "server_key_file", "client_ca_files"}
-
 # Client calls that only create or reshape resources for local development and tests
 # (kinesis.create_if_missing, dynamodb.create_tables_if_missing); terraform owns those
 # resources in AWS, so the task role must not get them.
@@ -387,13 +382,10 @@ def test_task_environment_variables_are_config_keys(dirs):
         names |= set(plain(parse_file(TERRAFORM / f"environments/{env}/terraform.tfvars")).get("extra_environment", {}))
     assert env_var_problems(names, schema) == []
     tesla = set(ecs.locals["tesla_environment"])
-    if "tesla" in schema:
-        assert env_var_problems(tesla, schema) == []
-    else:
-        assert {n.split("__", 1)[1].lower() for n in tesla} == PENDING_TESLA_KEYS
-        # ... and they are applied only behind the switch.
-        assert "var.enable_tesla_listener ? local.tesla_environment : {}" in ecs.locals["all_environment"]
-        assert default_of(ecs, "enable_tesla_listener") is False
+    assert env_var_problems(tesla, schema) == []
+    # The listener's variables apply only behind the switch, which is off by default.
+    assert "var.enable_tesla_listener ? local.tesla_environment : {}" in ecs.locals["all_environment"]
+    assert default_of(ecs, "enable_tesla_listener") is False
     # Secrets are not in the plain environment, and the init container's variables are not config.
     assert not set(ecs.locals["secrets"]) & set(ecs.locals["environment"])
     assert not any(k.startswith("FLEETWIRE_") for k in ecs.locals["tesla_secrets"])
@@ -415,7 +407,7 @@ def test_aws_profile_uses_the_provisioned_backends():
         assert not s.get("static_credentials") and "endpoint_url" not in s, f"[{section}] must use AWS"
     assert "create_if_missing" not in aws.get("kinesis", {})
     assert not aws.get("dynamodb", {}).get("create_tables_if_missing")
-    assert "tesla" not in aws, "the parser rejects [tesla] until issue #9 lands; terraform sets it"
+    assert "tesla" not in aws, "terraform turns the listener on (enable_tesla_listener); keep it out of the profile"
 
 
 def rendered_environment(dirs) -> dict[str, str]:

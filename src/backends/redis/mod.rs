@@ -44,8 +44,11 @@ pub use fanout::RedisFanOut;
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// Redis URL (`redis://[user:password@]host:port/[db]`, or `rediss://` when the redis
-    /// crate's TLS feature is enabled). Default: `"redis://127.0.0.1:6379/"`.
+    /// Redis URL: `redis://[user:password@]host:port/[db]`, or `rediss://…` for TLS
+    /// (server certificate checked against the system roots; ElastiCache in-transit
+    /// encryption). Serialized (e.g. by `validate-config`) with the password masked.
+    /// Default: `"redis://127.0.0.1:6379/"`.
+    #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// Prefix of every key and channel fleetwire uses, so that several deployments (or
     /// tests) can share one Redis (layout in the module docs). Must not be empty.
@@ -175,6 +178,10 @@ pub enum RedisError {
     Pool(#[from] deadpool_redis::CreatePoolError),
 }
 
+fn serialize_redacted<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
+}
+
 /// `url` with the password (if any) replaced by `***`, for logs and error messages.
 pub(crate) fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
@@ -198,6 +205,17 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_serialized_config_never_shows_the_password() {
+        let config = RedisConfig {
+            url: "rediss://:t0ken@cache.internal:6379/".into(),
+            ..RedisConfig::default()
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""url":"rediss://:***@cache.internal:6379/""#), "{json}");
+        assert!(!json.contains("t0ken"));
+    }
 
     #[test]
     fn defaults_match_the_documentation() {

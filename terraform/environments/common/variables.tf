@@ -54,7 +54,7 @@ variable "alarm_emails" {
 }
 
 variable "enable_tesla_listener" {
-  description = "Configure the Tesla mTLS listener (needs an image with issue #9 and the three tesla secrets filled)."
+  description = "Run the Tesla mTLS vehicle listener (fill the three tesla secrets first)."
   type        = bool
   default     = false
 }

@@ -11,11 +11,10 @@ route53_zone_id     = null                                                      
 image_tag           = "0.1.0-abc1234"                                                            # EDIT: the tag you pushed
 alarm_emails        = []
 
-# Redis without TLS/AUTH (private subnet, tasks only) until the image's Redis client speaks
-# TLS: docs/deploy.md, "Before the first deployment". Set true as soon as it does.
-redis_tls = false
+# Redis with TLS in transit and AUTH (rediss://), as in prod.
+redis_tls = true
 
-# Only once the image has the Tesla listener (issue #9) and the tesla secrets hold PEM files.
+# Once the tesla secrets hold the PEM files (docs/deploy.md, "Point vehicles at it").
 enable_tesla_listener = false
 
 # Consumer latency on a small fleet: poll faster than the 200 ms default (docs/performance.md).

@@ -1,5 +1,5 @@
 variable "redis_tls" {
-  description = "TLS + AUTH on Redis. false until the fleetwire image's Redis client supports TLS (docs/deploy.md)."
+  description = "TLS + AUTH on Redis (rediss://). Keep true; false only for experiments in private subnets."
   type        = bool
-  default     = false
+  default     = true
 }

@@ -3,7 +3,7 @@
 #
 # - TLS in transit and an AUTH token: the client URL is rediss://:<token>@<primary>:6379/.
 #   var.transit_encryption = false (no TLS, hence no AUTH: redis://<primary>:6379/) exists
-#   only for dev while the fleetwire image's Redis client lacks TLS support
+#   only for experiments in a private subnet (both environments keep TLS)
 #   (docs/deploy.md, "Before the first deployment"); the security group still admits the
 #   tasks only.
 #   The whole URL is stored in Secrets Manager and handed to the task as the environment
@@ -37,7 +37,7 @@ resource "random_password" "auth_token" {
 }
 
 resource "aws_elasticache_replication_group" "this" {
-  #checkov:skip=CKV_AWS_30:Transit encryption is var.transit_encryption, true by default and in prod; dev turns it off only while the fleetwire image's Redis client lacks TLS (docs/deploy.md), inside a private subnet that admits the tasks only.
+  #checkov:skip=CKV_AWS_30:Transit encryption is var.transit_encryption, true by default and in both environments; checkov cannot resolve the variable. false exists only for experiments inside a private subnet that admits the tasks only.
   #checkov:skip=CKV_AWS_31:The AUTH token comes with transit encryption (ElastiCache requires TLS for AUTH); same switch and same reason as CKV_AWS_30.
   replication_group_id = var.name_prefix
   description          = "fleetwire fan-out (${var.name_prefix})"
