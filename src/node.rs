@@ -221,6 +221,18 @@ impl Node {
         let metrics = observability::metrics_handle();
         spawn_metrics_upkeep(metrics.clone());
 
+        // Bind every listener before any actor starts: a port in use is then a clean
+        // error, with nothing to stop.
+        let bind = |addr: SocketAddr, what: &str| {
+            listen(addr).with_context(|| format!("binding the {what} listener {addr}"))
+        };
+        let api_listener = bind(config.http.listen, "public")?;
+        let admin_listener = bind(config.admin.listen, "admin")?;
+        let vehicle_listener = match config.tesla.enabled {
+            true => Some(bind(config.tesla.listen, "vehicle")?),
+            false => None,
+        };
+
         let ports = Ports::build(&config).await?;
         let registry = ActorRegistry::new();
         let directory = VehicleDirectory::new(
@@ -250,13 +262,22 @@ impl Node {
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
             .with_producer(producer.clone());
         let watermarks = ingestor.watermarks().clone();
-        let tesla = if config.tesla.enabled {
+        let tesla = if let Some(listener) = vehicle_listener {
             let pseudonymizer = config.security.pseudonymizer()?;
             if config.security.pseudonym_key.is_none() {
                 warn!("security.pseudonym_key is not set: vehicle ids use the published development key.");
             }
             let sink = StreamSink::new(ingestor.clone(), ports.topic_streams.clone());
-            Some(TeslaListener::start(&config.tesla, Arc::new(sink), pseudonymizer, registry.clone()).await?)
+            Some(
+                TeslaListener::start(
+                    &config.tesla,
+                    listener,
+                    Arc::new(sink),
+                    pseudonymizer,
+                    registry.clone(),
+                )
+                .await?,
+            )
         } else {
             None
         };
@@ -283,8 +304,8 @@ impl Node {
             api = api.workers(config.http.workers);
         }
         let api = api
-            .bind(config.http.listen)
-            .with_context(|| format!("binding {}", config.http.listen))?;
+            .listen(api_listener)
+            .with_context(|| format!("listening on {}", config.http.listen))?;
         let api_addr = api.addrs()[0];
         let api = api.run();
         let api_server = api.handle();
@@ -303,8 +324,8 @@ impl Node {
             .workers(1)
             .shutdown_timeout(1)
             .disable_signals()
-            .bind(config.admin.listen)
-            .with_context(|| format!("binding {}", config.admin.listen))?;
+            .listen(admin_listener)
+            .with_context(|| format!("listening on {}", config.admin.listen))?;
         let admin_addr = admin.addrs()[0];
         let admin = admin.run();
         let admin_server = admin.handle();
@@ -437,6 +458,19 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A listening socket with address reuse (a restarted node rebinds at once) and a backlog
+/// deep enough for a fleet reconnecting at once (the OS default of 128 drops SYNs).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)?.into_std()
 }
 
 /// Histograms need periodic upkeep to drain their buckets.

@@ -290,3 +290,15 @@ async fn a_full_stream_answers_503_with_retry_after_and_loses_nothing_accepted()
     }
     assert!(t.shutdown(Duration::from_secs(10)).await.drained);
 }
+
+#[actix_rt::test]
+async fn a_port_in_use_is_a_clean_start_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = common::test_config(None);
+    config.http.listen = taken.local_addr().unwrap();
+    let error = match fleetwire::node::Node::start(config).await {
+        Ok(_) => panic!("a node cannot start on a port in use"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("binding the public listener"), "{error}");
+}

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::Arbiter;
-use anyhow::Context as _;
 use fleetwire_actors::connection::{
     ConnectionConfig, ConnectionDirectory, ConnectionParams, RecordSink, VehicleConnection,
 };
@@ -57,9 +56,10 @@ pub struct TeslaListener {
 }
 
 impl TeslaListener {
-    /// Binds `config.listen` and starts accepting vehicles.
+    /// Starts accepting vehicles on `listener` (bound to `config.listen` by the caller).
     pub async fn start(
         config: &TeslaConfig,
+        listener: std::net::TcpListener,
         sink: Arc<dyn RecordSink>,
         pseudonymizer: Pseudonymizer,
         registry: ActorRegistry,
@@ -68,9 +68,8 @@ impl TeslaListener {
             anyhow::bail!("tesla.server_cert_file and tesla.server_key_file are required");
         };
         let tls = tls::server_config(cert, key, &config.client_ca_files)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding the vehicle listener {}", config.listen))?;
+        listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;
         let workers = match config.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

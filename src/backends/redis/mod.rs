@@ -213,7 +213,10 @@ mod tests {
             ..RedisConfig::default()
         };
         let json = serde_json::to_string(&config).unwrap();
-        assert!(json.contains(r#""url":"rediss://:***@cache.internal:6379/""#), "{json}");
+        assert!(
+            json.contains(r#""url":"rediss://:***@cache.internal:6379/""#),
+            "{json}"
+        );
         assert!(!json.contains("t0ken"));
     }
 
