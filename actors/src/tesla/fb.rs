@@ -11,6 +11,8 @@
 //! Every stage runs the `flatbuffers` verifier (bounded by [`verifier_options`]) before any
 //! accessor reads, so out-of-range offsets are errors, never panics.
 
+use std::cell::RefCell;
+
 use flatbuffers::{
     FlatBufferBuilder, Follow, ForwardsUOffset, InvalidFlatbuffer, Table, VOffsetT, Vector, Verifiable,
     Verifier, VerifierOptions, WIPOffset,
@@ -283,6 +285,30 @@ pub(crate) struct StreamFields<'a> {
     pub device_id: &'a [u8],
 }
 
+thread_local! {
+    /// One builder per thread, reused: an ack then costs one allocation (the returned
+    /// bytes) instead of the builder's own buffers every time.
+    static BUILDER: RefCell<FlatBufferBuilder<'static>> = RefCell::new(FlatBufferBuilder::with_capacity(256));
+}
+
+/// A kept builder never holds more than this (a huge txid must not pin memory per thread).
+const MAX_KEPT_BUILDER_BYTES: usize = 64 * 1024;
+
+fn with_builder(build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> Vec<u8>) -> Vec<u8> {
+    BUILDER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            b.reset();
+            let out = build(&mut b);
+            if out.len() > MAX_KEPT_BUILDER_BYTES {
+                *b = FlatBufferBuilder::with_capacity(256);
+            }
+            out
+        }
+        // Only reachable if a build re-entered itself, which none does.
+        Err(_) => build(&mut FlatBufferBuilder::new()),
+    })
+}
+
 /// Builds an envelope the way Tesla's Go builders do: vectors as NUL-terminated byte
 /// strings, the stream's vectors and table first, then txid, topic, messageId and the
 /// envelope; default scalars (0) are left out.
@@ -292,46 +318,40 @@ pub(crate) fn build_stream_envelope(
     message_id: &[u8],
     s: &StreamFields<'_>,
 ) -> Vec<u8> {
-    let capacity = 96
-        + txid.len()
-        + topic.len()
-        + message_id.len()
-        + s.sender_id.len()
-        + s.payload.len()
-        + s.device_type.len()
-        + s.device_id.len();
-    let mut b = FlatBufferBuilder::with_capacity(capacity);
-    let sender = b.create_byte_string(s.sender_id);
-    let payload = b.create_byte_string(s.payload);
-    let device_type = b.create_byte_string(s.device_type);
-    let device_id = b.create_byte_string(s.device_id);
-    let table = b.start_table();
-    b.push_slot_always(stream::SENDER_ID, sender);
-    b.push_slot::<u32>(stream::CREATED_AT, s.created_at, 0);
-    b.push_slot_always(stream::PAYLOAD, payload);
-    b.push_slot_always(stream::DEVICE_TYPE, device_type);
-    b.push_slot_always(stream::DEVICE_ID, device_id);
-    let message = b.end_table(table);
-    finish_envelope(
-        b,
-        txid,
-        topic,
-        message.as_union_value(),
-        message_id,
-        MESSAGE_TYPE_STREAM,
-    )
+    with_builder(|b| {
+        let sender = b.create_byte_string(s.sender_id);
+        let payload = b.create_byte_string(s.payload);
+        let device_type = b.create_byte_string(s.device_type);
+        let device_id = b.create_byte_string(s.device_id);
+        let table = b.start_table();
+        b.push_slot_always(stream::SENDER_ID, sender);
+        b.push_slot::<u32>(stream::CREATED_AT, s.created_at, 0);
+        b.push_slot_always(stream::PAYLOAD, payload);
+        b.push_slot_always(stream::DEVICE_TYPE, device_type);
+        b.push_slot_always(stream::DEVICE_ID, device_id);
+        let message = b.end_table(table);
+        finish_envelope(
+            b,
+            txid,
+            topic,
+            message.as_union_value(),
+            message_id,
+            MESSAGE_TYPE_STREAM,
+        )
+    })
 }
 
 /// Builds an ack: the union value is an empty byte vector, not a table, exactly as
 /// Tesla's `FlatbuffersStreamAckToBytes` writes it.
 pub(crate) fn build_ack_envelope(txid: &[u8], topic: &[u8]) -> Vec<u8> {
-    let mut b = FlatBufferBuilder::with_capacity(64 + txid.len() + topic.len());
-    let empty = b.create_byte_string(&[]);
-    finish_envelope(b, txid, topic, empty.as_union_value(), &[], MESSAGE_TYPE_ACK)
+    with_builder(|b| {
+        let empty = b.create_byte_string(&[]);
+        finish_envelope(b, txid, topic, empty.as_union_value(), &[], MESSAGE_TYPE_ACK)
+    })
 }
 
 fn finish_envelope(
-    mut b: FlatBufferBuilder<'_>,
+    b: &mut FlatBufferBuilder<'_>,
     txid: &[u8],
     topic: &[u8],
     message: WIPOffset<flatbuffers::UnionWIPOffset>,

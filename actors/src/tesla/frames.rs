@@ -82,6 +82,17 @@ mod tests {
     }
 
     #[test]
+    fn the_reused_builder_gives_the_same_bytes_every_time() {
+        let small = ack(b"tx-1", b"V");
+        let big_txid = vec![b'x'; 100_000];
+        let big = ack(&big_txid, b"alerts");
+        assert_eq!(read_envelope(&big).unwrap().txid, big_txid);
+        assert_eq!(ack(b"tx-1", b"V"), small);
+        assert_eq!(read_envelope(&error_reply(b"e")).unwrap().txid, b"e");
+        assert_eq!(ack(b"tx-1", b"V"), small);
+    }
+
+    #[test]
     fn error_reply_reads_back() {
         let env = read_envelope(&error_reply(b"tx-2")).unwrap();
         assert_eq!(env.txid, b"tx-2");
