@@ -157,7 +157,9 @@ impl Coverage {
     /// log's range, because once the entry at `after` is gone nothing tells whether
     /// entries between it and `first` existed (and were trimmed, or lost with a Redis
     /// restart). A false "too old" costs the client a reload; a false "covered" would be
-    /// a silent gap.
+    /// a silent gap. The one exception to the age limit: `after` equal to the newest
+    /// entry has missed nothing, however old it is (an idle tenant's log is trimmed by
+    /// age only when it is appended to).
     pub fn decide(
         first: Option<EventId>,
         last: Option<EventId>,
@@ -169,6 +171,8 @@ impl Coverage {
         };
         if after > last {
             Coverage::Ahead
+        } else if after == last {
+            Coverage::Covered
         } else if after < first || min_id.is_some_and(|min| after < min) {
             Coverage::TooOld
         } else {

@@ -123,12 +123,12 @@ impl FanOut for InProcessFanOut {
 
     async fn replay(&self, tenant: &TenantId, after: EventId, limit: usize) -> Result<Replay, FanOutError> {
         let now = now_ms();
-        let mut logs = self.lock();
-        let Some(ring) = logs.get_mut(tenant) else {
+        let logs = self.lock();
+        let Some(ring) = logs.get(tenant) else {
             return Ok(Replay::TooOld { head: None });
         };
-        // An idle ring is trimmed by age only here.
-        self.trim(ring, now);
+        // Like a Redis log, a ring is trimmed only when appended to; the age limit for
+        // replays is applied by `Coverage::decide` through `min_id`.
         let first = ring.entries.front().map(LogEntry::id);
         let last = ring.entries.back().map(LogEntry::id);
         Ok(match Coverage::decide(first, last, after, self.min_id(now)) {

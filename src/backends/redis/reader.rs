@@ -12,7 +12,10 @@
 //! meanwhile wait in the connection — and then skips live messages it already recovered.
 //! Where a log no longer covers the gap (trimmed, or emptied by a Redis restart without
 //! persistence), it forwards a [`LogEntry::Gap`] (or [`FanOutMessage::Lost`] when the log
-//! is empty) so that tenant's subscribers reload: never a silent gap.
+//! is empty) so that tenant's subscribers reload: never a silent gap. (A tenant whose log
+//! began while this node was disconnected has no position to resume from; it is read from
+//! the start, which the conservative coverage rule cannot prove complete, so it is reset
+//! too: rare, and a reload too many is harmless.)
 //!
 //! # Bounds
 //!
