@@ -9,6 +9,7 @@ pub mod fanout;
 pub mod lease;
 pub mod state_store;
 pub mod stream;
+pub mod vehicle_registry;
 
 pub use fanout::{
     Coverage, EventId, FanOut, FanOutError, FanOutMessage, LogEntry, ParseEventIdError, Replay,
@@ -20,3 +21,4 @@ pub use stream::{
     GetRecordsOutput, PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardDescription, ShardId,
     ShardIterator, StartPosition, StreamError, StreamRecord,
 };
+pub use vehicle_registry::{ProvisionOutcome, Registration, VehicleRegistry, VehicleStatus};
