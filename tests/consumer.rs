@@ -439,7 +439,7 @@ async fn after_a_split_the_parent_is_read_to_its_end_before_the_children() {
 
     let mut cfg = config("solo", 3000);
     cfg.max_records_per_get = 5;
-    let (addr, _status) = start(&b, cfg, &router);
+    let (addr, status) = start(&b, cfg, &router);
     wait_until("all 480 records are routed", || async { router.count() >= 480 }).await;
     assert_exactly_once_in_order(&router.routed(), &expected(8, 60));
 
@@ -456,11 +456,28 @@ async fn after_a_split_the_parent_is_read_to_its_end_before_the_children() {
         },
     )
     .await;
-    let leases = leases(&b).await;
+    let table = leases(&b).await;
     assert_eq!(
-        leases[&first.0].parent_shard_ids,
+        table[&first.0].parent_shard_ids,
         std::slice::from_ref(&parent.shard_id.0)
     );
+
+    // The children have begun, so the parent's lease is deleted (KCL's completed lease
+    // cleanup) — and the shard sync must not lease the still-listed parent again.
+    wait_until("the finished parent's lease is deleted", || async {
+        !leases(&b).await.contains_key(&parent.shard_id.0)
+    })
+    .await;
+    let rounds = status.completed_rounds();
+    wait_until("three more lease rounds", || async {
+        status.completed_rounds() >= rounds + 3
+    })
+    .await;
+    assert!(
+        !leases(&b).await.contains_key(&parent.shard_id.0),
+        "a deleted, finished parent is never leased again"
+    );
+    assert_eq!(router.count(), 480, "nothing was read twice");
     shut_down(&addr).await;
 }
 

@@ -5,7 +5,9 @@
 //! 1. renew every held lease (a fenced renewal means the lease is lost: its consumer is
 //!    told `Shutdown(LeaseLost)`); held leases at `ShardEnd` are released instead;
 //! 2. shard sync: create a lease for every shard that has none (children start at the
-//!    horizon, root shards at `initial_position`);
+//!    horizon, root shards at `initial_position`), except finished ancestors whose lease
+//!    was deleted; delete the leases of finished shards whose children have begun
+//!    ([`super::lease_cleanup`]);
 //! 3. take and steal, as the pure [`super::lease_taker`] decides;
 //! 4. start a [`ShardConsumer`] for every held, unfinished lease whose parents are done;
 //! 5. publish [`ConsumerStatus`], `LEASES_HELD` and the registry details.
@@ -25,6 +27,7 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use super::lease_cleanup::{deletable, parents_first, retired_ancestors};
 use super::lease_taker::{LeaseObservations, TakerConfig, all_owned, parents_done, plan_takes};
 use super::shard_consumer::{ConsumerDeps, Shutdown, ShutdownReason};
 use super::{ConsumerConfig, ConsumerStatus, RecordRouter, ShardConsumer, generate_worker_id};
@@ -146,14 +149,14 @@ impl LeaseCoordinator {
             let (shards, list) = futures_util::join!(stream.list_shards(), store.list_leases());
             let shard_error = shards.as_ref().err().cloned();
             let leases = match (list, &shards) {
-                (Ok(mut list), Ok(shards)) => {
-                    create_missing(&*store, shards, &list, initial)
-                        .await
-                        .map(|created| {
-                            list.extend(created);
-                            list
-                        })
-                }
+                (Ok(mut list), Ok(shards)) => match create_missing(&*store, shards, &list, initial).await {
+                    Ok(created) => {
+                        list.extend(created);
+                        delete_finished(&*store, shards, &mut list).await;
+                        Ok(list)
+                    }
+                    Err(error) => Err(error),
+                },
                 (list, _) => list,
             };
             SyncResult {
@@ -404,8 +407,13 @@ async fn create_missing(
     initial: Checkpoint,
 ) -> Result<Vec<Lease>, LeaseError> {
     let known: HashSet<&str> = existing.iter().map(|l| l.lease_key.as_str()).collect();
+    let retired = retired_ancestors(shards, existing);
     let mut created = Vec::new();
-    for shard in shards.iter().filter(|s| !known.contains(s.shard_id.0.as_str())) {
+    let missing = parents_first(shards).into_iter().filter(|s| {
+        let id = s.shard_id.0.as_str();
+        !known.contains(id) && !retired.contains(id)
+    });
+    for shard in missing {
         let parents: Vec<String> = shard.parent_shard_ids.iter().map(|p| p.0.clone()).collect();
         // A child must not miss what was put between the split and its first read.
         let start = if parents.is_empty() {
@@ -420,6 +428,25 @@ async fn create_missing(
         }
     }
     Ok(created)
+}
+
+/// Deletes the leases of finished shards whose children have all begun (KCL's completed
+/// lease cleanup, rules in [`super::lease_cleanup`]) and drops them from `list`. Any node
+/// may do it: the lease is final and deleting twice is harmless. A failure is retried in
+/// the next round.
+async fn delete_finished(store: &dyn LeaseStore, shards: &[ShardDescription], list: &mut Vec<Lease>) {
+    for key in deletable(shards, list) {
+        match store.delete_lease(&key).await {
+            Ok(()) | Err(LeaseError::NotFound(_)) => {
+                info!(lease = %key, "Deleted the lease of a finished shard whose children have begun.");
+                lease_event("deleted");
+                list.retain(|l| l.lease_key != key);
+            }
+            Err(error) => {
+                warn!(lease = %key, %error, "Deleting a finished lease failed; retrying next round.")
+            }
+        }
+    }
 }
 
 fn lease_event(event: &'static str) {

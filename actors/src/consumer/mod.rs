@@ -29,6 +29,7 @@ use crate::model::{TelemetryRecord, VehicleId};
 use crate::ports::Checkpoint;
 
 pub mod checkpointer;
+pub mod lease_cleanup;
 pub mod lease_coordinator;
 pub mod lease_taker;
 mod pseudonymizing;
@@ -215,6 +216,8 @@ struct StatusState {
     last_good_round: Option<Instant>,
     /// Whether, in that round, every lease not at `ShardEnd` had a live owner.
     all_leases_owned: bool,
+    /// Lease rounds that reached the lease store since the start.
+    completed_rounds: u64,
 }
 
 impl ConsumerStatus {
@@ -252,6 +255,11 @@ impl ConsumerStatus {
                 .is_some_and(|t| t.elapsed() < self.inner.failover_time)
     }
 
+    /// How many lease rounds reached the lease store since the node started.
+    pub fn completed_rounds(&self) -> u64 {
+        self.lock().completed_rounds
+    }
+
     pub(crate) fn set_held(&self, held: impl IntoIterator<Item = String>) {
         self.lock().held = held.into_iter().collect();
     }
@@ -260,6 +268,7 @@ impl ConsumerStatus {
         let mut state = self.lock();
         state.last_good_round = Some(Instant::now());
         state.all_leases_owned = all_leases_owned;
+        state.completed_rounds += 1;
     }
 
     pub(crate) fn set_not_ready(&self) {
