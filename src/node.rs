@@ -29,6 +29,7 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
+use fleetwire_actors::consumer::lease_cleanup::retired_ancestors;
 use fleetwire_actors::consumer::{
     ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
 };
@@ -428,23 +429,28 @@ impl Node {
     }
 
     /// Waits until each shard's checkpoint is at or past the highest sequence number this
-    /// node acknowledged (or the shard has ended).
+    /// node acknowledged (or the shard has ended, or its finished lease was deleted).
     async fn drain(&self, limit: Duration) -> bool {
         let targets = self.watermarks.snapshot();
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(leases) = self.ports.leases.list_leases().await {
+                // A missing lease is either not created yet (a new shard: not drained) or
+                // deleted after its shard ended (an ancestor of a leased shard: drained).
+                let shards = self.ports.stream.list_shards().await.unwrap_or_default();
+                let retired = retired_ancestors(&shards, &leases);
                 let done: HashMap<&str, bool> = targets
                     .iter()
                     .map(|(shard, target)| {
-                        let reached = leases.iter().any(|l| {
-                            l.lease_key == shard.0
-                                && match &l.checkpoint {
-                                    Checkpoint::ShardEnd => true,
-                                    Checkpoint::Sequence(seq) => seq >= target,
-                                    _ => false,
-                                }
-                        });
+                        let reached = retired.contains(&shard.0)
+                            || leases.iter().any(|l| {
+                                l.lease_key == shard.0
+                                    && match &l.checkpoint {
+                                        Checkpoint::ShardEnd => true,
+                                        Checkpoint::Sequence(seq) => seq >= target,
+                                        _ => false,
+                                    }
+                            });
                         (shard.0.as_str(), reached)
                     })
                     .collect();
