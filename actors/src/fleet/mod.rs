@@ -44,6 +44,18 @@ pub use position::{FilterConfig, FilterReason};
 pub use rules::{FleetRules, RulesError, TenantRules, TenantRulesConfig};
 pub use trips::TripConfig;
 
+/// What the machines need besides the record: settings, the vehicle's tenant's rules
+/// and the node's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetContext<'a> {
+    /// Settings.
+    pub config: &'a FleetConfig,
+    /// The tenant's geofences and alert rules.
+    pub rules: &'a TenantRules,
+    /// The node's clock.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
 /// Settings of fleet intelligence (config section `fleet`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
