@@ -267,11 +267,10 @@ mod tests {
             "ingest_received_at":"2026-01-01T00:00:00Z"}"#;
         let update: VehicleUpdate = serde_json::from_str(old).unwrap();
         assert_eq!(update.tenant.as_str(), "default");
-        assert!(
-            serde_json::to_string(&update)
-                .unwrap()
-                .contains(r#""tenant":"default""#)
-        );
+        let json = serde_json::to_string(&update).unwrap();
+        assert!(json.contains(r#""tenant":"default""#));
+        // No fleet events: the wire is what it was before they existed.
+        assert!(update.fleet_events.is_empty() && !json.contains("fleet_events"));
     }
 
     #[test]
