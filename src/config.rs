@@ -11,6 +11,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fleetwire_actors::consumer::ConsumerConfig;
+use fleetwire_actors::fleet::{FleetConfig, FleetRules};
 use fleetwire_actors::producer::ProducerConfig;
 use fleetwire_actors::pseudonym::{KeyError, Pseudonymizer};
 use fleetwire_actors::subscriber::SubscriberConfig;
@@ -55,6 +56,8 @@ pub struct Config {
     pub vehicles: VehicleConfig,
     /// SSE subscribers.
     pub subscribers: SubscriberConfig,
+    /// Fleet intelligence: position filter, trips, offline checks, seeded rules.
+    pub fleet: FleetConfig,
 }
 
 /// `[http]`
@@ -314,6 +317,12 @@ impl Config {
             problems.push(problem);
         }
         problems.extend(self.subscribers.validate());
+        if let Err(problem) = self.fleet.validate() {
+            problems.push(problem);
+        }
+        if let Err(problem) = FleetRules::seeded(&self.fleet.tenants) {
+            problems.push(problem);
+        }
         problems.extend(
             self.producer
                 .problems()

@@ -11,6 +11,8 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use fleetwire_actors::fleet::{AlertCondition, AlertRule, Crossing, Geofence, Shape, TenantRulesConfig};
+use fleetwire_actors::model::{Location, TenantId};
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig, IngestRecord};
 use fleetwire_loadtest::pki::DevPki;
 use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
@@ -52,6 +54,13 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
     } else {
         None
     };
+    if config.fleet.tenants.is_empty() {
+        let fleet = FleetConfig::default();
+        config.fleet.tenants.insert(
+            TenantId::DEFAULT.to_owned(),
+            demo_rules(fleet.center_latitude, fleet.center_longitude),
+        );
+    }
     let node = Node::start(config).await?;
     let (api, admin) = (node.api_addr(), node.admin_addr());
     let vehicles_line = match (&pki, node.tesla_addr()) {
@@ -96,6 +105,52 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         report.drained
     );
     Ok(())
+}
+
+/// Geofences and alert rules for the simulated fleet (used when the config seeds none):
+/// a circle over the centre of its area that vehicles cross all the time, a depot polygon
+/// north-east of it, and low-SOC (20 %), overspeed (125 km/h: the expressways allow 120),
+/// offline (10 min) and depot-exit rules.
+pub fn demo_rules(lat: f64, lon: f64) -> TenantRulesConfig {
+    let at = |dlat: f64, dlon: f64| Location {
+        latitude: lat + dlat,
+        longitude: lon + dlon,
+    };
+    let rule = |id: &str, condition| AlertRule {
+        id: id.to_owned(),
+        condition,
+    };
+    TenantRulesConfig {
+        geofences: vec![
+            Geofence {
+                id: "centre".to_owned(),
+                name: "City centre".to_owned(),
+                shape: Shape::Circle {
+                    center: at(0.0, 0.0),
+                    radius_m: 2000.0,
+                },
+            },
+            Geofence {
+                id: "depot".to_owned(),
+                name: "North-east depot".to_owned(),
+                shape: Shape::Polygon {
+                    points: vec![at(0.02, 0.02), at(0.02, 0.06), at(0.05, 0.06), at(0.05, 0.02)],
+                },
+            },
+        ],
+        alert_rules: vec![
+            rule("low-soc", AlertCondition::LowSoc { below_percent: 20.0 }),
+            rule("overspeed", AlertCondition::Overspeed { above_kmh: 125.0 }),
+            rule("offline", AlertCondition::Offline { after_minutes: 10 }),
+            rule(
+                "depot-exit",
+                AlertCondition::Geofence {
+                    geofence_id: "depot".to_owned(),
+                    on: Crossing::Exit,
+                },
+            ),
+        ],
+    }
 }
 
 /// Waits for Ctrl-C, SIGTERM, or the optional duration.
@@ -261,4 +316,86 @@ async fn post(
         .filter(|(_, r)| r["status"] == "failed")
         .map(|(rec, _)| rec.clone())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fleetwire_actors::fleet::{FleetConfig as Settings, FleetRules, FleetState};
+    use fleetwire_actors::model::{TelemetryRecord, VehicleId};
+
+    use super::*;
+
+    /// The demo's fleet, run through the fleet machines with the demo rules: within two
+    /// simulated minutes trips and charging sessions start, geofences are crossed and
+    /// low-SOC alerts fire; the first trips end within seven (a trip ends after a 300 s
+    /// stop).
+    #[test]
+    fn the_demo_fleet_makes_fleet_events_within_two_minutes() {
+        let config = FleetConfig {
+            vehicles: 200,
+            id_prefix: "SIMVIN".to_owned(),
+            ..FleetConfig::default()
+        };
+        let rules = FleetRules::seeded(&BTreeMap::from([(
+            TenantId::DEFAULT.to_owned(),
+            demo_rules(config.center_latitude, config.center_longitude),
+        )]))
+        .unwrap()
+        .tenant(&TenantId::default());
+        let settings = Settings::default();
+        let mut fleet = Fleet::new(config);
+        let mut states: BTreeMap<String, FleetState> = BTreeMap::new();
+        let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-05-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        for s in 0..=420 {
+            if s == 121 {
+                for kind in [
+                    "trip_started",
+                    "charging_started",
+                    "geofence_enter",
+                    "geofence_exit",
+                    "low_soc",
+                ] {
+                    assert!(
+                        seen.get(kind).copied().unwrap_or(0) > 0,
+                        "no {kind} in 2 min: {seen:?}"
+                    );
+                }
+            }
+            let now = start + chrono::Duration::seconds(s);
+            for r in fleet.tick(now) {
+                let record = TelemetryRecord {
+                    timestamp: r.timestamp,
+                    vehicle_id: VehicleId(r.vehicle_id.clone()),
+                    payload: serde_json::from_value(serde_json::Value::Object(r.payload)).unwrap(),
+                    can_id: None,
+                    ingest_received_at: now,
+                };
+                let state = states.entry(r.vehicle_id).or_default();
+                for e in state
+                    .apply(&settings, &rules, &record.vehicle_id, &record, now)
+                    .events
+                {
+                    let name = match &e.kind {
+                        fleetwire_actors::fleet::EventKind::AlertRaised { rule_id, .. }
+                            if rule_id == "low-soc" =>
+                        {
+                            "low_soc"
+                        }
+                        kind => kind.name(),
+                    };
+                    *seen.entry(name).or_default() += 1;
+                }
+            }
+        }
+        // Charging sessions run for half an hour (DC) or hours (AC) in the simulation.
+        assert!(
+            seen.get("trip_ended").copied().unwrap_or(0) > 0,
+            "no trip_ended in 7 min: {seen:?}"
+        );
+    }
 }

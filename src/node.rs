@@ -37,9 +37,10 @@ use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, Stat
 use fleetwire_actors::producer::{Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
+use fleetwire_actors::fleet::FleetRules;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
 use fleetwire_actors::tesla::Topic;
-use fleetwire_actors::vehicle::VehicleDirectory;
+use fleetwire_actors::vehicle::{FleetServices, VehicleDirectory};
 use tracing::{info, warn};
 
 use crate::backends::dynamodb::DynamoDbLeaseStore;
@@ -236,11 +237,17 @@ impl Node {
 
         let ports = Ports::build(&config).await?;
         let registry = ActorRegistry::new();
-        let directory = VehicleDirectory::new(
+        // Checked by `Config::validate` already; seeded once, shared by actors and REST.
+        let fleet_rules = FleetRules::seeded(&config.fleet.tenants).map_err(anyhow::Error::msg)?;
+        let directory = VehicleDirectory::with_fleet(
             config.vehicles.clone(),
             ports.state.clone(),
             ports.fanout.clone(),
             registry.clone(),
+            FleetServices {
+                config: Arc::new(config.fleet.clone()),
+                rules: fleet_rules.clone(),
+            },
         );
         let router: Arc<dyn RecordRouter> = match config.consumer.partition_keys {
             PartitionKeys::VehicleIds => Arc::new(directory.clone()),
@@ -297,6 +304,7 @@ impl Node {
                 config.subscribers.max_connections_per_tenant,
             ),
             max_body_bytes: config.http.max_body_bytes,
+            fleet_rules,
         };
         let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))
             .shutdown_timeout(config.http.shutdown_timeout_secs)

@@ -772,6 +772,7 @@ async fn a_slow_fanout_subscriber_is_told_it_lagged() {
                 changed: vec![],
                 signals: BTreeMap::new(),
                 ingest_received_at: Utc::now(),
+                fleet_events: vec![],
             }))
             .await
             .unwrap();

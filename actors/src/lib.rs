@@ -12,6 +12,8 @@
 //! - [`consumer`]: the KCL-style consumer — `LeaseCoordinator` (takes and renews shard
 //!   leases), one `ShardConsumer` per owned shard, and the `Checkpointer` that only moves
 //!   past records whose effects are persisted.
+//! - [`fleet`]: fleet intelligence — position filter, trips, charging sessions,
+//!   geofences, alerts — as pure machines fed by the vehicle state, and the rules book.
 //! - [`vehicle`]: `VehicleState` (pure: dedupe, latest value per signal), its actor, and
 //!   the `VehicleDirectory` that spawns, finds and passivates vehicle actors.
 //! - [`subscriber`]: the `SubscriberHub` (one per node, fed by the fan-out) and one
@@ -32,6 +34,7 @@
 pub mod codec;
 pub mod connection;
 pub mod consumer;
+pub mod fleet;
 pub mod model;
 pub mod ports;
 pub mod producer;

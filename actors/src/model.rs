@@ -11,6 +11,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::{FleetEvent, FleetState};
+
 /// Identifier of a vehicle inside fleetwire. Once pseudonymization lands this is the
 /// pseudonym, never a clear VIN; it is also the stream partition key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -206,6 +208,11 @@ pub struct VehicleSnapshot {
     /// Recently applied record ids, oldest first, so replays after a restart are
     /// recognised as duplicates.
     pub recent_records: Vec<RecordId>,
+    /// Fleet state derived from the records (open trip and charging session, geofence
+    /// membership, alert latches, recent trips, sessions and events). Absent in
+    /// snapshots written before fleet intelligence existed, and while nothing is derived.
+    #[serde(default, skip_serializing_if = "FleetState::is_empty")]
+    pub derived: FleetState,
 }
 
 /// A change to one vehicle, as published through the FanOut port to every node's
@@ -230,6 +237,11 @@ pub struct VehicleUpdate {
     /// Ingest time of the newest record in the change; lets a client measure
     /// record → browser latency.
     pub ingest_received_at: DateTime<Utc>,
+    /// Fleet events the change derived (trips, charging, geofences, alerts), oldest
+    /// first; SSE sends each as a `fleet_event`. Absent when there are none, so updates
+    /// without events look exactly as before (older nodes ignore the field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleet_events: Vec<FleetEvent>,
 }
 
 #[cfg(test)]
@@ -255,11 +267,10 @@ mod tests {
             "ingest_received_at":"2026-01-01T00:00:00Z"}"#;
         let update: VehicleUpdate = serde_json::from_str(old).unwrap();
         assert_eq!(update.tenant.as_str(), "default");
-        assert!(
-            serde_json::to_string(&update)
-                .unwrap()
-                .contains(r#""tenant":"default""#)
-        );
+        let json = serde_json::to_string(&update).unwrap();
+        assert!(json.contains(r#""tenant":"default""#));
+        // No fleet events: the wire is what it was before they existed.
+        assert!(update.fleet_events.is_empty() && !json.contains("fleet_events"));
     }
 
     #[test]

@@ -319,3 +319,9 @@ pub fn describe() {
         "Produce to outcome latency per record."
     );
 }
+/// Counter: positions the fleet filter rejected; label `reason` (`invalid`, `zero`,
+/// `duplicate`, `future`, `past`, `out_of_order`, `jump`).
+pub const FLEET_POSITIONS_FILTERED_TOTAL: &str = "fleetwire_fleet_positions_filtered_total";
+/// Counter: fleet events derived (trips, charging, geofences, alerts); label `source`
+/// (`records`, `timer`).
+pub const FLEET_EVENTS_TOTAL: &str = "fleetwire_fleet_events_total";

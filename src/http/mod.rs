@@ -1,7 +1,9 @@
 //! The two HTTP listeners.
 //!
 //! - Public API ([`api_routes`]): `POST /v1/ingest`, `GET /v1/vehicles[/{id}]`,
-//!   `GET /v1/stream` (SSE) and the live page at `/`.
+//!   the vehicle's `trips`, `charging-sessions` and `events`, geofence and alert-rule
+//!   CRUD (`/v1/geofences`, `/v1/alert-rules`), `GET /v1/stream` (SSE) and the live page
+//!   at `/`.
 //! - Admin ([`admin_routes`]): `/admin/actors`, `/admin/leases`, `/admin/shards`,
 //!   `/healthz`, `/readyz`, `/metrics`.
 //!   Meant for a private network.
@@ -11,6 +13,7 @@
 
 mod admin;
 mod error;
+mod fleet;
 mod ingest;
 mod limits;
 mod page;
@@ -20,6 +23,7 @@ mod vehicles;
 use std::sync::Arc;
 
 use actix_web::web;
+use fleetwire_actors::fleet::FleetRules;
 use fleetwire_actors::ports::StateStore;
 use fleetwire_actors::subscriber::SubscriberServices;
 
@@ -42,6 +46,8 @@ pub struct ApiState {
     pub limits: ConnectionLimits,
     /// Largest ingest body in bytes.
     pub max_body_bytes: usize,
+    /// Geofences and alert rules per tenant (shared with the vehicle actors).
+    pub fleet_rules: FleetRules,
 }
 
 /// Mounts the public API.
@@ -54,6 +60,19 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/ingest", web::post().to(ingest::ingest))
             .route("/v1/vehicles", web::get().to(vehicles::list))
             .route("/v1/vehicles/{id}", web::get().to(vehicles::get))
+            .route("/v1/vehicles/{id}/trips", web::get().to(fleet::trips))
+            .route(
+                "/v1/vehicles/{id}/charging-sessions",
+                web::get().to(fleet::charging_sessions),
+            )
+            .route("/v1/vehicles/{id}/events", web::get().to(fleet::events))
+            .route("/v1/geofences", web::get().to(fleet::list_geofences))
+            .route("/v1/geofences", web::post().to(fleet::put_geofence))
+            .route("/v1/geofences/{id}", web::get().to(fleet::get_geofence))
+            .route("/v1/geofences/{id}", web::delete().to(fleet::delete_geofence))
+            .route("/v1/alert-rules", web::get().to(fleet::list_alert_rules))
+            .route("/v1/alert-rules", web::post().to(fleet::put_alert_rule))
+            .route("/v1/alert-rules/{id}", web::delete().to(fleet::delete_alert_rule))
             .route("/v1/stream", web::get().to(sse::stream))
             .default_service(web::to(error::not_found));
     }

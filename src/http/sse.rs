@@ -27,14 +27,15 @@ pub struct StreamQuery {
     vehicles: Option<String>,
     /// Comma-separated signal names: only updates that changed one of them, trimmed to them.
     signals: Option<String>,
-    /// Comma-separated event types (`vehicle`); all when absent.
+    /// Comma-separated event types (`vehicle`, `fleet_event`); all when absent.
     types: Option<String>,
     /// Resume after this event id (like the `Last-Event-ID` header).
     last_event_id: Option<String>,
 }
 
 /// Opens a stream of `vehicle` events (`id:` the event id, `data:` a VehicleUpdate as
-/// JSON), `reset` events (reload the state), and keep-alive comments.
+/// JSON), `fleet_event` events (`data:` a FleetEvent: trips, charging, geofences,
+/// alerts), `reset` events (reload the state), and keep-alive comments.
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<ApiState>,
@@ -74,15 +75,21 @@ pub async fn stream(
         },
         &state.subscribers,
     );
-    let events = ReceiverStream::new(rx).map(move |item| {
+    let events = ReceiverStream::new(rx).flat_map(move |item| {
         // The permit lives as long as the response body: the connection counts until the
         // client is gone.
         let _counted = &permit;
+        // Fleet events first and without an id; the entry's id comes with its last frame.
+        let before = item
+            .before
+            .iter()
+            .map(|json| sse::Event::from(sse::Data::new(json.to_string()).event("fleet_event")));
         let mut data = sse::Data::new(item.data.to_string()).event(item.event);
         if let Some(id) = item.id {
             data = data.id(id.to_string());
         }
-        sse::Event::from(data)
+        let frames: Vec<sse::Event> = before.chain(std::iter::once(sse::Event::from(data))).collect();
+        futures_util::stream::iter(frames)
     });
     let config = &state.subscribers.config;
     Ok(sse::Sse::from_infallible_stream(events)

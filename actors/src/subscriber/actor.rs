@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::SubscriberConfig;
-use super::filter::SubscriptionFilter;
+use super::filter::{EventType, SubscriptionFilter};
 use super::hub::{HubEvent, Register, SubscriberHub, Unregister};
 use super::outbox::{Offer, Outbox, Outgoing, Replayed, ResetAt, ResetReason};
 use crate::model::TenantId;
@@ -26,12 +26,16 @@ const REPLAY_PAGE: usize = 500;
 /// Connection ids, unique per process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One event for the HTTP layer to write as SSE.
+/// One log entry (or reset) for the HTTP layer to write as SSE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberStream {
+    /// `fleet_event` frames to write first, without an `id:` line: the entry's id comes
+    /// with the last frame, so a client cut off in between resumes before the entry and
+    /// gets its events again (at least once; each event carries its own stable id).
+    pub before: Vec<Arc<str>>,
     /// `id:` line, when the event has one.
     pub id: Option<EventId>,
-    /// `event:` name: `vehicle` or `reset`.
+    /// `event:` name: `vehicle`, `fleet_event` or `reset`.
     pub event: &'static str,
     /// `data:` payload (JSON).
     pub data: Arc<str>,
@@ -213,10 +217,24 @@ impl Subscriber {
                 Outgoing::Vehicle(event) => {
                     self.sent += 1;
                     metrics::counter!(telemetry::SSE_EVENTS_SENT_TOTAL).increment(1);
-                    SubscriberStream {
-                        id: Some(event.id),
-                        event: "vehicle",
-                        data: self.filter.render(&event.update, &event.json),
+                    let mut fleet = if self.filter.wants(EventType::FleetEvent) {
+                        event.fleet.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    match fleet.pop() {
+                        Some(last) if !self.filter.wants_vehicle_event(&event.update) => SubscriberStream {
+                            before: fleet,
+                            id: Some(event.id),
+                            event: "fleet_event",
+                            data: last,
+                        },
+                        last => SubscriberStream {
+                            before: fleet.into_iter().chain(last).collect(),
+                            id: Some(event.id),
+                            event: "vehicle",
+                            data: self.filter.render(&event.update, &event.json),
+                        },
                     }
                 }
                 Outgoing::Reset { id, reason } => {
@@ -224,6 +242,7 @@ impl Subscriber {
                     metrics::counter!(telemetry::SSE_RESETS_SENT_TOTAL, "reason" => reason.as_str())
                         .increment(1);
                     SubscriberStream {
+                        before: Vec::new(),
                         id,
                         event: "reset",
                         data: Arc::from(format!(r#"{{"reason":"{}"}}"#, reason.as_str())),

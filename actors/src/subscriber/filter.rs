@@ -20,16 +20,19 @@ const MAX_SIGNAL_NAME_LEN: usize = 128;
 pub enum EventType {
     /// `event: vehicle`: a vehicle's update.
     Vehicle,
+    /// `event: fleet_event`: a trip, charging, geofence or alert event.
+    FleetEvent,
 }
 
 impl EventType {
     /// Every type, for error messages.
-    pub const ALL: [EventType; 1] = [EventType::Vehicle];
+    pub const ALL: [EventType; 2] = [EventType::Vehicle, EventType::FleetEvent];
 
     /// The SSE `event:` name.
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Vehicle => "vehicle",
+            EventType::FleetEvent => "fleet_event",
         }
     }
 
@@ -95,15 +98,25 @@ impl SubscriptionFilter {
         })
     }
 
-    /// Whether `update` passes the filter.
+    /// Whether `update` passes the filter: its vehicle is wanted, and either its
+    /// `vehicle` event or its fleet events are.
     pub fn matches(&self, update: &VehicleUpdate) -> bool {
-        self.types
+        self.vehicles
             .as_ref()
-            .is_none_or(|types| types.contains(&EventType::Vehicle))
-            && self
-                .vehicles
-                .as_ref()
-                .is_none_or(|set| set.contains(&update.vehicle_id))
+            .is_none_or(|set| set.contains(&update.vehicle_id))
+            && (self.wants_vehicle_event(update)
+                || (self.wants(EventType::FleetEvent) && !update.fleet_events.is_empty()))
+    }
+
+    /// Whether the filter takes events of this type.
+    pub fn wants(&self, kind: EventType) -> bool {
+        self.types.as_ref().is_none_or(|types| types.contains(&kind))
+    }
+
+    /// Whether the `vehicle` event of a (matching) update is sent: the type is wanted and
+    /// the update changed a wanted signal. `signals=` does not narrow fleet events.
+    pub fn wants_vehicle_event(&self, update: &VehicleUpdate) -> bool {
+        self.wants(EventType::Vehicle)
             && self
                 .signals
                 .as_ref()
@@ -208,6 +221,7 @@ mod tests {
                 })
                 .collect(),
             ingest_received_at: at,
+            fleet_events: vec![],
         }
     }
 
@@ -269,8 +283,23 @@ mod tests {
         assert_eq!(f.describe(), "vehicles=a types=vehicle");
         let err = parse(None, None, Some("vehicle,alert")).unwrap_err();
         assert!(
-            err.contains("types") && err.contains("\"alert\"") && err.contains("known: vehicle"),
+            err.contains("types") && err.contains("\"alert\"") && err.contains("known: vehicle, fleet_event"),
             "{err}"
         );
+        // Only fleet events: an update without any does not match, one with events does,
+        // and its vehicle event is not sent.
+        let f = parse(None, Some("Soc"), Some("fleet_event")).unwrap();
+        let mut u = update("a", &["Soc"]);
+        assert!(!f.matches(&u));
+        u.fleet_events.push(crate::fleet::FleetEvent::new(
+            &u.vehicle_id,
+            u.ingest_received_at,
+            None,
+            crate::fleet::EventKind::TripStarted { trip_id: "t".into() },
+        ));
+        assert!(f.matches(&u) && !f.wants_vehicle_event(&u));
+        // signals= narrows vehicle events, not fleet events.
+        let f = parse(None, Some("Gear"), None).unwrap();
+        assert!(f.matches(&u) && !f.wants_vehicle_event(&u));
     }
 }

@@ -24,17 +24,51 @@ pub struct HubEvent {
     pub id: EventId,
     /// The update.
     pub update: Arc<VehicleUpdate>,
-    /// `update` as JSON, shared by every subscriber whose filter does not trim it.
+    /// `update` as JSON without its fleet events, shared by every subscriber whose filter
+    /// does not trim it (the SSE `vehicle` event).
     pub json: Arc<str>,
+    /// Each fleet event as JSON (the SSE `fleet_event`s), oldest first. May hold the
+    /// events of earlier updates this one replaced in a subscriber's queue.
+    pub fleet: Vec<Arc<str>>,
 }
 
 impl HubEvent {
     /// Serializes an update.
     pub fn new(id: EventId, update: Arc<VehicleUpdate>) -> Self {
-        let json: Arc<str> = serde_json::to_string(&*update)
-            .expect("updates always serialize")
-            .into();
-        Self { id, update, json }
+        let encode = |u: &VehicleUpdate| -> Arc<str> {
+            serde_json::to_string(u).expect("updates always serialize").into()
+        };
+        let (json, fleet) = if update.fleet_events.is_empty() {
+            (encode(&update), Vec::new())
+        } else {
+            let mut bare = (*update).clone();
+            let events = std::mem::take(&mut bare.fleet_events);
+            let fleet = events
+                .iter()
+                .map(|e| Arc::from(serde_json::to_string(e).expect("events always serialize")))
+                .collect();
+            (encode(&bare), fleet)
+        };
+        Self {
+            id,
+            update,
+            json,
+            fleet,
+        }
+    }
+
+    /// `newer` carrying the fleet events of `older` too: coalescing keeps the latest
+    /// state, but events are not state and must not be lost with the replaced update.
+    pub fn absorb(older: &HubEvent, newer: Arc<HubEvent>) -> Arc<HubEvent> {
+        if older.fleet.is_empty() {
+            return newer;
+        }
+        Arc::new(HubEvent {
+            id: newer.id,
+            update: newer.update.clone(),
+            json: newer.json.clone(),
+            fleet: older.fleet.iter().chain(&newer.fleet).cloned().collect(),
+        })
     }
 }
 

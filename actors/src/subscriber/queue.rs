@@ -35,16 +35,20 @@ pub struct OutboundQueue {
 
 impl OutboundQueue {
     /// Adds an event, which must be newer than any event of its vehicle pushed before.
-    pub fn push(&mut self, event: Arc<HubEvent>) -> PushOutcome {
-        let replaced = self.waiting.insert(event.update.vehicle_id.clone(), event.id);
-        self.order.insert(event.id, event);
-        match replaced {
-            Some(old) => {
-                self.order.remove(&old);
+    /// A replaced event's fleet events move into the new one.
+    pub fn push(&mut self, mut event: Arc<HubEvent>) -> PushOutcome {
+        let outcome = match self.waiting.get(&event.update.vehicle_id) {
+            Some(old_id) => {
+                if let Some(old) = self.order.remove(old_id) {
+                    event = HubEvent::absorb(&old, event);
+                }
                 PushOutcome::Coalesced
             }
             None => PushOutcome::Queued,
-        }
+        };
+        self.waiting.insert(event.update.vehicle_id.clone(), event.id);
+        self.order.insert(event.id, event);
+        outcome
     }
 
     /// The oldest waiting event, without removing it.
@@ -84,6 +88,7 @@ pub(crate) mod tests {
             changed: vec![],
             signals: Default::default(),
             ingest_received_at: chrono::Utc::now(),
+            fleet_events: vec![],
         };
         Arc::new(HubEvent::new(EventId::new(ms, 0), Arc::new(update)))
     }
@@ -100,5 +105,35 @@ pub(crate) mod tests {
         assert_eq!((first.update.vehicle_id.as_str(), first.id.ms), ("b", 2));
         assert_eq!(q.pop().unwrap().id.ms, 3);
         assert!(q.pop().is_none() && q.is_empty());
+    }
+
+    #[test]
+    fn coalescing_keeps_the_fleet_events_of_the_replaced_update() {
+        use crate::fleet::{EventKind, FleetEvent};
+        let with_event = |ms: u64, rule: &str| {
+            let mut update = (*ev(ms, "a").update).clone();
+            update.fleet_events.push(FleetEvent::new(
+                &update.vehicle_id,
+                chrono::Utc::now(),
+                None,
+                EventKind::AlertCleared {
+                    rule_id: rule.into(),
+                    alert: crate::fleet::AlertType::LowSoc,
+                },
+            ));
+            Arc::new(HubEvent::new(EventId::new(ms, 0), Arc::new(update)))
+        };
+        let mut q = OutboundQueue::default();
+        q.push(with_event(1, "r1"));
+        q.push(ev(2, "a"));
+        q.push(with_event(3, "r3"));
+        let e = q.pop().unwrap();
+        assert_eq!(e.id.ms, 3);
+        assert_eq!(e.fleet.len(), 2);
+        assert!(e.fleet[0].contains("r1") && e.fleet[1].contains("r3"));
+        assert!(
+            !e.json.contains("fleet_events"),
+            "the vehicle event carries no events"
+        );
     }
 }

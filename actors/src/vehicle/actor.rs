@@ -14,16 +14,17 @@ use chrono::Utc;
 use metrics::{counter, histogram};
 use tracing::{debug, error, warn};
 
-use super::VehicleConfig;
 use super::directory::DirectorySlot;
 use super::state::{ApplyReport, VehicleState};
+use super::{FleetServices, VehicleConfig};
 use crate::consumer::RouteError;
+use crate::fleet::FleetContext;
 use crate::model::{TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
 use crate::ports::{FanOut, SaveOutcome, StateStore, StoreError};
 use crate::registry::Registration;
 use crate::telemetry::{
-    INGEST_TO_PUBLISH_SECONDS, PERSIST_WRITES_TOTAL, PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL,
-    VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
+    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_PUBLISH_SECONDS, PERSIST_WRITES_TOTAL,
+    PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
 };
 
 /// Loads tried before a vehicle actor gives up and stops (transient store errors only).
@@ -55,6 +56,8 @@ pub struct VehicleStateActor {
     registration: Option<Registration>,
     /// The directory entry this actor occupies; `None` when started outside a directory.
     slot: Option<DirectorySlot>,
+    /// Fleet settings and rules.
+    fleet: FleetServices,
 }
 
 impl VehicleStateActor {
@@ -77,7 +80,58 @@ impl VehicleStateActor {
             last_activity: Instant::now(),
             registration: Some(registration),
             slot,
+            fleet: FleetServices::default(),
         }
+    }
+
+    /// Uses the node's fleet settings and rules instead of the defaults.
+    pub(crate) fn with_fleet(mut self, fleet: FleetServices) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// The offline timer: raises due `offline` alerts, publishes them and persists the
+    /// snapshot that records them. Runs inside `ctx.wait`, so it never interleaves with a
+    /// batch.
+    fn check_offline(&mut self, ctx: &mut Context<Self>) {
+        let rules = self.fleet.rules.tenant(&self.state.tenant());
+        let fleet = FleetContext {
+            config: &self.fleet.config,
+            rules: &rules,
+            now: Utc::now(),
+        };
+        let events = self.state.fleet_tick(fleet);
+        if events.is_empty() {
+            return;
+        }
+        counter!(FLEET_EVENTS_TOTAL, "source" => "timer").increment(events.len() as u64);
+        let update = Arc::new(self.state.update(Vec::new(), Utc::now(), events));
+        let snapshot = self.state.snapshot();
+        let (fanout, store) = (self.fanout.clone(), self.store.clone());
+        ctx.wait(
+            async move {
+                publish(fanout.as_ref(), update).await;
+                store.save(&snapshot).await.map(|_| snapshot.version)
+            }
+            .into_actor(self)
+            .map(|saved, act, _ctx| match saved {
+                Ok(version) => act.persisted_version = act.persisted_version.max(version),
+                // The next batch (or passivation warning) covers it: the state stays ahead.
+                Err(err) => warn!(vehicle = %act.state.vehicle_id(), %err, "Saving an offline alert failed."),
+            }),
+        );
+    }
+
+    /// Whether an `offline` rule still waits to fire for this vehicle (the actor stays
+    /// active until it has, so the timer can raise it).
+    fn offline_pending(&self) -> bool {
+        let rules = self.fleet.rules.tenant(&self.state.tenant());
+        let fleet = FleetContext {
+            config: &self.fleet.config,
+            rules: &rules,
+            now: Utc::now(),
+        };
+        self.state.offline_deadline(fleet).is_some()
     }
 
     /// How often to check for idleness: a quarter of the idle limit, computed in
@@ -89,7 +143,7 @@ impl VehicleStateActor {
     /// Stops the actor once it has been idle long enough. Never runs while a batch is in
     /// flight: `ctx.wait` (used by `ApplyRecords`) holds back interval callbacks too.
     fn passivate_if_idle(&mut self, ctx: &mut Context<Self>) {
-        if self.last_activity.elapsed() < self.passivate_after {
+        if self.last_activity.elapsed() < self.passivate_after || self.offline_pending() {
             return;
         }
         if self.state.version() > self.persisted_version {
@@ -157,6 +211,8 @@ impl Actor for VehicleStateActor {
             },
         ));
         ctx.run_interval(self.idle_check_period(), Self::passivate_if_idle);
+        let offline_every = Duration::from_secs(self.fleet.config.offline_check_secs.max(1));
+        ctx.run_interval(offline_every, Self::check_offline);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -235,7 +291,19 @@ impl Handler<ApplyRecords> for VehicleStateActor {
             reg.handled(true);
         }
         let records = self.own_records(msg.records);
-        let outcome = self.state.apply_batch(&records);
+        let rules = self.fleet.rules.tenant(&self.state.tenant());
+        let fleet = FleetContext {
+            config: &self.fleet.config,
+            rules: &rules,
+            now: Utc::now(),
+        };
+        let outcome = self.state.apply_batch_with(&records, Some(fleet));
+        for reason in &outcome.filtered {
+            counter!(FLEET_POSITIONS_FILTERED_TOTAL, "reason" => reason.as_str()).increment(1);
+        }
+        if !outcome.fleet_events.is_empty() {
+            counter!(FLEET_EVENTS_TOTAL, "source" => "records").increment(outcome.fleet_events.len() as u64);
+        }
         let report = outcome.report;
         for (result, n) in [
             ("applied", report.applied),
@@ -246,9 +314,10 @@ impl Handler<ApplyRecords> for VehicleStateActor {
                 counter!(ROUTE_RECORDS_TOTAL, "result" => result).increment(n as u64);
             }
         }
-        let update = outcome
-            .newest_ingest
-            .map(|ingest| Arc::new(self.state.update(outcome.changed.into_iter().collect(), ingest)));
+        let update = outcome.newest_ingest.map(|ingest| {
+            let changed = outcome.changed.into_iter().collect();
+            Arc::new(self.state.update(changed, ingest, outcome.fleet_events))
+        });
         // Persist whenever the state is ahead of the store, not only when this batch
         // applied something: a retried batch after a failed save is all duplicates, yet
         // its effects still have to be made durable before it is acknowledged.

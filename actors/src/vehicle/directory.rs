@@ -17,8 +17,8 @@ use actix::{Actor, Addr, Arbiter, MailboxError};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::VehicleConfig;
 use super::actor::{ApplyRecords, Stop, VehicleStateActor};
+use super::{FleetServices, VehicleConfig};
 use crate::consumer::{RecordRouter, RouteError};
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::ports::{FanOut, StateStore};
@@ -38,6 +38,8 @@ struct Shared {
     store: Arc<dyn StateStore>,
     /// Handed to every actor.
     fanout: Arc<dyn FanOut>,
+    /// Fleet settings and rules, handed to every actor.
+    fleet: FleetServices,
     /// Where actors register.
     registry: ActorRegistry,
     /// Threads the actors run on; owned here so they stop with the directory.
@@ -138,6 +140,20 @@ impl VehicleDirectory {
         fanout: Arc<dyn FanOut>,
         registry: ActorRegistry,
     ) -> Self {
+        Self::with_fleet(config, store, fanout, registry, FleetServices::default())
+    }
+
+    /// Like [`VehicleDirectory::new`], with the node's fleet settings and rules book.
+    ///
+    /// # Panics
+    /// As `new`.
+    pub fn with_fleet(
+        config: VehicleConfig,
+        store: Arc<dyn StateStore>,
+        fanout: Arc<dyn FanOut>,
+        registry: ActorRegistry,
+        fleet: FleetServices,
+    ) -> Self {
         let arbiters = (0..config.effective_arbiters()).map(|_| Arbiter::new()).collect();
         let (alive, _) = watch::channel(());
         Self {
@@ -145,6 +161,7 @@ impl VehicleDirectory {
                 config,
                 store,
                 fanout,
+                fleet,
                 registry,
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
@@ -212,15 +229,16 @@ impl VehicleDirectory {
         };
         let arbiter =
             &shared.arbiters[shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % shared.arbiters.len()];
-        let (id, config, store, fanout) = (
+        let (id, config, store, fanout, fleet) = (
             id.clone(),
             shared.config.clone(),
             shared.store.clone(),
             shared.fanout.clone(),
+            shared.fleet.clone(),
         );
         let addr = VehicleStateActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.set_mailbox_capacity(config.mailbox_capacity.max(1));
-            VehicleStateActor::new(id, &config, store, fanout, registration, Some(slot))
+            VehicleStateActor::new(id, &config, store, fanout, registration, Some(slot)).with_fleet(fleet)
         });
         Entry {
             generation,

@@ -29,6 +29,16 @@ pub use actor::{ApplyRecords, GetSnapshot, Stop, VehicleStateActor};
 pub use directory::VehicleDirectory;
 pub use state::{ApplyOutcome, ApplyReport, BatchOutcome, VehicleState};
 
+/// What vehicle actors need for fleet intelligence: the settings and the shared rules
+/// book. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct FleetServices {
+    /// `[fleet]` settings.
+    pub config: std::sync::Arc<crate::fleet::FleetConfig>,
+    /// Geofences and alert rules per tenant.
+    pub rules: crate::fleet::FleetRules,
+}
+
 /// Settings of the vehicle actors (config section `vehicle`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

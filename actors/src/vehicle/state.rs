@@ -8,13 +8,16 @@
 //!   signal overwrites the stored reading only if the record is strictly newer than that
 //!   reading. Out-of-order older values never win; for equal timestamps the first arrival
 //!   wins, so replaying the same stream gives the same state.
-//! - The version counts records that changed at least one signal; it orders writes to
-//!   the store.
+//! - The version counts records that changed at least one signal (and offline-timer
+//!   ticks that derived an event); it orders writes to the store.
+//! - Each applied record is also fed to the fleet machines ([`crate::fleet`]), whose
+//!   state is part of the snapshot (`derived`).
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 
+use crate::fleet::{FilterReason, FleetContext, FleetEvent};
 use crate::model::{
     RecordId, SignalReading, TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate,
 };
@@ -53,6 +56,10 @@ pub struct BatchOutcome {
     pub changed: BTreeSet<String>,
     /// Latest `ingest_received_at` among the applied records; `None` if nothing applied.
     pub newest_ingest: Option<DateTime<Utc>>,
+    /// Fleet events the batch derived, oldest first.
+    pub fleet_events: Vec<FleetEvent>,
+    /// Positions the fleet filter rejected.
+    pub filtered: Vec<FilterReason>,
 }
 
 impl BatchOutcome {
@@ -160,6 +167,16 @@ impl VehicleState {
 
     /// Applies a batch in order and sums up what happened.
     pub fn apply_batch(&mut self, records: &[TelemetryRecord]) -> BatchOutcome {
+        self.apply_batch_with(records, None)
+    }
+
+    /// Applies a batch and feeds every applied record to the fleet machines (duplicates
+    /// and stale records never reach them).
+    pub fn apply_batch_with(
+        &mut self,
+        records: &[TelemetryRecord],
+        fleet: Option<FleetContext<'_>>,
+    ) -> BatchOutcome {
         let mut out = BatchOutcome::default();
         for record in records {
             match self.apply(record) {
@@ -167,6 +184,12 @@ impl VehicleState {
                     out.report.applied += 1;
                     out.changed.extend(changed);
                     out.newest_ingest = out.newest_ingest.max(Some(record.ingest_received_at));
+                    if let Some(f) = fleet {
+                        let id = &self.snapshot.vehicle_id;
+                        let derived = self.snapshot.derived.apply(f.config, f.rules, id, record, f.now);
+                        out.fleet_events.extend(derived.events);
+                        out.filtered.extend(derived.filtered);
+                    }
                 }
                 ApplyOutcome::Duplicate => out.report.duplicate += 1,
                 ApplyOutcome::Stale => out.report.stale += 1,
@@ -182,8 +205,39 @@ impl VehicleState {
         snapshot
     }
 
-    /// The update to publish after a batch: the full latest state plus what changed.
-    pub fn update(&self, changed: Vec<String>, ingest_received_at: DateTime<Utc>) -> VehicleUpdate {
+    /// The offline timer: raises the tenant's `offline` alerts that are due at `now`.
+    /// An event bumps the version, so the snapshot that records it is saved.
+    pub fn fleet_tick(&mut self, fleet: FleetContext<'_>) -> Vec<FleetEvent> {
+        let Some(last_seen) = self.snapshot.last_seen else {
+            return Vec::new();
+        };
+        let id = self.snapshot.vehicle_id.clone();
+        let events = self.snapshot.derived.tick(fleet.rules, &id, last_seen, fleet.now);
+        if !events.is_empty() {
+            self.snapshot.version += 1;
+        }
+        events
+    }
+
+    /// When the next `offline` alert of the tenant's rules would be due.
+    pub fn offline_deadline(&self, fleet: FleetContext<'_>) -> Option<DateTime<Utc>> {
+        let last_seen = self.snapshot.last_seen?;
+        self.snapshot.derived.offline_deadline(fleet.rules, last_seen)
+    }
+
+    /// The vehicle's tenant (the default one until the snapshot records it).
+    pub fn tenant(&self) -> TenantId {
+        TenantId::default()
+    }
+
+    /// The update to publish after a batch: the full latest state plus what changed and
+    /// the fleet events it derived.
+    pub fn update(
+        &self,
+        changed: Vec<String>,
+        ingest_received_at: DateTime<Utc>,
+        fleet_events: Vec<FleetEvent>,
+    ) -> VehicleUpdate {
         VehicleUpdate {
             // Every vehicle belongs to the default tenant until authentication (issue #6)
             // tells the records' tenant.
@@ -194,6 +248,7 @@ impl VehicleState {
             changed,
             signals: self.snapshot.signals.clone(),
             ingest_received_at,
+            fleet_events,
         }
     }
 
@@ -369,11 +424,58 @@ mod tests {
     }
 
     #[test]
+    fn fleet_machines_see_applied_records_only_and_survive_restore() {
+        use crate::fleet::{FleetConfig, FleetRules, track::drive_and_charge};
+        let config = FleetConfig::default();
+        let rules = FleetRules::default().tenant(&TenantId::default());
+        let ctx = FleetContext {
+            config: &config,
+            rules: &rules,
+            now: at(100_000),
+        };
+        let origin = crate::model::Location {
+            latitude: 52.52,
+            longitude: 13.405,
+        };
+        let track = drive_and_charge(&VehicleId("v1".into()), origin, at(0));
+        let mut s = state(256);
+        let first = s.apply_batch_with(&track[..50], Some(ctx));
+        // Passivation: the snapshot goes through JSON and back.
+        let json = serde_json::to_string(&s.snapshot()).unwrap();
+        let mut s = VehicleState::restore(serde_json::from_str(&json).unwrap(), 256);
+        // The batch is re-delivered (a retry after a failed save), then the rest arrives.
+        let again = s.apply_batch_with(&track[..50], Some(ctx));
+        assert_eq!(again.report.duplicate, 50);
+        assert!(again.fleet_events.is_empty());
+        let rest = s.apply_batch_with(&track[50..], Some(ctx));
+        let types: Vec<_> = first
+            .fleet_events
+            .iter()
+            .chain(&rest.fleet_events)
+            .map(|e| e.kind.name())
+            .collect();
+        assert_eq!(
+            types,
+            ["trip_started", "trip_ended", "charging_started", "charging_ended"]
+        );
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap.derived.trips.len(), snap.derived.charging_sessions.len()),
+            (1, 1)
+        );
+        // A snapshot from before fleet intelligence has no `derived` and still loads.
+        let mut old = serde_json::to_value(&snap).unwrap();
+        old.as_object_mut().unwrap().remove("derived");
+        let old: VehicleSnapshot = serde_json::from_value(old).unwrap();
+        assert!(old.derived.is_empty());
+    }
+
+    #[test]
     fn update_carries_the_full_state() {
         let mut s = state(8);
         s.apply(&record("v1", 1, &[("Soc", 1), ("Speed", 2)]));
         s.apply(&record("v1", 2, &[("Soc", 3)]));
-        let u = s.update(vec!["Soc".into()], at(3));
+        let u = s.update(vec!["Soc".into()], at(3), vec![]);
         assert_eq!((u.version, u.last_seen, u.signals.len()), (2, Some(at(2)), 2));
         assert_eq!(u.changed, ["Soc"]);
     }

@@ -26,6 +26,7 @@ pub fn update_of(tenant: &TenantId, vehicle: &str, version: u64) -> Arc<VehicleU
         changed: vec!["Soc".into()],
         signals: BTreeMap::new(),
         ingest_received_at: chrono::Utc::now(),
+        fleet_events: vec![],
     })
 }
 
