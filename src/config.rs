@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::dynamodb::DynamoDbConfig;
 use crate::backends::embedded::EmbeddedConfig;
+use crate::backends::faults::FaultConfig;
 use crate::backends::kinesis::KinesisConfig;
 use crate::backends::redis::RedisConfig;
 use crate::tesla::TeslaConfig;
@@ -58,6 +59,8 @@ pub struct Config {
     pub subscribers: SubscriberConfig,
     /// Fleet intelligence: position filter, trips, offline checks, seeded rules.
     pub fleet: FleetConfig,
+    /// Injected stream failures (tests, load tests, staging); off by default.
+    pub faults: FaultConfig,
 }
 
 /// `[http]`

@@ -47,6 +47,7 @@ use crate::backends::dynamodb::DynamoDbLeaseStore;
 use crate::backends::embedded::{
     self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbLeaseStore, RedbStateStore,
 };
+use crate::backends::faults::FaultyStream;
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
 use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
@@ -126,6 +127,12 @@ impl Ports {
                     format!("connecting to Kinesis stream {}", config.kinesis.stream_name)
                 })?)
             }
+        };
+        let stream: Arc<dyn RecordStream> = if config.faults.any() {
+            warn!(faults = ?config.faults, "Injecting stream faults ([faults]): for tests and staging only.");
+            Arc::new(FaultyStream::new(stream, config.faults.clone()))
+        } else {
+            stream
         };
         let fanout: Arc<dyn FanOut> = match b.fanout {
             FanOutBackend::Embedded => Arc::new(InProcessFanOut::new(

@@ -2,6 +2,7 @@
 //!
 //! - [`dynamodb`]: the lease store on Amazon DynamoDB (`aws-sdk-dynamodb`), KCL's table layout.
 //! - [`embedded`]: in-process stream, redb state and lease stores, in-process fan-out.
+//! - [`faults`]: injected throttling on any stream backend (tests, load tests, staging).
 //! - [`kinesis`]: the stream on Amazon Kinesis Data Streams (`aws-sdk-kinesis`).
 //! - [`redis`]: the fan-out over Redis Streams and pub/sub, for deployments of several nodes.
 //! - `conformance`: the port checks every backend must pass (hidden from the docs; used by
@@ -12,5 +13,6 @@ mod aws;
 pub mod conformance;
 pub mod dynamodb;
 pub mod embedded;
+pub mod faults;
 pub mod kinesis;
 pub mod redis;
