@@ -18,7 +18,7 @@ use super::VehicleConfig;
 use super::directory::DirectorySlot;
 use super::state::{ApplyReport, VehicleState};
 use crate::consumer::RouteError;
-use crate::model::{TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
+use crate::model::{TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate};
 use crate::ports::{FanOut, SaveOutcome, StateStore, StoreError};
 use crate::registry::Registration;
 use crate::telemetry::{
@@ -58,8 +58,10 @@ pub struct VehicleStateActor {
 }
 
 impl VehicleStateActor {
-    /// An actor for `id` that has not loaded its state yet (it does on start).
+    /// An actor for `tenant`'s vehicle `id` that has not loaded its state yet (it does on
+    /// start). The tenant comes from the vehicle registry (the router resolved it).
     pub(crate) fn new(
+        tenant: TenantId,
         id: VehicleId,
         config: &VehicleConfig,
         store: Arc<dyn StateStore>,
@@ -68,7 +70,7 @@ impl VehicleStateActor {
         slot: Option<DirectorySlot>,
     ) -> Self {
         Self {
-            state: VehicleState::new(id, config.dedupe_window),
+            state: VehicleState::new(tenant, id, config.dedupe_window),
             window: config.dedupe_window,
             persisted_version: 0,
             store,
@@ -104,7 +106,7 @@ impl VehicleStateActor {
         // than queue behind this one; routes that already hold our address see a closed
         // mailbox and retry against the fresh actor.
         if let Some(slot) = &self.slot {
-            slot.release(self.state.vehicle_id());
+            slot.release(self.state.tenant(), self.state.vehicle_id());
         }
         ctx.stop();
     }
@@ -137,9 +139,10 @@ impl Actor for VehicleStateActor {
         counter!(VEHICLE_ACTIVATIONS_TOTAL).increment(1);
         let store = self.store.clone();
         let id = self.state.vehicle_id().clone();
+        let tenant = self.state.tenant().clone();
         // `wait`, not `spawn`: the mailbox is not read until the state is restored, so no
         // record is ever applied to an empty state and then overwritten by the load.
-        ctx.wait(async move { load_with_retry(store.as_ref(), &id).await }.into_actor(self).map(
+        ctx.wait(async move { load_with_retry(store.as_ref(), &tenant, &id).await }.into_actor(self).map(
             |loaded, act, ctx| match loaded {
                 Ok(Some(snapshot)) => {
                     act.persisted_version = snapshot.version;
@@ -150,7 +153,7 @@ impl Actor for VehicleStateActor {
                 Err(err) => {
                     error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
                     if let Some(slot) = &act.slot {
-                        slot.release(act.state.vehicle_id());
+                        slot.release(act.state.tenant(), act.state.vehicle_id());
                     }
                     ctx.stop();
                 }
@@ -165,7 +168,7 @@ impl Actor for VehicleStateActor {
         // and by then the registry must no longer list this actor.
         self.registration = None;
         if let Some(slot) = self.slot.take() {
-            slot.release(self.state.vehicle_id());
+            slot.release(self.state.tenant(), self.state.vehicle_id());
         }
     }
 }
@@ -173,16 +176,17 @@ impl Actor for VehicleStateActor {
 /// Loads the vehicle's snapshot, retrying transient errors with exponential backoff.
 async fn load_with_retry(
     store: &dyn StateStore,
+    tenant: &TenantId,
     id: &VehicleId,
 ) -> Result<Option<VehicleSnapshot>, StoreError> {
     let mut delay = LOAD_BACKOFF;
     let mut attempt = 1;
     loop {
-        match store.load(id).await {
-            Ok(Some(snapshot)) if &snapshot.vehicle_id != id => {
+        match store.load(tenant, id).await {
+            Ok(Some(snapshot)) if &snapshot.vehicle_id != id || &snapshot.tenant != tenant => {
                 return Err(StoreError::Corrupt(format!(
-                    "snapshot stored for {id} belongs to {}",
-                    snapshot.vehicle_id
+                    "snapshot stored for {tenant}/{id} belongs to {}/{}",
+                    snapshot.tenant, snapshot.vehicle_id
                 )));
             }
             Ok(loaded) => return Ok(loaded),
@@ -347,7 +351,15 @@ mod tests {
         let registration = registry.register(ActorKind::VehicleState, "v1");
         let (store, fanout, config) = (store.clone(), fanout.clone(), config.clone());
         let addr = VehicleStateActor::create(move |_| {
-            VehicleStateActor::new(VehicleId("v1".into()), &config, store, fanout, registration, None)
+            VehicleStateActor::new(
+                TenantId::default(),
+                VehicleId("v1".into()),
+                &config,
+                store,
+                fanout,
+                registration,
+                None,
+            )
         });
         (addr, registry)
     }
@@ -443,7 +455,7 @@ mod tests {
     async fn restores_from_the_store_before_applying() {
         let (store, fanout) = ports();
         let earlier = record("v1", 1, &[("Soc", 80)]);
-        let mut old = VehicleState::new(VehicleId("v1".into()), 8);
+        let mut old = VehicleState::new(TenantId::default(), VehicleId("v1".into()), 8);
         old.apply(&earlier);
         store
             .snapshots

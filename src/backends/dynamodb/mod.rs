@@ -58,7 +58,7 @@
 
 mod lease_store;
 mod registry;
-// mod state_store;
+mod state_store;
 mod tables;
 
 use std::time::Duration;
@@ -67,7 +67,7 @@ use serde::{Deserialize, Serialize};
 
 pub use lease_store::DynamoDbLeaseStore;
 pub use registry::DynamoDbVehicleRegistry;
-// pub use state_store::DynamoDbStateStore;
+pub use state_store::DynamoDbStateStore;
 
 /// Configuration of the DynamoDB backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
