@@ -28,7 +28,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use fleetwire_actors::model::{TenantId, VehicleId};
 use fleetwire_actors::ports::{ProvisionOutcome, Registration, StoreError, VehicleRegistry, VehicleStatus};
 
-use super::tables::{self, Item, KeysOnlyIndex, TableSpec, is_condition_failure, store_error};
+use super::tables::{
+    self, BY_TENANT, Item, KeysOnlyIndex, TableSpec, is_condition_failure, query_index_keys, store_error,
+};
 use super::{DynamoDbConfig, DynamoDbError, REGISTRY_TABLE};
 
 const VEHICLE_ID: &str = "vehicle_id";
@@ -36,8 +38,6 @@ const TENANT_ID: &str = "tenant_id";
 const STATUS: &str = "status";
 const DISPLAY_NAME: &str = "display_name";
 const PROVISIONED_AT: &str = "provisioned_at";
-/// The tenant listing index.
-pub(crate) const BY_TENANT: &str = "by_tenant";
 
 /// The DynamoDB [`VehicleRegistry`]. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -193,53 +193,6 @@ impl VehicleRegistry for DynamoDbVehicleRegistry {
         found.sort_by(|a, b| a.vehicle_id.cmp(&b.vehicle_id));
         Ok(found)
     }
-}
-
-/// The table keys of at most `limit` items of `tenant` in the `by_tenant` index, with
-/// `vehicle_id` after `after`, in vehicle-id order. `table_key` names the base table's
-/// key attribute (projected into every KEYS_ONLY index entry).
-pub(crate) async fn query_index_keys(
-    client: &Client,
-    table: &str,
-    tenant: &TenantId,
-    after: Option<&VehicleId>,
-    limit: usize,
-    table_key: &str,
-) -> Result<Vec<Item>, StoreError> {
-    let mut keys = Vec::new();
-    let mut start: Option<Item> = None;
-    while keys.len() < limit {
-        let remaining = i32::try_from(limit - keys.len()).unwrap_or(i32::MAX);
-        let mut req = client
-            .query()
-            .table_name(table)
-            .index_name(BY_TENANT)
-            .expression_attribute_names("#t", TENANT_ID)
-            .expression_attribute_values(":t", s(tenant.as_str()))
-            .limit(remaining)
-            .set_exclusive_start_key(start.take());
-        req = match after {
-            Some(after) => req
-                .key_condition_expression("#t = :t AND #v > :after")
-                .expression_attribute_names("#v", VEHICLE_ID)
-                .expression_attribute_values(":after", s(after.as_str())),
-            None => req.key_condition_expression("#t = :t"),
-        };
-        let out = req.send().await.map_err(|e| store_error("Query", e))?;
-        for item in out.items() {
-            let key = item
-                .get(table_key)
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt(format!("{BY_TENANT} entry without {table_key}")))?;
-            keys.push(Item::from([(table_key.to_owned(), key)]));
-        }
-        match out.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
-        }
-    }
-    keys.truncate(limit);
-    Ok(keys)
 }
 
 fn decode(item: &Item) -> Result<Registration, StoreError> {

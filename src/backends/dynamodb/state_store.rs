@@ -46,8 +46,9 @@ use chrono::{DateTime, Utc};
 use fleetwire_actors::model::{RecordId, SignalReading, TenantId, VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
 
-use super::registry::{BY_TENANT, query_index_keys};
-use super::tables::{self, Item, KeysOnlyIndex, TableSpec, is_condition_failure, store_error};
+use super::tables::{
+    self, BY_TENANT, Item, KeysOnlyIndex, TableSpec, is_condition_failure, query_index_keys, store_error,
+};
 use super::{DynamoDbConfig, DynamoDbError, VEHICLES_TABLE};
 
 const PK: &str = "pk";

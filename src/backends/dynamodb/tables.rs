@@ -11,6 +11,8 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, TableStatus,
 };
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use fleetwire_actors::model::{TenantId, VehicleId};
 use fleetwire_actors::ports::StoreError;
 
 use super::DynamoDbError;
@@ -200,7 +202,7 @@ const BATCH_GET_ATTEMPTS: u32 = 8;
 const BATCH_GET_BACKOFF: Duration = Duration::from_millis(25);
 
 /// One item attribute map.
-pub(crate) type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+pub(crate) type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// Reads `keys` of `table` with consistent BatchGetItem calls (100 keys each), retrying the
 /// `UnprocessedKeys` DynamoDB hands back under load. Returns the items found, in no
@@ -251,4 +253,55 @@ pub(crate) async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// The tenant listing index of `vehicles` and `registry` (`tenant_id` / `vehicle_id`,
+/// KEYS_ONLY).
+pub(crate) const BY_TENANT: &str = "by_tenant";
+
+/// The table keys of at most `limit` items of `tenant` in the `by_tenant` index, with
+/// `vehicle_id` after `after`, in vehicle-id order. `table_key` names the base table's
+/// key attribute (projected into every KEYS_ONLY index entry).
+pub(crate) async fn query_index_keys(
+    client: &Client,
+    table: &str,
+    tenant: &TenantId,
+    after: Option<&VehicleId>,
+    limit: usize,
+    table_key: &str,
+) -> Result<Vec<Item>, StoreError> {
+    let mut keys = Vec::new();
+    let mut start: Option<Item> = None;
+    while keys.len() < limit {
+        let remaining = i32::try_from(limit - keys.len()).unwrap_or(i32::MAX);
+        let mut req = client
+            .query()
+            .table_name(table)
+            .index_name(BY_TENANT)
+            .expression_attribute_names("#t", "tenant_id")
+            .expression_attribute_values(":t", AttributeValue::S(tenant.as_str().to_owned()))
+            .limit(remaining)
+            .set_exclusive_start_key(start.take());
+        req = match after {
+            Some(after) => req
+                .key_condition_expression("#t = :t AND #v > :after")
+                .expression_attribute_names("#v", "vehicle_id")
+                .expression_attribute_values(":after", AttributeValue::S(after.as_str().to_owned())),
+            None => req.key_condition_expression("#t = :t"),
+        };
+        let out = req.send().await.map_err(|e| store_error("Query", e))?;
+        for item in out.items() {
+            let key = item
+                .get(table_key)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("{BY_TENANT} entry without {table_key}")))?;
+            keys.push(Item::from([(table_key.to_owned(), key)]));
+        }
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    keys.truncate(limit);
+    Ok(keys)
 }
