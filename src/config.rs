@@ -15,6 +15,7 @@ use fleetwire_actors::fleet::{FleetConfig, FleetRules};
 use fleetwire_actors::producer::ProducerConfig;
 use fleetwire_actors::pseudonym::{KeyError, Pseudonymizer};
 use fleetwire_actors::subscriber::SubscriberConfig;
+use fleetwire_actors::tenancy::TenancyConfig;
 use fleetwire_actors::vehicle::VehicleConfig;
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +50,11 @@ pub struct Config {
     pub producer: ProducerConfig,
     /// Settings of Redis (with `backends.fanout = "redis"`).
     pub redis: RedisConfig,
-    /// Settings of DynamoDB (with `backends.leases = "dynamodb"`).
+    /// Settings of DynamoDB (with `backends.leases` or `backends.state` = `"dynamodb"`).
     pub dynamodb: DynamoDbConfig,
+    /// Which tenant a record belongs to: the vehicle registry, and what happens to
+    /// records of vehicles it does not know.
+    pub tenancy: TenancyConfig,
     /// The shard-lease consumer.
     pub consumer: ConsumerConfig,
     /// Per-vehicle state actors.
@@ -238,13 +242,17 @@ pub enum LeasesBackend {
     Dynamodb,
 }
 
-/// Implementations of the state store port (DynamoDB joins later).
+/// Implementations of the state store port, and with it of the vehicle registry: both
+/// live where the vehicle data lives (a registry in one node's redb behind a shared
+/// DynamoDB state would give each node its own idea of the tenants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StateBackend {
-    /// redb database in `embedded.data_dir` (or in memory).
+    /// redb database in `embedded.data_dir` (or in memory): one node only.
     #[default]
     Embedded,
+    /// The DynamoDB tables `<dynamodb.table_prefix>vehicles` and `…registry`.
+    Dynamodb,
 }
 
 /// `[backends]`
@@ -255,7 +263,7 @@ pub struct BackendsConfig {
     pub stream: StreamBackend,
     /// Shard leases and checkpoints: `embedded` or `dynamodb`. Default `embedded`.
     pub leases: LeasesBackend,
-    /// Vehicle state: `embedded`. Default `embedded`.
+    /// Vehicle state and the vehicle registry: `embedded` or `dynamodb`. Default `embedded`.
     pub state: StateBackend,
     /// Fan-out of updates to subscribers: `embedded` or `redis`. Default `embedded`.
     pub fanout: FanOutBackend,
@@ -325,6 +333,14 @@ impl Config {
         }
         if let Err(problem) = FleetRules::seeded(&self.fleet.tenants) {
             problems.push(problem);
+        }
+        if let Err(problem) = self.tenancy.policy() {
+            problems.push(problem);
+        }
+        let uses_dynamodb = matches!(self.backends.state, StateBackend::Dynamodb)
+            || matches!(self.backends.leases, LeasesBackend::Dynamodb);
+        if uses_dynamodb && let Err(e) = self.dynamodb.validate() {
+            problems.push(e.to_string());
         }
         problems.extend(
             self.producer

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 
 use fleetwire_actors::fleet::{AlertCondition, AlertRule, Crossing, Geofence, Shape, TenantRulesConfig};
 use fleetwire_actors::model::{Location, TenantId};
+use fleetwire_actors::tenancy::{TenancyConfig, UnknownVehiclePolicy};
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig, IngestRecord};
 use fleetwire_loadtest::pki::DevPki;
 use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
@@ -25,6 +26,12 @@ use crate::node::Node;
 
 /// Records per ingest request.
 const BATCH: usize = 500;
+
+/// The tenant the demo's simulated vehicles are provisioned to. `default` while the API
+/// has no authentication: an unauthenticated caller is the default tenant, so any other
+/// tenant would hide the fleet from the live page. The auth work (issue 6) switches this
+/// to `demo` together with the tokens `demo` prints.
+pub const DEMO_TENANT: &str = TenantId::DEFAULT;
 
 /// Runs the demo until Ctrl-C / SIGTERM (or `--duration-secs`), then shuts down in order.
 pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -> anyhow::Result<()> {
@@ -57,9 +64,13 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
     if config.fleet.tenants.is_empty() {
         let fleet = FleetConfig::default();
         config.fleet.tenants.insert(
-            TenantId::DEFAULT.to_owned(),
+            DEMO_TENANT.to_owned(),
             demo_rules(fleet.center_latitude, fleet.center_longitude),
         );
+    }
+    if config.tenancy.policy().ok() == Some(UnknownVehiclePolicy::DeadLetter) {
+        // The simulated fleet is nobody's until it shows up: register it on first sight.
+        config.tenancy = TenancyConfig::provisioning_to(DEMO_TENANT);
     }
     let node = Node::start(config).await?;
     let (api, admin) = (node.api_addr(), node.admin_addr());

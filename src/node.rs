@@ -33,19 +33,21 @@ use fleetwire_actors::consumer::lease_cleanup::retired_ancestors;
 use fleetwire_actors::consumer::{
     ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
 };
-use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
+use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore, VehicleRegistry};
 use fleetwire_actors::producer::{Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
 use fleetwire_actors::fleet::FleetRules;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
+use fleetwire_actors::tenancy::TenantRouter;
 use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::{FleetServices, VehicleDirectory};
 use tracing::{info, warn};
 
-use crate::backends::dynamodb::DynamoDbLeaseStore;
+use crate::backends::dynamodb::{DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry};
 use crate::backends::embedded::{
     self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbLeaseStore, RedbStateStore,
+    RedbVehicleRegistry,
 };
 use crate::backends::faults::FaultyStream;
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
@@ -56,7 +58,7 @@ use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
 use crate::tesla::{StreamSink, TeslaListener};
 
-/// The four ports, built from config.
+/// The ports, built from config.
 #[derive(Clone)]
 pub struct Ports {
     /// Record stream.
@@ -65,6 +67,8 @@ pub struct Ports {
     pub leases: Arc<dyn LeaseStore>,
     /// Vehicle state.
     pub state: Arc<dyn StateStore>,
+    /// Vehicle → tenant (same backend as `state`).
+    pub registry: Arc<dyn VehicleRegistry>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
@@ -82,6 +86,7 @@ impl Ports {
             Arc::strong_count(&p.stream) == 1
                 && Arc::strong_count(&p.leases) == 1
                 && Arc::strong_count(&p.state) == 1
+                && Arc::strong_count(&p.registry) == 1
                 && Arc::strong_count(&p.fanout) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
@@ -91,6 +96,7 @@ impl Ports {
                     stream = Arc::strong_count(&self.stream),
                     leases = Arc::strong_count(&self.leases),
                     state = Arc::strong_count(&self.state),
+                    registry = Arc::strong_count(&self.registry),
                     fanout = Arc::strong_count(&self.fanout),
                     topic_streams = ?self.topic_streams.iter().map(|(t, s)| (t.as_str(), Arc::strong_count(s))).collect::<Vec<_>>(),
                     "backend handles still shared"
@@ -106,8 +112,30 @@ impl Ports {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let b = &config.backends;
         let dir = config.embedded.data_dir.as_deref();
-        let StateBackend::Embedded = b.state;
         let db = embedded::open_database(dir).context("opening the embedded database")?;
+        let (state, registry): (Arc<dyn StateStore>, Arc<dyn VehicleRegistry>) = match b.state {
+            StateBackend::Embedded => (
+                Arc::new(RedbStateStore::new(db.clone()).context("opening the state store")?),
+                Arc::new(RedbVehicleRegistry::new(db.clone()).context("opening the vehicle registry")?),
+            ),
+            StateBackend::Dynamodb => {
+                let cfg = &config.dynamodb;
+                (
+                    Arc::new(DynamoDbStateStore::connect(cfg).await.with_context(|| {
+                        format!(
+                            "connecting to state table {}",
+                            cfg.table(crate::backends::dynamodb::VEHICLES_TABLE)
+                        )
+                    })?),
+                    Arc::new(DynamoDbVehicleRegistry::connect(cfg).await.with_context(|| {
+                        format!(
+                            "connecting to registry table {}",
+                            cfg.table(crate::backends::dynamodb::REGISTRY_TABLE)
+                        )
+                    })?),
+                )
+            }
+        };
         let leases: Arc<dyn LeaseStore> = match b.leases {
             LeasesBackend::Embedded => {
                 Arc::new(RedbLeaseStore::new(db.clone()).context("opening the lease store")?)
@@ -150,7 +178,8 @@ impl Ports {
             stream,
             topic_streams,
             leases,
-            state: Arc::new(RedbStateStore::new(db).context("opening the state store")?),
+            state,
+            registry,
             fanout,
         })
     }
@@ -256,10 +285,20 @@ impl Node {
                 rules: fleet_rules.clone(),
             },
         );
+        // Records the producer gives up on and records of unprovisioned or suspended
+        // vehicles share the node's dead-letter sink.
+        let dead_letters = Arc::new(InMemoryDeadLetters::default());
+        let tenants = TenantRouter::new(
+            &config.tenancy,
+            directory.clone(),
+            ports.registry.clone(),
+            dead_letters.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let router: Arc<dyn RecordRouter> = match config.consumer.partition_keys {
-            PartitionKeys::VehicleIds => Arc::new(directory.clone()),
+            PartitionKeys::VehicleIds => Arc::new(tenants),
             PartitionKeys::Vins => Arc::new(PseudonymizingRouter::new(
-                directory.clone(),
+                tenants,
                 config.security.pseudonymizer()?,
             )),
         };
@@ -272,7 +311,6 @@ impl Node {
         );
         let hub = SubscriberHub::start(ports.fanout.clone(), &registry);
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let dead_letters = Arc::new(InMemoryDeadLetters::default());
         let producer = Producer::start(&config.producer, ports.stream.clone(), dead_letters.clone());
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
             .with_producer(producer.clone());
@@ -391,7 +429,8 @@ impl Node {
         &self.ports
     }
 
-    /// Records the producer gave up on (the last ones, and counts by reason).
+    /// Records the producer gave up on and records of unprovisioned or suspended vehicles
+    /// (the last ones, and counts by reason).
     pub fn dead_letters(&self) -> &Arc<InMemoryDeadLetters> {
         &self.dead_letters
     }

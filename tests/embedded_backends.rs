@@ -13,7 +13,8 @@ use futures_util::StreamExt;
 
 use fleetwire::backends::conformance::{self, read_shard, stored};
 use fleetwire::backends::embedded::{
-    EmbeddedStream, EmbeddedStreamConfig, InProcessFanOut, RedbLeaseStore, RedbStateStore, open_database,
+    EmbeddedStream, EmbeddedStreamConfig, InProcessFanOut, RedbLeaseStore, RedbStateStore,
+    RedbVehicleRegistry, open_database,
 };
 use fleetwire_actors::model::{TenantId, VehicleId, VehicleUpdate};
 use fleetwire_actors::ports::{
@@ -108,10 +109,67 @@ async fn lease_store_conformance() {
 async fn state_store_conformance() {
     let store = RedbStateStore::new(open_database(None).unwrap()).unwrap();
     conformance::check_state_store_is_order_safe(&store).await;
+    conformance::check_state_store_tenant_isolation(&store).await;
 
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStateStore::new(open_database(Some(dir.path())).unwrap()).unwrap();
     conformance::check_state_store_is_order_safe(&store).await;
+    conformance::check_state_store_tenant_isolation(&store).await;
+    let store = Arc::new(store);
+    conformance::check_state_store_racing_writers(store.clone(), store).await;
+}
+
+#[tokio::test]
+async fn a_database_from_before_tenants_is_migrated_to_the_default_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The layout before tenants: table `vehicles`, key = vehicle id, JSON without `tenant`.
+        let db = open_database(Some(dir.path())).unwrap();
+        let legacy: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("vehicles");
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(legacy).unwrap();
+            let old = br#"{"vehicle_id":"old-car","signals":{},"last_seen":null,"version":7,"recent_records":[1,2]}"#;
+            table.insert("old-car", old.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let db = open_database(Some(dir.path())).unwrap();
+    let store = RedbStateStore::new(db.clone()).unwrap();
+    let moved = store
+        .load(&TenantId::default(), &VehicleId("old-car".into()))
+        .await
+        .unwrap()
+        .expect("the old snapshot is found under the default tenant");
+    assert_eq!((moved.version, moved.recent_records.len()), (7, 2));
+    let other = TenantId::parse("other").unwrap();
+    assert_eq!(
+        store.load(&other, &VehicleId("old-car".into())).await.unwrap(),
+        None
+    );
+    use redb::ReadableDatabase as _;
+    let names: Vec<String> = db
+        .begin_read()
+        .unwrap()
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert!(
+        !names.contains(&"vehicles".to_owned()),
+        "the old table is gone: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn vehicle_registry_conformance() {
+    let registry = RedbVehicleRegistry::new(open_database(None).unwrap()).unwrap();
+    conformance::check_registry_basics(&registry).await;
+    let registry = Arc::new(registry);
+    conformance::check_registry_provision_race(registry.clone(), registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = RedbVehicleRegistry::new(open_database(Some(dir.path())).unwrap()).unwrap();
+    conformance::check_registry_basics(&registry).await;
 }
 
 fn fanout(capacity: usize) -> InProcessFanOut {
@@ -575,7 +633,7 @@ async fn restart_keeps_stream_records_leases_and_snapshots() {
         for (n, k) in keys.iter().enumerate() {
             assert_eq!(
                 states
-                    .save(&conformance::snapshot(k, n as u64 + 1))
+                    .save(&conformance::snapshot(&TenantId::default(), k, n as u64 + 1))
                     .await
                     .unwrap(),
                 SaveOutcome::Written
@@ -631,7 +689,7 @@ async fn restart_keeps_stream_records_leases_and_snapshots() {
     assert_eq!(lease.checkpoint, Checkpoint::Sequence(last_seq));
     for (n, k) in keys.iter().enumerate() {
         let snap = states
-            .load(&VehicleId(k.clone()))
+            .load(&TenantId::default(), &VehicleId(k.clone()))
             .await
             .unwrap()
             .expect("snapshot survives");
@@ -732,14 +790,22 @@ async fn concurrent_group_commit_saves_are_all_durable() {
             tasks.push(tokio::spawn(async move {
                 for v in 1..=VERSIONS {
                     let outcome = store
-                        .save(&conformance::snapshot(&format!("car-{t:03}"), v))
+                        .save(&conformance::snapshot(
+                            &TenantId::default(),
+                            &format!("car-{t:03}"),
+                            v,
+                        ))
                         .await
                         .unwrap();
                     assert_eq!(outcome, SaveOutcome::Written);
                 }
                 // A stale save racing in from a replay is refused.
                 let stale = store
-                    .save(&conformance::snapshot(&format!("car-{t:03}"), 1))
+                    .save(&conformance::snapshot(
+                        &TenantId::default(),
+                        &format!("car-{t:03}"),
+                        1,
+                    ))
                     .await
                     .unwrap();
                 assert_eq!(stale, SaveOutcome::AlreadyNewer);
@@ -751,7 +817,7 @@ async fn concurrent_group_commit_saves_are_all_durable() {
     }
     // Reopened from the file: every acknowledged save is there.
     let store = RedbStateStore::new(open_database(Some(dir.path())).unwrap()).unwrap();
-    let all = store.list(None, 10_000).await.unwrap();
+    let all = store.list(&TenantId::default(), None, 10_000).await.unwrap();
     assert_eq!(all.len(), TASKS as usize);
     assert!(all.iter().all(|s| s.version == VERSIONS));
     assert!(all.windows(2).all(|w| w[0].vehicle_id < w[1].vehicle_id));
@@ -837,7 +903,11 @@ async fn throughput_smoke() {
             tokio::spawn(async move {
                 for v in 1..=50 {
                     store
-                        .save(&conformance::snapshot(&format!("car-{t}"), v))
+                        .save(&conformance::snapshot(
+                            &TenantId::default(),
+                            &format!("car-{t}"),
+                            v,
+                        ))
                         .await
                         .unwrap();
                 }

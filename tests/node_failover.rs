@@ -43,6 +43,8 @@ fn spawn_victim(shared: &Config) -> Child {
         // A long interval keeps the victim's last batch un-checkpointed when it dies.
         ("CONSUMER__CHECKPOINT_INTERVAL_MS", "60000".to_owned()),
         ("CONSUMER__WORKER_ID", "victim".to_owned()),
+        ("TENANCY__UNKNOWN_VEHICLES", "provision".to_owned()),
+        ("TENANCY__PROVISION_TENANT", "default".to_owned()),
         ("HTTP__LISTEN", "127.0.0.1:0".to_owned()),
         ("ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
     ];

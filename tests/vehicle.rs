@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use fleetwire::backends::embedded::{InProcessFanOut, RedbStateStore, open_database};
-use fleetwire_actors::consumer::{RecordRouter, RouteError};
-use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
+use fleetwire_actors::consumer::RouteError;
+use fleetwire_actors::model::{
+    SignalValue, TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate,
+};
 use fleetwire_actors::ports::{FanOut, FanOutMessage, LogEntry, ReplayRetention, StateStore};
 use fleetwire_actors::registry::{ActorKind, ActorRegistry};
 use fleetwire_actors::vehicle::{VehicleConfig, VehicleDirectory};
@@ -48,14 +50,14 @@ impl Harness {
 
     async fn route(&self, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
         let vehicle = records[0].vehicle_id.clone();
-        tokio::time::timeout(WAIT, self.dir.route(vehicle, records))
+        tokio::time::timeout(WAIT, self.dir.apply(TenantId::default(), vehicle, records))
             .await
             .expect("route finishes")
     }
 
     async fn stored(&self, vehicle: &str) -> VehicleSnapshot {
         self.store
-            .load(&VehicleId(vehicle.into()))
+            .load(&TenantId::default(), &VehicleId(vehicle.into()))
             .await
             .expect("store readable")
             .unwrap_or_else(|| panic!("{vehicle} was persisted"))

@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! - [`model`]: records, signal values, vehicle snapshots and updates.
-//! - [`ports`]: `RecordStream`, `LeaseStore`, `StateStore`, `FanOut` — implemented in the
+//! - [`ports`]: `RecordStream`, `LeaseStore`, `StateStore`, `VehicleRegistry`, `FanOut` — implemented in the
 //!   binary crate's `src/backends/`.
 //! - [`codec`]: record bodies on the stream (seed JSON and Tesla's protobuf `Payload`).
 //! - [`tesla`]: Tesla Fleet Telemetry frames: envelope, acks, payload checks and
@@ -23,6 +23,8 @@
 //! - [`pseudonym`]: VIN → pseudonymous vehicle id (keyed HMAC).
 //! - [`producer`]: the batching `Producer` actor every stream write goes through (≤ 500
 //!   records / 5 MiB per call, retries with backoff, per-key order, bounded, dead letters).
+//! - [`tenancy`]: the `TenantRouter` the shard consumers route through: each vehicle's
+//!   tenant from the vehicle registry (cached), unprovisioned/suspended → dead letters.
 //! - [`registry`]: the actor registry behind `/admin/actors`.
 //! - [`telemetry`]: metric names.
 //!
@@ -42,5 +44,6 @@ pub mod pseudonym;
 pub mod registry;
 pub mod subscriber;
 pub mod telemetry;
+pub mod tenancy;
 pub mod tesla;
 pub mod vehicle;

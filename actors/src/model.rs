@@ -196,6 +196,11 @@ pub struct SignalReading {
 /// when the vehicle's actor is reactivated, and published (in full) on every change.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct VehicleSnapshot {
+    /// The tenant the vehicle belongs to (from the vehicle registry); part of the store key,
+    /// so one tenant can never load or list another's snapshot. Absent in snapshots written
+    /// before tenants existed, which belong to the default tenant.
+    #[serde(default)]
+    pub tenant: TenantId,
     /// The vehicle.
     pub vehicle_id: VehicleId,
     /// Latest reading per signal name.

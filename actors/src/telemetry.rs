@@ -145,6 +145,13 @@ pub const PRODUCER_PENDING: &str = "fleetwire_producer_pending_records";
 pub const PRODUCER_LINGER_SECONDS: &str = "fleetwire_producer_linger_seconds";
 /// From `Produce` to a record's outcome (stored, failed or dead-lettered), in seconds.
 pub const PRODUCER_PRODUCE_SECONDS: &str = "fleetwire_producer_produce_seconds";
+/// Records the consumer dead-lettered because of their vehicle's registration; label
+/// `reason` = `unprovisioned` | `suspended`.
+pub const TENANCY_DEAD_LETTERS_TOTAL: &str = "fleetwire_tenancy_dead_letters_total";
+/// Tenant lookups of the consumer; label `source` = `cache` | `registry`.
+pub const TENANCY_LOOKUPS_TOTAL: &str = "fleetwire_tenancy_lookups_total";
+/// Unknown vehicles this node provisioned (`tenancy.unknown_vehicles = "provision"`).
+pub const TENANCY_PROVISIONED_TOTAL: &str = "fleetwire_tenancy_provisioned_total";
 
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
@@ -154,6 +161,18 @@ pub fn describe() {
         "Records received by POST /v1/ingest, by result."
     );
     describe_counter!(INGEST_REQUESTS_TOTAL, "Ingest requests, by HTTP status.");
+    describe_counter!(
+        TENANCY_DEAD_LETTERS_TOTAL,
+        "Records dead-lettered because their vehicle is unprovisioned or suspended, by reason."
+    );
+    describe_counter!(
+        TENANCY_LOOKUPS_TOTAL,
+        "Tenant lookups of the consumer, by source."
+    );
+    describe_counter!(
+        TENANCY_PROVISIONED_TOTAL,
+        "Unknown vehicles provisioned by this node."
+    );
     describe_counter!(
         ROUTE_RECORDS_TOTAL,
         "Records routed to vehicle actors, by result."

@@ -7,12 +7,20 @@
 //! own keys, but they assume nobody else writes those keys meanwhile.
 //!
 //! Stream facts checked here follow the AWS Kinesis Data Streams API reference
-//! (PutRecords, GetShardIterator, GetRecords). The fan-out checks are in `conformance/fanout.rs`.
+//! (PutRecords, GetShardIterator, GetRecords). The fan-out, state-store and vehicle-registry
+//! checks are in `conformance/`.
 
 mod fanout;
+mod registry;
+mod state_store;
 
 pub use fanout::{
     check_fanout_delivers_to_every_subscriber, check_fanout_replay, check_fanout_replay_is_bounded, update_of,
+};
+pub use registry::{check_registry_basics, check_registry_provision_race, registration, unique_tenant};
+pub use state_store::{
+    check_state_store_is_order_safe, check_state_store_racing_writers, check_state_store_tenant_isolation,
+    snapshot,
 };
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,11 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::stream::{MAX_PUT_RECORDS_ENTRIES, MAX_RECORD_BYTES, hash_key};
 use fleetwire_actors::ports::{
-    Checkpoint, Lease, LeaseError, LeaseStore, PutEntry, PutOutcome, RecordStream, SaveOutcome,
-    SequenceNumber, ShardId, StartPosition, StateStore, StreamError, StreamRecord,
+    Checkpoint, Lease, LeaseError, LeaseStore, PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId,
+    StartPosition, StreamError, StreamRecord,
 };
 
 /// Upper bound on `get_records` calls while draining one shard; reaching it means the
@@ -583,82 +590,4 @@ fn assert_not_found(result: Result<(), LeaseError>, what: &str) {
         Err(LeaseError::NotFound(_)) => {}
         other => panic!("{what} of a missing lease must be NotFound, got {other:?}"),
     }
-}
-
-/// A snapshot for the state-store checks.
-pub fn snapshot(vehicle: &str, version: u64) -> VehicleSnapshot {
-    VehicleSnapshot {
-        vehicle_id: VehicleId(vehicle.to_owned()),
-        version,
-        ..VehicleSnapshot::default()
-    }
-}
-
-/// Saves are order-safe: a lower or equal version never replaces a stored higher one and
-/// reports `AlreadyNewer`; `load` returns what was written; `list` pages in id order.
-pub async fn check_state_store_is_order_safe(store: &dyn StateStore) {
-    let prefix = nonce("veh");
-    let id = format!("{prefix}-a");
-    assert_eq!(
-        store.load(&VehicleId(id.clone())).await.expect("load failed"),
-        None
-    );
-
-    assert_eq!(
-        store.save(&snapshot(&id, 5)).await.expect("save failed"),
-        SaveOutcome::Written
-    );
-    assert_eq!(
-        store.save(&snapshot(&id, 3)).await.expect("save failed"),
-        SaveOutcome::AlreadyNewer
-    );
-    assert_eq!(
-        store.save(&snapshot(&id, 5)).await.expect("save failed"),
-        SaveOutcome::AlreadyNewer
-    );
-    let stored = store.load(&VehicleId(id.clone())).await.expect("load failed");
-    assert_eq!(
-        stored.map(|s| s.version),
-        Some(5),
-        "a lower version never overwrites"
-    );
-
-    let mut newer = snapshot(&id, 6);
-    newer.recent_records = vec![fleetwire_actors::model::RecordId(42)];
-    assert_eq!(
-        store.save(&newer).await.expect("save failed"),
-        SaveOutcome::Written
-    );
-    assert_eq!(
-        store.load(&VehicleId(id.clone())).await.unwrap(),
-        Some(newer),
-        "load returns the saved snapshot"
-    );
-
-    // Paging in id order.
-    for suffix in ["d", "b", "c"] {
-        store
-            .save(&snapshot(&format!("{prefix}-{suffix}"), 1))
-            .await
-            .expect("save failed");
-    }
-    let mut ids = Vec::new();
-    let mut after: Option<VehicleId> = None;
-    loop {
-        let page = store.list(after.as_ref(), 2).await.expect("list failed");
-        assert!(page.len() <= 2, "list returns at most `limit` snapshots");
-        let Some(last) = page.last() else { break };
-        after = Some(last.vehicle_id.clone());
-        ids.extend(
-            page.into_iter()
-                .map(|s| s.vehicle_id.0)
-                .filter(|id| id.starts_with(&prefix)),
-        );
-    }
-    let expected: Vec<String> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|s| format!("{prefix}-{s}"))
-        .collect();
-    assert_eq!(ids, expected, "list pages through every snapshot in id order");
-    store.ping().await.expect("ping failed");
 }

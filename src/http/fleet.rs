@@ -26,7 +26,7 @@ async fn derived(state: &ApiState, id: &str) -> Result<(VehicleId, FleetState), 
         message,
     })?;
     // tenant: from auth (issue 6) — a vehicle of another tenant must answer 404 here.
-    match state.store.load(&id).await {
+    match state.store.load(&TenantId::default(), &id).await {
         Ok(Some(snapshot)) => Ok((id, snapshot.derived)),
         Ok(None) => Err(ApiError::NotFound(format!("no vehicle {id}"))),
         Err(e) => Err(ApiError::Unavailable {

@@ -1,7 +1,7 @@
 //! `GET /v1/vehicles`, `GET /v1/vehicles/{id}`
 
 use actix_web::{HttpResponse, web};
-use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
+use fleetwire_actors::model::{TenantId, VehicleId, VehicleSnapshot};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
@@ -54,7 +54,7 @@ fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Lists vehicles with their latest state, ordered by id.
+/// Lists the caller's tenant's vehicles with their latest state, ordered by id.
 pub async fn list(
     state: web::Data<ApiState>,
     query: web::Query<ListQuery>,
@@ -67,9 +67,11 @@ pub async fn list(
         });
     }
     let after = query.after.as_deref().map(|a| VehicleId(a.to_owned()));
+    // tenant: from auth (issue 6)
+    let tenant = TenantId::default();
     let snapshots = state
         .store
-        .list(after.as_ref(), limit)
+        .list(&tenant, after.as_ref(), limit)
         .await
         .map_err(store_unavailable)?;
     let next_after = (snapshots.len() == limit)
@@ -79,13 +81,16 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(VehiclePage { vehicles, next_after }))
 }
 
-/// One vehicle's latest state.
+/// One vehicle's latest state; 404 when the caller's tenant has no such vehicle (also
+/// when another tenant has one with this id: the store is keyed by tenant).
 pub async fn get(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = VehicleId::parse(&id).map_err(|message| ApiError::BadRequest {
         code: "bad_vehicle_id",
         message,
     })?;
-    match state.store.load(&id).await.map_err(store_unavailable)? {
+    // tenant: from auth (issue 6)
+    let tenant = TenantId::default();
+    match state.store.load(&tenant, &id).await.map_err(store_unavailable)? {
         Some(snapshot) => Ok(HttpResponse::Ok().json(VehicleView::from(snapshot))),
         None => Err(ApiError::NotFound(format!("no vehicle {id}"))),
     }

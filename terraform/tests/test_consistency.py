@@ -202,23 +202,33 @@ def test_table_check_detects_a_mismatch(dirs):
     assert any(d.startswith("vehicles.indexes") for d in diffs)
 
 
-def lease_key_from_code() -> tuple[str, str]:
-    src = (ROOT / "src/backends/dynamodb/lease_store.rs").read_text()
+DYNAMODB_SRC = ROOT / "src/backends/dynamodb"
+
+
+def table_spec_from_code(file: str) -> dict:
+    """The TableSpec a backend hands to tables.rs create_table_if_missing (what
+    create_tables_if_missing builds locally): hash key and its one KEYS_ONLY index."""
+    src = (DYNAMODB_SRC / file).read_text()
     const = dict(re.findall(r'const (\w+): &str = "([^"]+)";', src))
-    # The CreateTable call (what create_tables_if_missing builds locally): key schema and type.
-    m = re.search(r"\.attribute_name\((\w+)\)\s*\.attribute_type\(ScalarAttributeType::(\w+)\)", src)
-    assert m, "lease_store.rs: attribute definition of the lease table not found"
-    k = re.search(r"KeySchemaElement::builder\(\)\s*\.attribute_name\((\w+)\)\s*\.key_type\(KeyType::Hash\)", src)
-    assert k and k.group(1) == m.group(1), "lease_store.rs: hash key not found"
-    assert "KeyType::Range" not in src, "the lease table gained a sort key: update terraform and the data model"
-    return const[m.group(1)], m.group(2)
+    const.update(re.findall(r'const (\w+): &str = "([^"]+)";', (DYNAMODB_SRC / "tables.rs").read_text()))
+    spec = re.search(r"TableSpec \{\s*name: [^,]+,\s*hash: (\w+),\s*index: (None|Some\(KeysOnlyIndex \{(.*?)\}\)),", src, re.S)
+    assert spec, f"{file}: TableSpec not found"
+    index = None
+    if spec.group(3):
+        fields = dict(re.findall(r"(\w+): (\w+)", spec.group(3)))
+        index = {const[fields["name"]]: (const[fields["hash"]], const[fields["range"]])}
+    # tables.rs defines every key attribute as S and never a sort key on the table.
+    shared = (DYNAMODB_SRC / "tables.rs").read_text()
+    assert "ScalarAttributeType::S" in shared and "ScalarAttributeType::N" not in shared
+    assert "KeyType::Range" not in src
+    return {"hash": (const[spec.group(1)], "S"), "index": index}
 
 
 def test_lease_table_matches_the_code(dirs):
-    name, scalar = lease_key_from_code()
-    assert (name, scalar) == ("leaseKey", "S")
+    spec = table_spec_from_code("lease_store.rs")
+    assert spec == {"hash": ("leaseKey", "S"), "index": None}
     tables = terraform_tables(dirs)
-    assert tables["leases"]["hash"] == (name, scalar)
+    assert tables["leases"]["hash"] == spec["hash"]
     assert tables["leases"]["range"] is None and tables["leases"]["indexes"] == {}
     # Every attribute the code writes is documented in the data model.
     src = (ROOT / "src/backends/dynamodb/lease_store.rs").read_text()
@@ -226,6 +236,17 @@ def test_lease_table_matches_the_code(dirs):
     assert len(attrs) == 6
     doc = DATA_MODEL.read_text()
     assert all(f"`{a}`" in doc for a in attrs), [a for a in attrs if f"`{a}`" not in doc]
+
+
+def test_state_and_registry_tables_match_the_code(dirs):
+    tables = terraform_tables(dirs)
+    for table, file in (("vehicles", "state_store.rs"), ("registry", "registry.rs")):
+        spec = table_spec_from_code(file)
+        assert tables[table]["hash"] == spec["hash"], table
+        assert tables[table]["range"] is None, table
+        ((name, keys),) = spec["index"].items()
+        hash_key, range_key, projection = tables[table]["indexes"][name]
+        assert (hash_key[0], range_key[0], projection) == (*keys, "KEYS_ONLY"), table
 
 
 def test_table_names_pass_the_codes_rules(dirs):
@@ -274,6 +295,27 @@ def test_lease_table_permissions_are_the_calls_the_code_makes(dirs):
     assert {"Scan", "PutItem", "UpdateItem", "DeleteItem", "DescribeTable"} <= called
     granted = set(mod(dirs, "dynamodb").locals["tables"]["leases"]["task_actions"])
     assert granted == called - DEV_ONLY_ACTIONS
+
+
+def test_state_and_registry_permissions_are_the_calls_the_code_makes(dirs):
+    shared = client_calls(ROOT / "src/backends/dynamodb/tables.rs")
+    tables = mod(dirs, "dynamodb").locals["tables"]
+    for table, code in (("vehicles", "state_store.rs"), ("registry", "registry.rs")):
+        called = client_calls(ROOT / "src/backends/dynamodb" / code) | shared
+        assert {"GetItem", "UpdateItem", "Query", "BatchGetItem"} <= called, table
+        assert set(tables[table]["task_actions"]) == called - DEV_ONLY_ACTIONS, table
+
+
+def test_state_tables_are_found_through_the_table_prefix(dirs):
+    ecs, dyn, stack = mod(dirs, "ecs"), mod(dirs, "dynamodb"), dirs["stack"]
+    assert ecs.locals["environment"]["FLEETWIRE_DYNAMODB__TABLE_PREFIX"] == "${var.name_prefix}-"
+    assert dyn.resources[("aws_dynamodb_table", "this")]["name"] == "${var.name_prefix}-${each.key}"
+    assert stack.modules["ecs"]["name_prefix"] == stack.modules["dynamodb"]["name_prefix"] == "${local.name_prefix}"
+    # The logical names the code appends are the terraform table keys.
+    rs = (ROOT / "src/backends/dynamodb/mod.rs").read_text()
+    for const in ("VEHICLES_TABLE", "REGISTRY_TABLE"):
+        logical = re.search(rf'pub const {const}: &str = "(\w+)";', rs).group(1)
+        assert logical in dyn.locals["tables"], logical
 
 
 def test_iam_grants_the_dynamodb_module_actions_per_table(dirs):
@@ -401,7 +443,9 @@ def test_environment_check_detects_unknown_keys():
 
 def test_aws_profile_uses_the_provisioned_backends():
     aws = tomllib.loads((ROOT / "config/aws.toml").read_text())
-    assert aws["backends"] == {"stream": "kinesis", "leases": "dynamodb", "fanout": "redis"}
+    assert aws["backends"] == {"stream": "kinesis", "leases": "dynamodb", "state": "dynamodb", "fanout": "redis"}
+    assert aws.get("tenancy", {}).get("unknown_vehicles", "dead_letter") == "dead_letter", \
+        "production never provisions unknown vehicles on its own"
     for section in ("kinesis", "dynamodb"):
         s = aws.get(section, {})
         assert not s.get("static_credentials") and "endpoint_url" not in s, f"[{section}] must use AWS"
@@ -453,6 +497,7 @@ def test_the_binary_accepts_the_task_configuration(dirs, tmp_path):
     effective = json.loads(out.stdout.split("\n", 1)[1])
     assert effective["kinesis"]["stream_name"] == "fleetwire-dev_V"
     assert effective["dynamodb"]["lease_table"] == "fleetwire-dev-leases"
+    assert effective["dynamodb"]["table_prefix"] == "fleetwire-dev-"
     assert effective["http"]["listen"].endswith(":8080") and effective["admin"]["listen"].endswith(":9090")
     # And a misspelt variable is refused, so the check above means something.
     env["FLEETWIRE_KINESIS__STREAM"] = "x"

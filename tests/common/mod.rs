@@ -32,6 +32,10 @@ pub fn test_config(data_dir: Option<PathBuf>) -> Config {
     config.vehicles.arbiters = 2;
     // A closed client is noticed at the next write; keep-alives make that prompt.
     config.subscribers.keep_alive_ms = 200;
+    // Vehicles the tests invent belong to the default tenant (the tenant the API serves
+    // until authentication picks one), as they did before the registry existed.
+    config.tenancy =
+        fleetwire_actors::tenancy::TenancyConfig::provisioning_to(fleetwire_actors::model::TenantId::DEFAULT);
     config
 }
 

@@ -52,6 +52,15 @@ pub enum RouteError {
         /// Why.
         reason: String,
     },
+    /// The vehicle's tenant could not be resolved (the vehicle registry failed, or the
+    /// dead-letter sink did not take a refused record); retried like a store error.
+    #[error("vehicle {vehicle}: tenant unresolved: {reason}")]
+    TenantUnresolved {
+        /// Which vehicle.
+        vehicle: VehicleId,
+        /// Why.
+        reason: String,
+    },
     /// The node is shutting down and no longer accepts records.
     #[error("shutting down")]
     ShuttingDown,
@@ -59,7 +68,8 @@ pub enum RouteError {
 
 /// The consumer's output: hands a vehicle's records, in stream order, to whatever keeps
 /// its state, and resolves once their effects are persisted (only then may the shard
-/// checkpoint move past them). Implemented by [`crate::vehicle::VehicleDirectory`].
+/// checkpoint move past them). Implemented by [`crate::tenancy::TenantRouter`] (which
+/// resolves the tenant and hands on to [`crate::vehicle::VehicleDirectory`]).
 #[async_trait]
 pub trait RecordRouter: Send + Sync + 'static {
     /// Applies `records` (all of one vehicle, in order) and returns after persistence.

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::model::{VehicleId, VehicleSnapshot};
+use crate::model::{TenantId, VehicleId, VehicleSnapshot};
 
 /// What a save did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,20 +28,34 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The state store port. Implementations: `src/backends/embedded/state_store.rs` (redb),
-/// later DynamoDB.
+/// The state store port. Implementations: `src/backends/embedded/state_store.rs` (redb) and
+/// `src/backends/dynamodb/state_store.rs` (the `vehicles` table).
+///
+/// Every call is tenant-scoped: the key of a snapshot is (tenant, vehicle id), so the same
+/// vehicle id under two tenants is two unrelated snapshots, and no call can reach another
+/// tenant's data (docs/data-model.md: "every key that holds tenant data starts with the
+/// tenant").
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
-    /// The stored snapshot of a vehicle, if any.
-    async fn load(&self, vehicle_id: &VehicleId) -> Result<Option<VehicleSnapshot>, StoreError>;
+    /// The stored snapshot of `tenant`'s vehicle, if any.
+    async fn load(
+        &self,
+        tenant: &TenantId,
+        vehicle_id: &VehicleId,
+    ) -> Result<Option<VehicleSnapshot>, StoreError>;
 
-    /// Stores `snapshot` unless the stored one has an equal or higher `version`
-    /// (idempotent and order-safe). Returns only once the write is durable.
+    /// Stores `snapshot` under (`snapshot.tenant`, `snapshot.vehicle_id`) unless the stored
+    /// one has an equal or higher `version` (idempotent and order-safe). Returns only once
+    /// the write is durable.
     async fn save(&self, snapshot: &VehicleSnapshot) -> Result<SaveOutcome, StoreError>;
 
-    /// Snapshots ordered by vehicle id, starting after `after`, at most `limit`.
-    async fn list(&self, after: Option<&VehicleId>, limit: usize)
-    -> Result<Vec<VehicleSnapshot>, StoreError>;
+    /// `tenant`'s snapshots ordered by vehicle id, starting after `after`, at most `limit`.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&VehicleId>,
+        limit: usize,
+    ) -> Result<Vec<VehicleSnapshot>, StoreError>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

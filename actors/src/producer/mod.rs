@@ -38,6 +38,7 @@ pub mod dead_letter;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::TenantId;
 use crate::ports::stream::{MAX_PUT_RECORDS_BYTES, MAX_PUT_RECORDS_ENTRIES};
 use crate::ports::{PutOutcome, SequenceNumber, ShardId, StreamError};
 
@@ -119,25 +120,36 @@ pub enum DeadLetterReason {
         /// The error of the last attempt, if any failed.
         last_error: Option<StreamError>,
     },
+    /// The consumer read a record of a vehicle that is not in the vehicle registry (and
+    /// the node does not provision unknown vehicles): it belongs to no tenant.
+    Unprovisioned,
+    /// The consumer read a record of a vehicle its tenant suspended.
+    Suspended {
+        /// The owning tenant.
+        tenant: TenantId,
+    },
 }
 
 impl DeadLetterReason {
     /// Low-cardinality label for metrics: `attempts_exhausted` | `retry_time_exhausted` |
-    /// `shutdown`.
+    /// `shutdown` | `unprovisioned` | `suspended`.
     pub fn label(&self) -> &'static str {
         match self {
             DeadLetterReason::AttemptsExhausted { .. } => "attempts_exhausted",
             DeadLetterReason::RetryTimeExhausted { .. } => "retry_time_exhausted",
             DeadLetterReason::Shutdown { .. } => "shutdown",
+            DeadLetterReason::Unprovisioned => "unprovisioned",
+            DeadLetterReason::Suspended { .. } => "suspended",
         }
     }
 
-    /// Attempts made before giving up.
+    /// Attempts made before giving up (0 for records refused by the tenancy check).
     pub fn attempts(&self) -> u32 {
         match self {
             DeadLetterReason::AttemptsExhausted { attempts, .. }
             | DeadLetterReason::RetryTimeExhausted { attempts, .. }
             | DeadLetterReason::Shutdown { attempts, .. } => *attempts,
+            DeadLetterReason::Unprovisioned | DeadLetterReason::Suspended { .. } => 0,
         }
     }
 }
@@ -156,6 +168,10 @@ impl std::fmt::Display for DeadLetterReason {
                 f,
                 "gave up after {waited_ms} ms and {attempts} attempts; last error: {last_error}"
             ),
+            DeadLetterReason::Unprovisioned => f.write_str("the vehicle is not provisioned to any tenant"),
+            DeadLetterReason::Suspended { tenant } => {
+                write!(f, "the vehicle is suspended by tenant {tenant}")
+            }
             DeadLetterReason::Shutdown { attempts, last_error } => {
                 write!(
                     f,

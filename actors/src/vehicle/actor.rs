@@ -19,7 +19,7 @@ use super::state::{ApplyReport, VehicleState};
 use super::{FleetServices, VehicleConfig};
 use crate::consumer::RouteError;
 use crate::fleet::FleetContext;
-use crate::model::{TelemetryRecord, VehicleId, VehicleSnapshot, VehicleUpdate};
+use crate::model::{TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate};
 use crate::ports::{FanOut, SaveOutcome, StateStore, StoreError};
 use crate::registry::Registration;
 use crate::telemetry::{
@@ -61,8 +61,10 @@ pub struct VehicleStateActor {
 }
 
 impl VehicleStateActor {
-    /// An actor for `id` that has not loaded its state yet (it does on start).
+    /// An actor for `tenant`'s vehicle `id` that has not loaded its state yet (it does on
+    /// start). The tenant comes from the vehicle registry (the router resolved it).
     pub(crate) fn new(
+        tenant: TenantId,
         id: VehicleId,
         config: &VehicleConfig,
         store: Arc<dyn StateStore>,
@@ -71,7 +73,7 @@ impl VehicleStateActor {
         slot: Option<DirectorySlot>,
     ) -> Self {
         Self {
-            state: VehicleState::new(id, config.dedupe_window),
+            state: VehicleState::new(tenant, id, config.dedupe_window),
             window: config.dedupe_window,
             persisted_version: 0,
             store,
@@ -94,7 +96,7 @@ impl VehicleStateActor {
     /// snapshot that records them. Runs inside `ctx.wait`, so it never interleaves with a
     /// batch.
     fn check_offline(&mut self, ctx: &mut Context<Self>) {
-        let rules = self.fleet.rules.tenant(&self.state.tenant());
+        let rules = self.fleet.rules.tenant(self.state.tenant());
         let fleet = FleetContext {
             config: &self.fleet.config,
             rules: &rules,
@@ -125,7 +127,7 @@ impl VehicleStateActor {
     /// Whether an `offline` rule still waits to fire for this vehicle (the actor stays
     /// active until it has, so the timer can raise it).
     fn offline_pending(&self) -> bool {
-        let rules = self.fleet.rules.tenant(&self.state.tenant());
+        let rules = self.fleet.rules.tenant(self.state.tenant());
         let fleet = FleetContext {
             config: &self.fleet.config,
             rules: &rules,
@@ -158,7 +160,7 @@ impl VehicleStateActor {
         // than queue behind this one; routes that already hold our address see a closed
         // mailbox and retry against the fresh actor.
         if let Some(slot) = &self.slot {
-            slot.release(self.state.vehicle_id());
+            slot.release(self.state.tenant(), self.state.vehicle_id());
         }
         ctx.stop();
     }
@@ -191,9 +193,10 @@ impl Actor for VehicleStateActor {
         counter!(VEHICLE_ACTIVATIONS_TOTAL).increment(1);
         let store = self.store.clone();
         let id = self.state.vehicle_id().clone();
+        let tenant = self.state.tenant().clone();
         // `wait`, not `spawn`: the mailbox is not read until the state is restored, so no
         // record is ever applied to an empty state and then overwritten by the load.
-        ctx.wait(async move { load_with_retry(store.as_ref(), &id).await }.into_actor(self).map(
+        ctx.wait(async move { load_with_retry(store.as_ref(), &tenant, &id).await }.into_actor(self).map(
             |loaded, act, ctx| match loaded {
                 Ok(Some(snapshot)) => {
                     act.persisted_version = snapshot.version;
@@ -204,7 +207,7 @@ impl Actor for VehicleStateActor {
                 Err(err) => {
                     error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
                     if let Some(slot) = &act.slot {
-                        slot.release(act.state.vehicle_id());
+                        slot.release(act.state.tenant(), act.state.vehicle_id());
                     }
                     ctx.stop();
                 }
@@ -221,7 +224,7 @@ impl Actor for VehicleStateActor {
         // and by then the registry must no longer list this actor.
         self.registration = None;
         if let Some(slot) = self.slot.take() {
-            slot.release(self.state.vehicle_id());
+            slot.release(self.state.tenant(), self.state.vehicle_id());
         }
     }
 }
@@ -229,16 +232,17 @@ impl Actor for VehicleStateActor {
 /// Loads the vehicle's snapshot, retrying transient errors with exponential backoff.
 async fn load_with_retry(
     store: &dyn StateStore,
+    tenant: &TenantId,
     id: &VehicleId,
 ) -> Result<Option<VehicleSnapshot>, StoreError> {
     let mut delay = LOAD_BACKOFF;
     let mut attempt = 1;
     loop {
-        match store.load(id).await {
-            Ok(Some(snapshot)) if &snapshot.vehicle_id != id => {
+        match store.load(tenant, id).await {
+            Ok(Some(snapshot)) if &snapshot.vehicle_id != id || &snapshot.tenant != tenant => {
                 return Err(StoreError::Corrupt(format!(
-                    "snapshot stored for {id} belongs to {}",
-                    snapshot.vehicle_id
+                    "snapshot stored for {tenant}/{id} belongs to {}/{}",
+                    snapshot.tenant, snapshot.vehicle_id
                 )));
             }
             Ok(loaded) => return Ok(loaded),
@@ -291,7 +295,7 @@ impl Handler<ApplyRecords> for VehicleStateActor {
             reg.handled(true);
         }
         let records = self.own_records(msg.records);
-        let rules = self.fleet.rules.tenant(&self.state.tenant());
+        let rules = self.fleet.rules.tenant(self.state.tenant());
         let fleet = FleetContext {
             config: &self.fleet.config,
             rules: &rules,
@@ -416,7 +420,15 @@ mod tests {
         let registration = registry.register(ActorKind::VehicleState, "v1");
         let (store, fanout, config) = (store.clone(), fanout.clone(), config.clone());
         let addr = VehicleStateActor::create(move |_| {
-            VehicleStateActor::new(VehicleId("v1".into()), &config, store, fanout, registration, None)
+            VehicleStateActor::new(
+                TenantId::default(),
+                VehicleId("v1".into()),
+                &config,
+                store,
+                fanout,
+                registration,
+                None,
+            )
         });
         (addr, registry)
     }
@@ -512,7 +524,7 @@ mod tests {
     async fn restores_from_the_store_before_applying() {
         let (store, fanout) = ports();
         let earlier = record("v1", 1, &[("Soc", 80)]);
-        let mut old = VehicleState::new(VehicleId("v1".into()), 8);
+        let mut old = VehicleState::new(TenantId::default(), VehicleId("v1".into()), 8);
         old.apply(&earlier);
         store
             .snapshots

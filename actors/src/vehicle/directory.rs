@@ -1,5 +1,8 @@
 //! [`VehicleDirectory`]: finds the actor of a vehicle, spawning it on the first record,
-//! and forgets it when it passivates. It is the [`RecordRouter`] the shard consumers use.
+//! and forgets it when it passivates. Actors are keyed by (tenant, vehicle): the tenant is
+//! resolved before (`crate::tenancy::TenantRouter`, the [`RecordRouter`] the shard
+//! consumers use), and a vehicle moved to another tenant gets a fresh actor with that
+//! tenant's state, never the old tenant's.
 //!
 //! Each spawned actor gets a *generation* number. An actor that passivates removes its
 //! directory entry only if the entry still holds its own generation, so it can never
@@ -14,13 +17,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use actix::{Actor, Addr, Arbiter, MailboxError};
-use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::actor::{ApplyRecords, Stop, VehicleStateActor};
 use super::{FleetServices, VehicleConfig};
-use crate::consumer::{RecordRouter, RouteError};
-use crate::model::{TelemetryRecord, VehicleId};
+use crate::consumer::RouteError;
+use crate::model::{TelemetryRecord, TenantId, VehicleId};
 use crate::ports::{FanOut, StateStore};
 use crate::registry::{ActorKind, ActorRegistry, ActorStats};
 
@@ -56,13 +58,16 @@ struct Shared {
 /// The directory's mutable part.
 #[derive(Default)]
 struct Table {
-    /// Vehicle → its current actor.
-    actors: HashMap<VehicleId, Entry>,
+    /// (Tenant, vehicle) → its current actor.
+    actors: HashMap<VehicleKey, Entry>,
     /// Generation of the next spawned actor.
     next_generation: u64,
     /// Set by `shutdown`; no actor is spawned after it.
     shutting_down: bool,
 }
+
+/// A vehicle actor's identity: the tenant and the vehicle.
+type VehicleKey = (TenantId, VehicleId);
 
 /// One live actor.
 #[derive(Clone)]
@@ -86,18 +91,19 @@ pub(crate) struct DirectorySlot {
 }
 
 impl DirectorySlot {
-    /// Removes the directory entry of `id` if it still belongs to this actor.
-    pub(crate) fn release(&self, id: &VehicleId) {
+    /// Removes the directory entry of `tenant`'s `id` if it still belongs to this actor.
+    pub(crate) fn release(&self, tenant: &TenantId, id: &VehicleId) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
         let mut table = shared.lock();
+        let key = (tenant.clone(), id.clone());
         if table
             .actors
-            .get(id)
+            .get(&key)
             .is_some_and(|e| e.generation == self.generation)
         {
-            table.actors.remove(id);
+            table.actors.remove(&key);
         }
     }
 }
@@ -198,12 +204,12 @@ impl VehicleDirectory {
 
     /// The current actor of `id`, or a new one if there is none or the current one is
     /// the `stale` generation that just refused a batch.
-    fn get_or_spawn(&self, id: &VehicleId, stale: Option<u64>) -> Result<Entry, RouteError> {
+    fn get_or_spawn(&self, key: &VehicleKey, stale: Option<u64>) -> Result<Entry, RouteError> {
         let mut table = self.shared.lock();
         if table.shutting_down {
             return Err(RouteError::ShuttingDown);
         }
-        if let Some(entry) = table.actors.get(id)
+        if let Some(entry) = table.actors.get(key)
             && Some(entry.generation) != stale
             && entry.addr.connected()
         {
@@ -211,16 +217,17 @@ impl VehicleDirectory {
         }
         let generation = table.next_generation;
         table.next_generation += 1;
-        let entry = self.spawn(id, generation);
-        table.actors.insert(id.clone(), entry.clone());
+        let entry = self.spawn(key, generation);
+        table.actors.insert(key.clone(), entry.clone());
         Ok(entry)
     }
 
     /// Starts an actor on the next arbiter. Cheap (no I/O): the actor loads its state
     /// on its own thread once started, so this may run under the table lock.
-    fn spawn(&self, id: &VehicleId, generation: u64) -> Entry {
+    fn spawn(&self, (tenant, id): &VehicleKey, generation: u64) -> Entry {
         let shared = &self.shared;
         let registration = shared.registry.register(ActorKind::VehicleState, id.as_str());
+        registration.set_detail("tenant", tenant.as_str());
         let stats = registration.stats().clone();
         let slot = DirectorySlot {
             shared: Arc::downgrade(shared),
@@ -229,7 +236,8 @@ impl VehicleDirectory {
         };
         let arbiter =
             &shared.arbiters[shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % shared.arbiters.len()];
-        let (id, config, store, fanout, fleet) = (
+        let (tenant, id, config, store, fanout, fleet) = (
+            tenant.clone(),
             id.clone(),
             shared.config.clone(),
             shared.store.clone(),
@@ -238,7 +246,8 @@ impl VehicleDirectory {
         );
         let addr = VehicleStateActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.set_mailbox_capacity(config.mailbox_capacity.max(1));
-            VehicleStateActor::new(id, &config, store, fanout, registration, Some(slot)).with_fleet(fleet)
+            VehicleStateActor::new(tenant, id, &config, store, fanout, registration, Some(slot))
+                .with_fleet(fleet)
         });
         Entry {
             generation,
@@ -248,8 +257,8 @@ impl VehicleDirectory {
     }
 
     /// Sends the batch to the vehicle's actor once.
-    async fn attempt(&self, id: &VehicleId, stale: Option<u64>, records: Vec<TelemetryRecord>) -> Attempt {
-        let entry = match self.get_or_spawn(id, stale) {
+    async fn attempt(&self, key: &VehicleKey, stale: Option<u64>, records: Vec<TelemetryRecord>) -> Attempt {
+        let entry = match self.get_or_spawn(key, stale) {
             Ok(entry) => entry,
             Err(err) => return Attempt::Done(Err(err)),
         };
@@ -263,16 +272,24 @@ impl VehicleDirectory {
     }
 }
 
-#[async_trait]
-impl RecordRouter for VehicleDirectory {
-    async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
+impl VehicleDirectory {
+    /// Applies `records` (all of `tenant`'s vehicle `vehicle_id`, in stream order) in the
+    /// vehicle's actor and returns once the resulting state is persisted.
+    pub async fn apply(
+        &self,
+        tenant: TenantId,
+        vehicle_id: VehicleId,
+        records: Vec<TelemetryRecord>,
+    ) -> Result<(), RouteError> {
+        let key = (tenant, vehicle_id);
         // The clone is kept for the one retry after a lost race with passivation; the
         // stopped actor dropped its copy unapplied.
-        let stale = match self.attempt(&vehicle_id, None, records.clone()).await {
+        let stale = match self.attempt(&key, None, records.clone()).await {
             Attempt::Done(result) => return result,
             Attempt::Closed(generation) => generation,
         };
-        match self.attempt(&vehicle_id, Some(stale), records).await {
+        let vehicle_id = key.1.clone();
+        match self.attempt(&key, Some(stale), records).await {
             Attempt::Done(result) => result,
             Attempt::Closed(_) if self.shared.lock().shutting_down => Err(RouteError::ShuttingDown),
             // Twice in a row: the actor could not load its state (store down). The shard
@@ -320,6 +337,21 @@ mod tests {
         VehicleId(s.into())
     }
 
+    fn key(s: &str) -> VehicleKey {
+        (TenantId::default(), vid(s))
+    }
+
+    /// Routes like the tenant router does for a vehicle of the default tenant.
+    trait RouteDefault {
+        async fn route(&self, id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError>;
+    }
+
+    impl RouteDefault for VehicleDirectory {
+        async fn route(&self, id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
+            self.apply(TenantId::default(), id, records).await
+        }
+    }
+
     #[actix_rt::test]
     async fn spawns_lazily_and_reuses_the_actor() {
         let (dir, store, registry) = directory(VehicleConfig {
@@ -353,9 +385,9 @@ mod tests {
         dir.route(vid("a"), vec![record("a", 1, &[("Soc", 1)])])
             .await
             .unwrap();
-        let first = dir.shared.lock().actors[&vid("a")].clone();
+        let first = dir.shared.lock().actors[&key("a")].clone();
         // Pretend the first actor refused a batch: the next route replaces it.
-        let second = dir.get_or_spawn(&vid("a"), Some(first.generation)).unwrap();
+        let second = dir.get_or_spawn(&key("a"), Some(first.generation)).unwrap();
         assert_ne!(first.generation, second.generation);
         // The old actor releasing its slot late must leave the new entry alone.
         let (_tx, rx) = watch::channel(());
@@ -364,8 +396,8 @@ mod tests {
             generation: first.generation,
             _alive: rx,
         }
-        .release(&vid("a"));
-        assert_eq!(dir.shared.lock().actors[&vid("a")].generation, second.generation);
+        .release(&TenantId::default(), &vid("a"));
+        assert_eq!(dir.shared.lock().actors[&key("a")].generation, second.generation);
         first.addr.do_send(Stop);
         dir.shutdown().await;
     }

@@ -107,7 +107,9 @@ pub(crate) mod fakes {
         Saved(VehicleId, u64),
     }
 
-    /// A state store in a map; `fail_saves` / `fail_loads` make the next N calls fail.
+    /// A state store in a map keyed by vehicle (tests use one tenant; `load` and `list`
+    /// still only return the asked tenant's snapshots); `fail_saves` / `fail_loads` make the
+    /// next N calls fail.
     #[derive(Default)]
     pub struct FakeStore {
         pub snapshots: Mutex<BTreeMap<VehicleId, VehicleSnapshot>>,
@@ -119,12 +121,17 @@ pub(crate) mod fakes {
 
     #[async_trait]
     impl StateStore for FakeStore {
-        async fn load(&self, id: &VehicleId) -> Result<Option<VehicleSnapshot>, StoreError> {
+        async fn load(
+            &self,
+            tenant: &TenantId,
+            id: &VehicleId,
+        ) -> Result<Option<VehicleSnapshot>, StoreError> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             if take_one(&self.fail_loads) {
                 return Err(StoreError::Unavailable("fake load failure".into()));
             }
-            Ok(self.snapshots.lock().unwrap().get(id).cloned())
+            let map = self.snapshots.lock().unwrap();
+            Ok(map.get(id).filter(|s| &s.tenant == tenant).cloned())
         }
 
         async fn save(&self, snapshot: &VehicleSnapshot) -> Result<SaveOutcome, StoreError> {
@@ -146,8 +153,14 @@ pub(crate) mod fakes {
             Ok(SaveOutcome::Written)
         }
 
-        async fn list(&self, _: Option<&VehicleId>, _: usize) -> Result<Vec<VehicleSnapshot>, StoreError> {
-            Ok(self.snapshots.lock().unwrap().values().cloned().collect())
+        async fn list(
+            &self,
+            tenant: &TenantId,
+            _: Option<&VehicleId>,
+            _: usize,
+        ) -> Result<Vec<VehicleSnapshot>, StoreError> {
+            let map = self.snapshots.lock().unwrap();
+            Ok(map.values().filter(|s| &s.tenant == tenant).cloned().collect())
         }
 
         async fn ping(&self) -> Result<(), StoreError> {

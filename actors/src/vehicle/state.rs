@@ -84,10 +84,11 @@ pub struct VehicleState {
 }
 
 impl VehicleState {
-    /// A vehicle never seen before, remembering up to `window` record ids.
-    pub fn new(id: VehicleId, window: usize) -> Self {
+    /// A vehicle of `tenant` never seen before, remembering up to `window` record ids.
+    pub fn new(tenant: TenantId, id: VehicleId, window: usize) -> Self {
         Self::restore(
             VehicleSnapshot {
+                tenant,
                 vehicle_id: id,
                 ..Default::default()
             },
@@ -110,6 +111,11 @@ impl VehicleState {
             state.remember(id);
         }
         state
+    }
+
+    /// The tenant the vehicle belongs to.
+    pub fn tenant(&self) -> &TenantId {
+        &self.snapshot.tenant
     }
 
     /// The vehicle.
@@ -225,11 +231,6 @@ impl VehicleState {
         self.snapshot.derived.offline_deadline(fleet.rules, last_seen)
     }
 
-    /// The vehicle's tenant (the default one until the snapshot records it).
-    pub fn tenant(&self) -> TenantId {
-        TenantId::default()
-    }
-
     /// The update to publish after a batch: the full latest state plus what changed and
     /// the fleet events it derived.
     pub fn update(
@@ -239,9 +240,8 @@ impl VehicleState {
         fleet_events: Vec<FleetEvent>,
     ) -> VehicleUpdate {
         VehicleUpdate {
-            // Every vehicle belongs to the default tenant until authentication (issue #6)
-            // tells the records' tenant.
-            tenant: TenantId::default(),
+            // The tenant the registry gave the vehicle actor (docs/ARCHITECTURE.md, step 5).
+            tenant: self.snapshot.tenant.clone(),
             vehicle_id: self.snapshot.vehicle_id.clone(),
             version: self.snapshot.version,
             last_seen: self.snapshot.last_seen,
@@ -274,7 +274,7 @@ mod tests {
     use crate::vehicle::fakes::{at, record};
 
     fn state(window: usize) -> VehicleState {
-        VehicleState::new(VehicleId("v1".into()), window)
+        VehicleState::new(TenantId::default(), VehicleId("v1".into()), window)
     }
 
     fn applied(names: &[&str]) -> ApplyOutcome {

@@ -1,6 +1,11 @@
 //! Vehicle snapshots in redb, written with group commit.
 //!
-//! Table `vehicles`: key = vehicle id, value = the `VehicleSnapshot` as JSON.
+//! Table `vehicle_state`: key = (tenant, vehicle id), value = the `VehicleSnapshot` as JSON.
+//! The tenant leads the key, so a tenant's listing is one range scan and no key of one
+//! tenant is reachable from another's (the embedded twin of DynamoDB's
+//! `pk = <tenant>#<vehicle_id>`). Databases from before tenants had a table `vehicles`
+//! keyed by vehicle id alone; opening one moves its rows over (under the tenant stored in
+//! each snapshot, `default` for all of them) and drops the old table.
 //!
 //! Every durable redb commit costs an fsync (milliseconds), so one commit per save would cap
 //! the store at a few hundred vehicles per second. Instead saves go through a bounded
@@ -17,17 +22,19 @@ use std::ops::Bound;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
+use fleetwire_actors::model::{TenantId, VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
 
 use super::{EmbeddedError, redb_err};
 
-/// `vehicle_id` → JSON of [`VehicleSnapshot`].
-const VEHICLES: TableDefinition<&str, &[u8]> = TableDefinition::new("vehicles");
+/// `(tenant, vehicle_id)` → JSON of [`VehicleSnapshot`].
+const VEHICLES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("vehicle_state");
+/// The table of databases written before tenants: `vehicle_id` → JSON. Migrated at open.
+const LEGACY_VEHICLES: TableDefinition<&str, &[u8]> = TableDefinition::new("vehicles");
 
 /// Saves waiting for the writer before `save` callers have to wait.
 pub const SAVE_QUEUE_CAPACITY: usize = 1024;
@@ -38,7 +45,9 @@ pub const MAX_SAVES_PER_COMMIT: usize = 512;
 
 /// One save on its way to the writer thread.
 struct SaveRequest {
-    /// Key of the row.
+    /// Key of the row: the tenant.
+    tenant: String,
+    /// Key of the row: the vehicle.
     vehicle_id: String,
     /// The snapshot's version, compared with the stored one.
     version: u64,
@@ -74,12 +83,19 @@ impl std::fmt::Debug for RedbStateStore {
 }
 
 impl RedbStateStore {
-    /// Creates the `vehicles` table if needed and starts the writer thread.
-    /// Blocking: call at startup.
+    /// Creates the `vehicle_state` table if needed (migrating a pre-tenant `vehicles`
+    /// table) and starts the writer thread. Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
         let txn = db.begin_write().map_err(redb_err)?;
         txn.open_table(VEHICLES).map_err(redb_err)?;
+        let migrated = migrate_legacy(&txn)?;
         txn.commit().map_err(redb_err)?;
+        if migrated > 0 {
+            tracing::info!(
+                snapshots = migrated,
+                "Moved vehicle snapshots to the tenant-keyed table."
+            );
+        }
 
         let (saves, rx) = mpsc::channel(SAVE_QUEUE_CAPACITY);
         // Weak: the database closes when the last store is dropped, not whenever the
@@ -107,12 +123,16 @@ impl RedbStateStore {
 
 #[async_trait]
 impl StateStore for RedbStateStore {
-    async fn load(&self, vehicle_id: &VehicleId) -> Result<Option<VehicleSnapshot>, StoreError> {
-        let key = vehicle_id.0.clone();
+    async fn load(
+        &self,
+        tenant: &TenantId,
+        vehicle_id: &VehicleId,
+    ) -> Result<Option<VehicleSnapshot>, StoreError> {
+        let (tenant, key) = (tenant.as_str().to_owned(), vehicle_id.0.clone());
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(VEHICLES).map_err(unavailable)?;
-            let row = table.get(key.as_str()).map_err(unavailable)?;
+            let row = table.get((tenant.as_str(), key.as_str())).map_err(unavailable)?;
             row.map(|v| decode(v.value())).transpose()
         })
         .await
@@ -122,6 +142,7 @@ impl StateStore for RedbStateStore {
         let json = serde_json::to_vec(snapshot).expect("a VehicleSnapshot always serializes to JSON");
         let (reply, answer) = oneshot::channel();
         let request = SaveRequest {
+            tenant: snapshot.tenant.as_str().to_owned(),
             vehicle_id: snapshot.vehicle_id.0.clone(),
             version: snapshot.version,
             json,
@@ -139,24 +160,31 @@ impl StateStore for RedbStateStore {
 
     async fn list(
         &self,
+        tenant: &TenantId,
         after: Option<&VehicleId>,
         limit: usize,
     ) -> Result<Vec<VehicleSnapshot>, StoreError> {
-        let after = after.map(|id| id.0.clone());
+        let (tenant, after) = (tenant.as_str().to_owned(), after.map(|id| id.0.clone()));
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(VEHICLES).map_err(unavailable)?;
+            let t = tenant.as_str();
             let lower = match &after {
-                Some(after) => Bound::Excluded(after.as_str()),
-                None => Bound::Unbounded,
+                Some(after) => Bound::Excluded((t, after.as_str())),
+                None => Bound::Included((t, "")),
             };
             let mut out = Vec::with_capacity(limit.min(1024));
             for row in table
-                .range::<&str>((lower, Bound::Unbounded))
+                .range::<(&str, &str)>((lower, Bound::Unbounded))
                 .map_err(unavailable)?
-                .take(limit)
             {
-                let (_, value) = row.map_err(unavailable)?;
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = row.map_err(unavailable)?;
+                if key.value().0 != t {
+                    break;
+                }
                 out.push(decode(value.value())?);
             }
             Ok(out)
@@ -235,8 +263,9 @@ fn apply_batch(
     for request in batch {
         // Reads see earlier inserts of this transaction, so two saves of one vehicle in the
         // same batch are still ordered by version.
+        let key = (request.tenant.as_str(), request.vehicle_id.as_str());
         let stored = table
-            .get(request.vehicle_id.as_str())
+            .get(key)
             .map_err(unavailable)?
             .map(|v| serde_json::from_slice::<StoredVersion>(v.value()).map(|s| s.version));
         let outcome = match stored {
@@ -246,15 +275,45 @@ fn apply_batch(
             ))),
             Some(Ok(version)) if version >= request.version => Ok(SaveOutcome::AlreadyNewer),
             _ => {
-                table
-                    .insert(request.vehicle_id.as_str(), request.json.as_slice())
-                    .map_err(unavailable)?;
+                table.insert(key, request.json.as_slice()).map_err(unavailable)?;
                 Ok(SaveOutcome::Written)
             }
         };
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Moves the rows of a pre-tenant `vehicles` table into `vehicle_state` and deletes it.
+/// Returns how many snapshots moved (0 when there was no such table).
+fn migrate_legacy(txn: &WriteTransaction) -> Result<usize, EmbeddedError> {
+    let exists = txn
+        .list_tables()
+        .map_err(redb_err)?
+        .any(|t| t.name() == LEGACY_VEHICLES.name());
+    if !exists {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    {
+        let legacy = txn.open_table(LEGACY_VEHICLES).map_err(redb_err)?;
+        let mut table = txn.open_table(VEHICLES).map_err(redb_err)?;
+        for row in legacy.iter().map_err(redb_err)? {
+            let (key, value) = row.map_err(redb_err)?;
+            let snapshot = decode(value.value()).map_err(|e| {
+                EmbeddedError::InvalidConfig(format!(
+                    "cannot migrate the stored snapshot of {}: {e}",
+                    key.value()
+                ))
+            })?;
+            table
+                .insert((snapshot.tenant.as_str(), key.value()), value.value())
+                .map_err(redb_err)?;
+            moved += 1;
+        }
+    }
+    txn.delete_table(LEGACY_VEHICLES).map_err(redb_err)?;
+    Ok(moved)
 }
 
 fn unavailable(e: impl Into<redb::Error>) -> StoreError {

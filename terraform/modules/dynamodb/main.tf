@@ -90,7 +90,7 @@ locals {
       indexes = [
         { name = "by_tenant", hash_key = "tenant_id", hash_type = "S", range_key = "vehicle_id", range_type = "S", projection = "KEYS_ONLY" },
       ]
-      task_actions = ["DescribeTable", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"]
+      task_actions = ["DescribeTable", "GetItem", "BatchGetItem", "UpdateItem", "DeleteItem", "Query"]
     }
     api_keys = {
       hash_key      = "key_hash"

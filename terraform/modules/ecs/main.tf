@@ -37,6 +37,8 @@ locals {
     FLEETWIRE_KINESIS__REGION       = local.region
     FLEETWIRE_DYNAMODB__REGION      = local.region
     FLEETWIRE_DYNAMODB__LEASE_TABLE = var.lease_table_name
+    # The other tables are <table_prefix><logical name>, as terraform/modules/dynamodb names them.
+    FLEETWIRE_DYNAMODB__TABLE_PREFIX = "${var.name_prefix}-"
     FLEETWIRE_REDIS__KEY_PREFIX     = var.name_prefix
     # The other Tesla topics' streams (written by the vehicle listener).
     FLEETWIRE_KINESIS__ALERTS_STREAM_NAME       = var.kinesis_topic_stream_names["alerts"]
