@@ -41,13 +41,14 @@ use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
+use crate::auth::{AdminCredential, Authenticator};
 use crate::backends::dynamodb::DynamoDbLeaseStore;
 use crate::backends::embedded::{
     self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbLeaseStore, RedbStateStore,
 };
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
-use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
+use crate::config::{Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
@@ -216,8 +217,18 @@ pub struct ShutdownReport {
 impl Node {
     /// Starts a node. Must run inside an actix System (`#[actix_web::main]`, `#[actix_rt::test]`).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let AuthMode::DevOpen = config.security.auth;
-        warn!("Authentication is OFF (security.auth = \"dev_open\"): for development only.");
+        crate::install_crypto_provider();
+        // Authentication is not optional: without keys to check tokens against the node
+        // does not start.
+        let auth = Arc::new(
+            Authenticator::start(&config.auth)
+                .await
+                .context("authentication")?,
+        );
+        let credential = AdminCredential::new(config.admin.token.as_ref());
+        if !credential.is_configured() {
+            warn!("admin.token is not set: /admin/* and /metrics refuse every request.");
+        }
         let metrics = observability::metrics_handle();
         spawn_metrics_upkeep(metrics.clone());
 
@@ -296,6 +307,7 @@ impl Node {
                 config.subscribers.max_connections_per_tenant,
             ),
             max_body_bytes: config.http.max_body_bytes,
+            auth,
         };
         let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))
             .shutdown_timeout(config.http.shutdown_timeout_secs)
@@ -319,6 +331,7 @@ impl Node {
                 shutting_down: shutting_down.clone(),
             },
             metrics,
+            credential,
         };
         let admin = HttpServer::new(move || App::new().configure(http::admin_routes(admin_state.clone())))
             .workers(1)

@@ -5,7 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use fleetwire_actors::telemetry;
 use futures_util::StreamExt;
 
+use super::auth::require;
 use super::{ApiError, ApiState};
+use crate::auth::{Caller, Role};
+use fleetwire_actors::model::TenantId;
 
 /// Reads the body up to `limit` bytes; a larger body (by header or by content) is a 413
 /// without reading the rest.
@@ -40,10 +43,20 @@ async fn read_body(
 /// 200 when every valid record is stored; 503 + `Retry-After` when some could not be
 /// stored right now (the body says which).
 pub async fn ingest(
+    caller: Caller,
     state: web::Data<ApiState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    require(&caller, Role::TenantAdmin)?;
+    // Records are not yet attributed to tenants downstream: they all land in the default
+    // tenant, so only that tenant may write them.
+    if caller.tenant != TenantId::default() {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: format!("tenant {} cannot ingest on this node yet", caller.tenant),
+        });
+    }
     let outcome = async {
         let body = read_body(&req, payload, state.max_body_bytes).await?;
         state

@@ -1,20 +1,24 @@
 //! The two HTTP listeners.
 //!
 //! - Public API ([`api_routes`]): `POST /v1/ingest`, `GET /v1/vehicles[/{id}]`,
-//!   `GET /v1/stream` (SSE) and the live page at `/`.
+//!   `GET /v1/stream` (SSE), `POST /v1/stream-tickets` and the live page at `/`. Every
+//!   endpoint but the page authenticates its caller ([`auth`]) and works inside the
+//!   caller's tenant.
 //! - Admin ([`admin_routes`]): `/admin/actors`, `/admin/leases`, `/admin/shards`,
-//!   `/healthz`, `/readyz`, `/metrics`.
+//!   `/metrics` (platform-admin token), `/healthz`, `/readyz` (open).
 //!   Meant for a private network.
 //!
 //! Handlers are thin: they parse, call one service, and render. Every error is JSON:
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 mod admin;
+pub mod auth;
 mod error;
 mod ingest;
 mod limits;
 mod page;
 mod sse;
+mod tickets;
 mod vehicles;
 
 use std::sync::Arc;
@@ -27,6 +31,7 @@ pub use admin::{AdminState, Readiness};
 pub use error::ApiError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitError};
 
+use crate::auth::Authenticator;
 use crate::ingest::Ingestor;
 
 /// Everything the public API handlers need.
@@ -42,6 +47,8 @@ pub struct ApiState {
     pub limits: ConnectionLimits,
     /// Largest ingest body in bytes.
     pub max_body_bytes: usize,
+    /// Checks bearer tokens and stream tickets.
+    pub auth: Arc<Authenticator>,
 }
 
 /// Mounts the public API.
@@ -55,6 +62,7 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/vehicles", web::get().to(vehicles::list))
             .route("/v1/vehicles/{id}", web::get().to(vehicles::get))
             .route("/v1/stream", web::get().to(sse::stream))
+            .route("/v1/stream-tickets", web::post().to(tickets::create))
             .default_service(web::to(error::not_found));
     }
 }

@@ -1,10 +1,12 @@
 //! `GET /v1/vehicles`, `GET /v1/vehicles/{id}`
 
 use actix_web::{HttpResponse, web};
-use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
+use fleetwire_actors::model::{TenantId, VehicleId, VehicleSnapshot};
 use serde::{Deserialize, Serialize};
 
+use super::auth::require;
 use super::{ApiError, ApiState};
+use crate::auth::{Caller, Role};
 
 /// Largest page of `GET /v1/vehicles`.
 const MAX_PAGE: usize = 1000;
@@ -54,11 +56,20 @@ fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Lists vehicles with their latest state, ordered by id.
+/// Whether the caller's tenant owns the stored vehicles. The state store is not yet
+/// tenant-scoped (the tenancy work changes that): until it is, every record the pipeline
+/// stores belongs to the default tenant, so only that tenant may read them.
+fn owns_store(caller: &Caller) -> bool {
+    caller.tenant == TenantId::default()
+}
+
+/// Lists the caller's tenant's vehicles with their latest state, ordered by id (viewer).
 pub async fn list(
+    caller: Caller,
     state: web::Data<ApiState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&caller, Role::Viewer)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest {
@@ -67,11 +78,15 @@ pub async fn list(
         });
     }
     let after = query.after.as_deref().map(|a| VehicleId(a.to_owned()));
-    let snapshots = state
-        .store
-        .list(after.as_ref(), limit)
-        .await
-        .map_err(store_unavailable)?;
+    let snapshots = if owns_store(&caller) {
+        state
+            .store
+            .list(after.as_ref(), limit)
+            .await
+            .map_err(store_unavailable)?
+    } else {
+        Vec::new()
+    };
     let next_after = (snapshots.len() == limit)
         .then(|| snapshots.last().map(|s| s.vehicle_id.0.clone()))
         .flatten();
@@ -79,13 +94,23 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(VehiclePage { vehicles, next_after }))
 }
 
-/// One vehicle's latest state.
-pub async fn get(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// One vehicle's latest state (viewer). Another tenant's vehicle is a 404, exactly like
+/// a vehicle that does not exist, so ids of other tenants cannot be probed.
+pub async fn get(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require(&caller, Role::Viewer)?;
     let id = VehicleId::parse(&id).map_err(|message| ApiError::BadRequest {
         code: "bad_vehicle_id",
         message,
     })?;
-    match state.store.load(&id).await.map_err(store_unavailable)? {
+    let found = match owns_store(&caller) {
+        true => state.store.load(&id).await.map_err(store_unavailable)?,
+        false => None,
+    };
+    match found {
         Some(snapshot) => Ok(HttpResponse::Ok().json(VehicleView::from(snapshot))),
         None => Err(ApiError::NotFound(format!("no vehicle {id}"))),
     }
