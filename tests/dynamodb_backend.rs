@@ -38,6 +38,7 @@ fn config(table: &str, create: bool) -> DynamoDbConfig {
         static_credentials: true,
         lease_table: table.to_owned(),
         create_tables_if_missing: create,
+        ..DynamoDbConfig::default()
     }
 }
 

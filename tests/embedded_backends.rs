@@ -13,7 +13,8 @@ use futures_util::StreamExt;
 
 use fleetwire::backends::conformance::{self, read_shard, stored};
 use fleetwire::backends::embedded::{
-    EmbeddedStream, EmbeddedStreamConfig, InProcessFanOut, RedbLeaseStore, RedbStateStore, open_database,
+    EmbeddedStream, EmbeddedStreamConfig, InProcessFanOut, RedbLeaseStore, RedbStateStore,
+    RedbVehicleRegistry, open_database,
 };
 use fleetwire_actors::model::{TenantId, VehicleId, VehicleUpdate};
 use fleetwire_actors::ports::{
@@ -112,6 +113,17 @@ async fn state_store_conformance() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStateStore::new(open_database(Some(dir.path())).unwrap()).unwrap();
     conformance::check_state_store_is_order_safe(&store).await;
+}
+
+#[tokio::test]
+async fn vehicle_registry_conformance() {
+    let registry = RedbVehicleRegistry::new(open_database(None).unwrap()).unwrap();
+    conformance::check_registry_basics(&registry).await;
+    let registry = Arc::new(registry);
+    conformance::check_registry_provision_race(registry.clone(), registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = RedbVehicleRegistry::new(open_database(Some(dir.path())).unwrap()).unwrap();
+    conformance::check_registry_basics(&registry).await;
 }
 
 fn fanout(capacity: usize) -> InProcessFanOut {

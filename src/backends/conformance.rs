@@ -10,10 +10,12 @@
 //! (PutRecords, GetShardIterator, GetRecords). The fan-out checks are in `conformance/fanout.rs`.
 
 mod fanout;
+mod registry;
 
 pub use fanout::{
     check_fanout_delivers_to_every_subscriber, check_fanout_replay, check_fanout_replay_is_bounded, update_of,
 };
+pub use registry::{check_registry_basics, check_registry_provision_race, registration, unique_tenant};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,18 +2,16 @@
 //! conditions in the module docs of `dynamodb`).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use fleetwire_actors::ports::{Checkpoint, Lease, LeaseError, LeaseStore, SequenceNumber};
 
+use super::tables::{self, TableSpec, is_condition_failure};
 use super::{DynamoDbConfig, DynamoDbError};
 
 /// Attribute names, as KCL writes them.
@@ -28,12 +26,6 @@ const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
 const TRIM_HORIZON: &str = "TRIM_HORIZON";
 const LATEST: &str = "LATEST";
 const SHARD_END: &str = "SHARD_END";
-
-/// How long `connect` (with `create_tables_if_missing`) waits for a table to become ACTIVE;
-/// AWS usually takes seconds, DynamoDB Local a fraction of one.
-const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Pause between DescribeTable polls while waiting for ACTIVE.
-const ACTIVE_POLL: Duration = Duration::from_millis(100);
 
 /// The DynamoDB [`LeaseStore`]: one SDK client and one table. Cheap to clone (the client
 /// pools its connections); every method is one DynamoDB call, except paged scans and the
@@ -59,13 +51,7 @@ impl DynamoDbLeaseStore {
     /// up at the first call (and in `ping`, hence `/readyz`).
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
         config.validate()?;
-        let shared = crate::backends::aws::sdk_config(
-            &config.region,
-            config.endpoint_url.as_deref(),
-            config.static_credentials,
-        )
-        .await;
-        let store = Self::from_client(Client::new(&shared), config.lease_table.clone());
+        let store = Self::from_client(config.client().await, config.lease_table.clone());
         if config.create_tables_if_missing {
             store.create_table_if_missing().await?;
         }
@@ -102,87 +88,24 @@ impl DynamoDbLeaseStore {
     /// Creates the lease table (hash key `leaseKey`, PAY_PER_REQUEST) unless it exists,
     /// then waits until it is ACTIVE. Another node creating it at the same time is fine.
     pub async fn create_table_if_missing(&self) -> Result<(), DynamoDbError> {
-        let described = self.client.describe_table().table_name(&self.table).send().await;
-        match described {
-            Ok(_) => {}
-            Err(e) if e.code() == Some("ResourceNotFoundException") => {
-                let created = self
-                    .client
-                    .create_table()
-                    .table_name(&self.table)
-                    .attribute_definitions(
-                        AttributeDefinition::builder()
-                            .attribute_name(LEASE_KEY)
-                            .attribute_type(ScalarAttributeType::S)
-                            .build()
-                            .map_err(|e| self.err(unavailable("CreateTable", e)))?,
-                    )
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name(LEASE_KEY)
-                            .key_type(KeyType::Hash)
-                            .build()
-                            .map_err(|e| self.err(unavailable("CreateTable", e)))?,
-                    )
-                    .billing_mode(BillingMode::PayPerRequest)
-                    .send()
-                    .await;
-                match created {
-                    Ok(_) => tracing::info!(table = %self.table, "Created the DynamoDB lease table."),
-                    // Someone else created it between our describe and create.
-                    Err(e) if e.code() == Some("ResourceInUseException") => {}
-                    Err(e) => return Err(self.err(sdk_unavailable("CreateTable", e))),
-                }
-            }
-            Err(e) => return Err(self.err(sdk_unavailable("DescribeTable", e))),
-        }
-        self.wait_until_active(ACTIVE_TIMEOUT).await
+        let spec = TableSpec {
+            name: &self.table,
+            hash: LEASE_KEY,
+            index: None,
+        };
+        tables::create_table_if_missing(&self.client, spec).await
     }
 
     /// Polls DescribeTable until the table is ACTIVE (UPDATING counts too: it serves reads
     /// and writes). Fails at once when it is being deleted.
     pub async fn wait_until_active(&self, timeout: Duration) -> Result<(), DynamoDbError> {
-        let started = Instant::now();
-        loop {
-            let out = self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(|e| self.err(sdk_unavailable("DescribeTable", e)))?;
-            let status = out.table().and_then(|t| t.table_status()).cloned();
-            let not_active = |status: Option<TableStatus>| DynamoDbError::NotActive {
-                table: self.table.clone(),
-                status: status.map_or_else(|| "unknown".into(), |s| s.as_str().to_owned()),
-                waited: started.elapsed(),
-            };
-            match status {
-                Some(TableStatus::Active | TableStatus::Updating) => return Ok(()),
-                Some(TableStatus::Deleting) => return Err(not_active(status)),
-                _ if started.elapsed() >= timeout => return Err(not_active(status)),
-                _ => tokio::time::sleep(ACTIVE_POLL).await,
-            }
-        }
+        tables::wait_until_active(&self.client, &self.table, timeout).await
     }
 
     /// Deletes the lease table with every lease in it (tests and local tear-down). Does not
     /// wait for the deletion to finish.
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        self.client
-            .delete_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(|e| self.err(sdk_unavailable("DeleteTable", e)))?;
-        Ok(())
-    }
-
-    fn err(&self, source: LeaseError) -> DynamoDbError {
-        DynamoDbError::Table {
-            table: self.table.clone(),
-            source,
-        }
+        tables::delete_table(&self.client, &self.table).await
     }
 
     /// Runs one conditional UpdateItem on `key` and returns the new image, or why the
@@ -426,11 +349,6 @@ impl LeaseStore for DynamoDbLeaseStore {
     }
 }
 
-fn is_condition_failure<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-    err.as_service_error()
-        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
-}
-
 /// A failed UpdateItem: a failed condition with its old item (if any), or `Unavailable`.
 fn refused(
     op: &str,
@@ -467,10 +385,6 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     LeaseError::Unavailable(format!("{op}: {}", DisplayErrorContext(&err)))
-}
-
-fn unavailable(op: &str, err: impl std::fmt::Display) -> LeaseError {
-    LeaseError::Unavailable(format!("{op}: {err}"))
 }
 
 fn checkpoint_str(checkpoint: &Checkpoint) -> &str {

@@ -57,13 +57,17 @@
 //! does. dynalite does not, so there every failed condition would look like `NotFound`.
 
 mod lease_store;
+mod registry;
+// mod state_store;
+mod tables;
 
 use std::time::Duration;
 
-use fleetwire_actors::ports::LeaseError;
 use serde::{Deserialize, Serialize};
 
 pub use lease_store::DynamoDbLeaseStore;
+pub use registry::DynamoDbVehicleRegistry;
+// pub use state_store::DynamoDbStateStore;
 
 /// Configuration of the DynamoDB backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,8 +82,14 @@ pub struct DynamoDbConfig {
     /// identity, ECS/EC2 roles). `true`: fixed dummy credentials, which emulators accept
     /// and AWS rejects. Default: `false`.
     pub static_credentials: bool,
-    /// Name of the lease table. Default: `"fleetwire_leases"`.
+    /// Name of the lease table. Default: `"fleetwire_leases"`. Its own key (not derived
+    /// from `table_prefix`) because it predates the prefix and KCL tools address it by name;
+    /// terraform sets it to `<table_prefix>leases`.
     pub lease_table: String,
+    /// Prefix of every other table's physical name: `<table_prefix>vehicles`,
+    /// `<table_prefix>registry` (docs/data-model.md; terraform: `fleetwire-<env>-`).
+    /// Default: `"fleetwire_"`.
+    pub table_prefix: String,
     /// `true`: at connect, create missing tables (PAY_PER_REQUEST) and wait until they are
     /// ACTIVE; for local development and tests. `false`: never create (production tables
     /// are provisioned by infrastructure code) and make no call at connect.
@@ -94,19 +104,44 @@ impl Default for DynamoDbConfig {
             endpoint_url: None,
             static_credentials: false,
             lease_table: "fleetwire_leases".into(),
+            table_prefix: "fleetwire_".into(),
             create_tables_if_missing: false,
         }
     }
 }
 
+/// Logical name of the latest-state table (`vehicles` in docs/data-model.md).
+pub const VEHICLES_TABLE: &str = "vehicles";
+/// Logical name of the vehicle registry table.
+pub const REGISTRY_TABLE: &str = "registry";
+
 /// Table name length limits of DynamoDB (CreateTable `TableName`).
 const TABLE_NAME_CHARS: std::ops::RangeInclusive<usize> = 3..=255;
 
 impl DynamoDbConfig {
+    /// The physical name of the table `logical` (e.g. [`VEHICLES_TABLE`]).
+    pub fn table(&self, logical: &str) -> String {
+        format!("{}{logical}", self.table_prefix)
+    }
+
+    /// An SDK client for these settings (no network call).
+    pub async fn client(&self) -> aws_sdk_dynamodb::Client {
+        let shared = crate::backends::aws::sdk_config(
+            &self.region,
+            self.endpoint_url.as_deref(),
+            self.static_credentials,
+        )
+        .await;
+        aws_sdk_dynamodb::Client::new(&shared)
+    }
+
     /// Checks what DynamoDB would reject later with a less helpful message: the table name
     /// (3–255 characters of `a-zA-Z0-9_.-`), an empty region, an endpoint without scheme.
     pub fn validate(&self) -> Result<(), DynamoDbError> {
         validate_table_name(&self.lease_table)?;
+        for table in [VEHICLES_TABLE, REGISTRY_TABLE] {
+            validate_table_name(&self.table(table))?;
+        }
         crate::backends::aws::check_connection("dynamodb", &self.region, self.endpoint_url.as_deref())
             .map_err(DynamoDbError::InvalidConfig)?;
         Ok(())
@@ -126,20 +161,19 @@ fn validate_table_name(name: &str) -> Result<(), DynamoDbError> {
 }
 
 /// Errors while connecting to or administering DynamoDB tables (the per-call errors of the
-/// port are [`LeaseError`]s).
+/// ports are `LeaseError`s and `StoreError`s).
 #[derive(Debug, thiserror::Error)]
 pub enum DynamoDbError {
     /// The configuration cannot work (bad table name, empty region, bad endpoint).
     #[error("invalid dynamodb config: {0}")]
     InvalidConfig(String),
-    /// A DynamoDB call failed.
-    #[error("dynamodb table {table}: {source}")]
-    Table {
+    /// Creating, describing or deleting a table failed.
+    #[error("dynamodb table {table}: {message}")]
+    Admin {
         /// The table the call was about.
         table: String,
-        /// The classified failure.
-        #[source]
-        source: LeaseError,
+        /// The call and its classified failure.
+        message: String,
     },
     /// The table did not become ACTIVE in time (or is being deleted).
     #[error("dynamodb table {table} is {status}, not ACTIVE, after {waited:?}")]
@@ -164,6 +198,7 @@ mod tests {
         assert_eq!(cfg.endpoint_url, None);
         assert!(!cfg.static_credentials);
         assert_eq!(cfg.lease_table, "fleetwire_leases");
+        assert_eq!(cfg.table(VEHICLES_TABLE), "fleetwire_vehicles");
         assert!(!cfg.create_tables_if_missing);
         cfg.validate().unwrap();
     }
@@ -194,6 +229,7 @@ mod tests {
         bad(|c| c.lease_table = "has space".into());
         bad(|c| c.lease_table = "x".repeat(256));
         bad(|c| c.region = " ".into());
+        bad(|c| c.table_prefix = "has space".into());
         bad(|c| c.endpoint_url = Some("127.0.0.1:8000".into()));
     }
 }

@@ -6,6 +6,7 @@
 //! - [`RedbLeaseStore`] (`lease_store.rs`): the KCL-style lease table in redb.
 //! - [`RedbStateStore`] (`state_store.rs`): vehicle snapshots in redb, written by one
 //!   group-commit thread.
+//! - [`RedbVehicleRegistry`] (`registry.rs`): vehicle → tenant registrations in redb.
 //! - [`InProcessFanOut`] (`fanout.rs`): a `tokio::sync::broadcast` channel plus a bounded
 //!   replay ring per tenant.
 //!   with their reasons and counts per reason.
@@ -19,6 +20,7 @@ mod db;
 mod dead_letters;
 mod fanout;
 mod lease_store;
+mod registry;
 mod state_store;
 mod stream;
 
@@ -31,6 +33,7 @@ pub use db::{DATABASE_FILE_NAME, open_database};
 pub use dead_letters::{DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters};
 pub use fanout::InProcessFanOut;
 pub use lease_store::RedbLeaseStore;
+pub use registry::RedbVehicleRegistry;
 pub use state_store::RedbStateStore;
 pub use stream::{EmbeddedStream, ITERATOR_TTL};
 

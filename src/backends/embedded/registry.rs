@@ -1,0 +1,193 @@
+//! [`RedbVehicleRegistry`]: the vehicle registry in the shared redb database.
+//!
+//! Two tables, written together in one transaction so they never disagree:
+//! - `registry`: vehicle id → the [`Registration`] as JSON (the lookup of every record);
+//! - `registry_by_tenant`: (tenant, vehicle id) → `()`, the listing of a tenant, in
+//!   vehicle-id order (the embedded twin of DynamoDB's `by_tenant` index).
+//!
+//! redb has one writer at a time, so "insert unless another tenant owns it" is a plain
+//! read-then-write inside the write transaction: two tenants provisioning the same vehicle
+//! are serialized and the second one sees the first one's row.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use fleetwire_actors::model::{TenantId, VehicleId};
+use fleetwire_actors::ports::{ProvisionOutcome, Registration, StoreError, VehicleRegistry};
+
+use super::{EmbeddedError, redb_err};
+
+/// `vehicle_id` → JSON of [`Registration`].
+const REGISTRY: TableDefinition<&str, &[u8]> = TableDefinition::new("registry");
+/// `(tenant, vehicle_id)` → nothing: the per-tenant listing.
+const BY_TENANT: TableDefinition<(&str, &str), ()> = TableDefinition::new("registry_by_tenant");
+
+/// [`VehicleRegistry`] on the shared redb database. Cheap to clone.
+#[derive(Clone)]
+pub struct RedbVehicleRegistry {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for RedbVehicleRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbVehicleRegistry").finish_non_exhaustive()
+    }
+}
+
+impl RedbVehicleRegistry {
+    /// Creates the registry tables if needed. Blocking: call at startup.
+    pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
+        let txn = db.begin_write().map_err(redb_err)?;
+        txn.open_table(REGISTRY).map_err(redb_err)?;
+        txn.open_table(BY_TENANT).map_err(redb_err)?;
+        txn.commit().map_err(redb_err)?;
+        Ok(Self { db })
+    }
+
+    /// Runs `f` on the blocking pool (redb calls block, a write commit fsyncs).
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("registry task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl VehicleRegistry for RedbVehicleRegistry {
+    async fn lookup(&self, vehicle_id: &VehicleId) -> Result<Option<Registration>, StoreError> {
+        let key = vehicle_id.0.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(REGISTRY).map_err(unavailable)?;
+            let row = table.get(key.as_str()).map_err(unavailable)?;
+            row.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn provision(&self, registration: &Registration) -> Result<ProvisionOutcome, StoreError> {
+        let new = registration.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let outcome = {
+                let mut table = txn.open_table(REGISTRY).map_err(unavailable)?;
+                let id = new.vehicle_id.as_str();
+                let stored = table
+                    .get(id)
+                    .map_err(unavailable)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                let (outcome, row) = match stored {
+                    Some(old) if old.tenant != new.tenant => return Ok(ProvisionOutcome::OwnedByOther),
+                    // Same tenant: name and status change, the first provisioning time stays.
+                    Some(old) => (
+                        ProvisionOutcome::Updated,
+                        Registration {
+                            provisioned_at: old.provisioned_at,
+                            ..new.clone()
+                        },
+                    ),
+                    None => (ProvisionOutcome::Created, new.clone()),
+                };
+                table.insert(id, encode(&row).as_slice()).map_err(unavailable)?;
+                let mut by_tenant = txn.open_table(BY_TENANT).map_err(unavailable)?;
+                by_tenant
+                    .insert((new.tenant.as_str(), id), ())
+                    .map_err(unavailable)?;
+                outcome
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn remove(&self, tenant: &TenantId, vehicle_id: &VehicleId) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.clone(), vehicle_id.0.clone());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(REGISTRY).map_err(unavailable)?;
+                let owned = match table.get(id.as_str()).map_err(unavailable)? {
+                    Some(v) => decode(v.value())?.tenant == tenant,
+                    None => false,
+                };
+                if !owned {
+                    return Ok(false);
+                }
+                table.remove(id.as_str()).map_err(unavailable)?;
+                let mut by_tenant = txn.open_table(BY_TENANT).map_err(unavailable)?;
+                by_tenant
+                    .remove((tenant.as_str(), id.as_str()))
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        after: Option<&VehicleId>,
+        limit: usize,
+    ) -> Result<Vec<Registration>, StoreError> {
+        let (tenant, after) = (tenant.clone(), after.map(|a| a.0.clone()));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let by_tenant = txn.open_table(BY_TENANT).map_err(unavailable)?;
+            let table = txn.open_table(REGISTRY).map_err(unavailable)?;
+            let t = tenant.as_str();
+            let lower = match &after {
+                Some(a) => Bound::Excluded((t, a.as_str())),
+                None => Bound::Included((t, "")),
+            };
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for row in by_tenant
+                .range::<(&str, &str)>((lower, Bound::Unbounded))
+                .map_err(unavailable)?
+            {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, _) = row.map_err(unavailable)?;
+                let (row_tenant, id) = key.value();
+                if row_tenant != t {
+                    break;
+                }
+                let registration = table
+                    .get(id)
+                    .map_err(unavailable)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("registry index lists {id} for {t} but it has no row"))
+                    })?;
+                out.push(registration);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn unavailable(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(e.into().to_string())
+}
+
+fn encode(registration: &Registration) -> Vec<u8> {
+    serde_json::to_vec(registration).expect("a Registration always serializes to JSON")
+}
+
+fn decode(bytes: &[u8]) -> Result<Registration, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("registry row: {e}")))
+}
