@@ -241,6 +241,17 @@ pub enum StateBackend {
     Embedded,
 }
 
+/// Implementations of the ingest API key store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeysBackend {
+    /// redb database in `embedded.data_dir` (or in memory): one node only.
+    #[default]
+    Embedded,
+    /// The `<table_prefix>api_keys` DynamoDB table shared by every node (`[dynamodb]`).
+    Dynamodb,
+}
+
 /// `[backends]`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -253,6 +264,8 @@ pub struct BackendsConfig {
     pub state: StateBackend,
     /// Fan-out of updates to subscribers: `embedded` or `redis`. Default `embedded`.
     pub fanout: FanOutBackend,
+    /// Ingest API keys: `embedded` or `dynamodb`. Default `embedded`.
+    pub api_keys: ApiKeysBackend,
 }
 
 /// Why the configuration could not be loaded.

@@ -115,15 +115,26 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         ),
         _ => format!("  vehicles in  POST http://{api}/v1/ingest\n"),
     };
+    let ingest_key = match (&credentials, args.protocol) {
+        (Some(c), DemoProtocol::Http) => {
+            Some(create_ingest_key(&format!("http://{api}"), &c.tenant_admin).await?)
+        }
+        _ => None,
+    };
     let page_fragment = credentials
         .as_ref()
         .map(|c| format!("#token={}", c.viewer))
         .unwrap_or_default();
     let tokens = match &credentials {
-        Some(c) => format!(
-            "  viewer token        {}\n  tenant-admin token  {}\n  admin token         {}\n  (send as Authorization: Bearer <token>; the admin token on the admin listener)\n",
-            c.viewer, c.tenant_admin, c.admin_token
-        ),
+        Some(c) => {
+            format!(
+                "  viewer token        {}\n  tenant-admin token  {}\n  admin token         {}\n  (send as Authorization: Bearer <token>; the admin token on the admin listener)\n",
+                c.viewer, c.tenant_admin, c.admin_token
+            ) + &ingest_key
+                .as_ref()
+                .map(|k| format!("  ingest API key      {k}  (X-Api-Key for POST /v1/ingest)\n"))
+                .unwrap_or_default()
+        }
         None => "  tokens: from the identity provider the config names\n".to_owned(),
     };
     println!(
@@ -144,7 +155,7 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         _ => tokio::spawn(drive_fleet(
             fleet,
             format!("http://{api}/v1/ingest"),
-            credentials.as_ref().map(|c| c.tenant_admin.clone()),
+            ingest_key,
             args.interval_ms,
             stop_rx,
         )),
@@ -162,6 +173,22 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         report.drained
     );
     Ok(())
+}
+
+/// Creates an ingest API key through the node's own API, as a tenant admin would.
+async fn create_ingest_key(api: &str, tenant_admin: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{api}/v1/api-keys"))
+        .bearer_auth(tenant_admin)
+        .json(&serde_json::json!({"name": "demo fleet"}))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    match body["key"].as_str() {
+        Some(key) if status == reqwest::StatusCode::CREATED => Ok(key.to_owned()),
+        _ => anyhow::bail!("creating the demo's ingest key answered {status}: {body}"),
+    }
 }
 
 /// Waits for Ctrl-C, SIGTERM, or the optional duration.
@@ -317,8 +344,8 @@ async fn post(
     chunk: &[IngestRecord],
 ) -> anyhow::Result<Vec<IngestRecord>> {
     let mut request = client.post(url).json(chunk);
-    if let Some(credential) = credential {
-        request = request.bearer_auth(credential);
+    if let Some(key) = credential {
+        request = request.header("x-api-key", key);
     }
     let response = request.send().await?;
     let status = response.status();

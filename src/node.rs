@@ -32,7 +32,7 @@ use anyhow::Context as _;
 use fleetwire_actors::consumer::{
     ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
 };
-use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore};
+use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore, VehicleRegistry};
 use fleetwire_actors::producer::{Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
@@ -41,14 +41,16 @@ use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::VehicleDirectory;
 use tracing::{info, warn};
 
+use crate::auth::api_keys::{ApiKeyStore, ApiKeys};
 use crate::auth::{AdminCredential, Authenticator};
-use crate::backends::dynamodb::DynamoDbLeaseStore;
+use crate::backends::dynamodb::{DynamoDbApiKeyStore, DynamoDbLeaseStore};
 use crate::backends::embedded::{
-    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbLeaseStore, RedbStateStore,
+    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbApiKeyStore, RedbLeaseStore,
+    RedbStateStore, RedbVehicleRegistry,
 };
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
-use crate::config::{Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
+use crate::config::{ApiKeysBackend, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
@@ -63,6 +65,10 @@ pub struct Ports {
     pub leases: Arc<dyn LeaseStore>,
     /// Vehicle state.
     pub state: Arc<dyn StateStore>,
+    /// Vehicle → tenant.
+    pub registry: Arc<dyn VehicleRegistry>,
+    /// Ingest API keys (hashes only).
+    pub api_keys: Arc<dyn ApiKeyStore>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
@@ -80,6 +86,8 @@ impl Ports {
             Arc::strong_count(&p.stream) == 1
                 && Arc::strong_count(&p.leases) == 1
                 && Arc::strong_count(&p.state) == 1
+                && Arc::strong_count(&p.registry) == 1
+                && Arc::strong_count(&p.api_keys) == 1
                 && Arc::strong_count(&p.fanout) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
@@ -133,6 +141,16 @@ impl Ports {
             )),
             FanOutBackend::Redis => Arc::new(RedisFanOut::new(&config.redis).context("configuring Redis")?),
         };
+        let api_keys: Arc<dyn ApiKeyStore> = match b.api_keys {
+            ApiKeysBackend::Embedded => {
+                Arc::new(RedbApiKeyStore::new(db.clone()).context("opening the API key store")?)
+            }
+            ApiKeysBackend::Dynamodb => Arc::new(
+                DynamoDbApiKeyStore::connect(&config.dynamodb)
+                    .await
+                    .context("connecting to the API key table")?,
+            ),
+        };
         let topic_streams = if config.tesla.enabled {
             topic_streams(config).await?
         } else {
@@ -142,7 +160,9 @@ impl Ports {
             stream,
             topic_streams,
             leases,
-            state: Arc::new(RedbStateStore::new(db).context("opening the state store")?),
+            state: Arc::new(RedbStateStore::new(db.clone()).context("opening the state store")?),
+            registry: Arc::new(RedbVehicleRegistry::new(db.clone()).context("opening the vehicle registry")?),
+            api_keys,
             fanout,
         })
     }
@@ -308,6 +328,13 @@ impl Node {
             ),
             max_body_bytes: config.http.max_body_bytes,
             auth,
+            api_keys: Arc::new(ApiKeys::new(
+                ports.api_keys.clone(),
+                std::num::NonZeroU32::new(config.auth.ingest_requests_per_sec)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                std::num::NonZeroU32::new(config.auth.ingest_burst).unwrap_or(std::num::NonZeroU32::MIN),
+            )),
+            registry: ports.registry.clone(),
         };
         let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))
             .shutdown_timeout(config.http.shutdown_timeout_secs)
@@ -386,6 +413,12 @@ impl Node {
     /// The backends this node uses.
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+
+    /// The vehicle registry (vehicle → tenant), e.g. to provision vehicles in tests until
+    /// the vehicles API exists.
+    pub fn vehicle_registry(&self) -> Arc<dyn VehicleRegistry> {
+        self.ports.registry.clone()
     }
 
     /// Records the producer gave up on (the last ones, and counts by reason).

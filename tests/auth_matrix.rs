@@ -26,32 +26,24 @@ struct Endpoint {
     min_role: Role,
 }
 
-const ENDPOINTS: [Endpoint; 5] = [
+const fn endpoint(method: &'static str, path: &'static str, min_role: Role) -> Endpoint {
     Endpoint {
-        method: "GET",
-        path: "/v1/vehicles",
-        min_role: Role::Viewer,
-    },
-    Endpoint {
-        method: "GET",
-        path: "/v1/vehicles/car-1",
-        min_role: Role::Viewer,
-    },
-    Endpoint {
-        method: "GET",
-        path: "/v1/stream",
-        min_role: Role::Viewer,
-    },
-    Endpoint {
-        method: "POST",
-        path: "/v1/stream-tickets",
-        min_role: Role::Viewer,
-    },
-    Endpoint {
-        method: "POST",
-        path: "/v1/ingest",
-        min_role: Role::TenantAdmin,
-    },
+        method,
+        path,
+        min_role,
+    }
+}
+
+/// Every endpoint that takes user tokens (ingest takes API keys: `tests/ingest_keys.rs`,
+/// where user tokens on ingest are refused too).
+const ENDPOINTS: [Endpoint; 7] = [
+    endpoint("GET", "/v1/vehicles", Role::Viewer),
+    endpoint("GET", "/v1/vehicles/car-1", Role::Viewer),
+    endpoint("GET", "/v1/stream", Role::Viewer),
+    endpoint("POST", "/v1/stream-tickets", Role::Viewer),
+    endpoint("POST", "/v1/api-keys", Role::TenantAdmin),
+    endpoint("GET", "/v1/api-keys", Role::TenantAdmin),
+    endpoint("DELETE", "/v1/api-keys/0123456789ab", Role::TenantAdmin),
 ];
 
 /// Sends `endpoint` with `credential` (no Authorization header when `None`); returns the
@@ -61,10 +53,11 @@ async fn call(t: &TestNode, endpoint: &Endpoint, credential: Option<&str>) -> (u
     let url = format!("{}{}", t.api, endpoint.path);
     let mut request = match endpoint.method {
         "GET" => client.get(url),
+        "DELETE" => client.delete(url),
         _ => client.post(url),
     };
-    if endpoint.path == "/v1/ingest" {
-        request = request.json(&json!([record("car-1", 1, 50.0)]));
+    if endpoint.path == "/v1/api-keys" && endpoint.method == "POST" {
+        request = request.json(&json!({"name": "matrix"}));
     }
     if let Some(c) = credential {
         request = request.bearer_auth(c);
@@ -228,18 +221,31 @@ async fn every_endpoint_every_role_every_bad_credential() {
                     assert!(challenge.unwrap().contains("insufficient_scope"), "{case}");
                     continue;
                 }
-                let expected = match (endpoint.path, tenant) {
-                    ("/v1/stream-tickets", _) => 201,
+                let expected = match (endpoint.method, endpoint.path, tenant) {
+                    ("POST", _, _) => 201,
                     // Another tenant's vehicle does not exist for it.
-                    ("/v1/vehicles/car-1", OTHER) => 404,
-                    // Until records are attributed to tenants, only the default tenant writes.
-                    ("/v1/ingest", OTHER) => 403,
+                    (_, "/v1/vehicles/car-1", OTHER) => 404,
+                    ("DELETE", _, _) => 404,
                     _ => 200,
                 };
                 assert_eq!(status, expected, "{case}: {body}");
                 if endpoint.path == "/v1/vehicles" {
                     let n = body["vehicles"].as_array().unwrap().len();
                     assert_eq!(n > 0, tenant == OWN, "{case} sees {n} vehicles: {body}");
+                }
+                if endpoint.path == "/v1/api-keys" && endpoint.method == "GET" {
+                    // Only keys its own tenant's admins created (the test node's own key
+                    // and the matrix's POSTs belong to whoever made them).
+                    let creators: Vec<&str> = body["keys"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|k| k["created_by"].as_str().unwrap())
+                        .collect();
+                    assert!(
+                        creators.iter().all(|c| c.ends_with(&format!("@{tenant}"))),
+                        "{case}: {body}"
+                    );
                 }
             }
         }

@@ -46,6 +46,10 @@ pub struct AuthConfig {
     /// ticket from one node works on another. Unset: a random key per process (tickets
     /// then work only on the node that issued them). `FLEETWIRE_AUTH__TICKET_KEY`.
     pub ticket_key: Option<Secret>,
+    /// Ingest requests per second each API key may make (sustained). Default 50.
+    pub ingest_requests_per_sec: u32,
+    /// Burst of ingest requests an API key may make at once. Default 100.
+    pub ingest_burst: u32,
 }
 
 impl Default for AuthConfig {
@@ -63,6 +67,8 @@ impl Default for AuthConfig {
             leeway_secs: 60,
             ticket_ttl_secs: 60,
             ticket_key: None,
+            ingest_requests_per_sec: 50,
+            ingest_burst: 100,
         }
     }
 }
@@ -92,6 +98,9 @@ impl AuthConfig {
             && let Err(e) = super::tickets::parse_key(key.expose())
         {
             problems.push(format!("auth.ticket_key: {e}"));
+        }
+        if self.ingest_requests_per_sec == 0 || self.ingest_burst == 0 {
+            problems.push("auth.ingest_requests_per_sec and auth.ingest_burst must be at least 1".to_owned());
         }
         if self.tenant_claim.is_empty() || self.groups_claim.is_empty() {
             problems.push("auth.tenant_claim and auth.groups_claim must not be empty".to_owned());

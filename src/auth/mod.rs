@@ -9,6 +9,7 @@
 //! The actix-web side (extractors, 401/403 answers) is `src/http/auth.rs`.
 
 pub mod admin;
+pub mod api_keys;
 pub mod config;
 pub mod dev;
 pub mod jwks;

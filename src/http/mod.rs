@@ -12,6 +12,7 @@
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 mod admin;
+mod api_keys;
 pub mod auth;
 mod error;
 mod ingest;
@@ -49,6 +50,10 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Checks bearer tokens and stream tickets.
     pub auth: Arc<Authenticator>,
+    /// Checks ingest API keys (cached, rate-limited) and reaches their store.
+    pub api_keys: Arc<crate::auth::api_keys::ApiKeys>,
+    /// Which tenant each vehicle belongs to (ingest refuses other tenants' vehicles).
+    pub registry: Arc<dyn fleetwire_actors::ports::VehicleRegistry>,
 }
 
 /// Mounts the public API.
@@ -63,6 +68,9 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/vehicles/{id}", web::get().to(vehicles::get))
             .route("/v1/stream", web::get().to(sse::stream))
             .route("/v1/stream-tickets", web::post().to(tickets::create))
+            .route("/v1/api-keys", web::post().to(api_keys::create))
+            .route("/v1/api-keys", web::get().to(api_keys::list))
+            .route("/v1/api-keys/{id}", web::delete().to(api_keys::revoke))
             .default_service(web::to(error::not_found));
     }
 }

@@ -49,13 +49,18 @@ pub struct TestNode {
     pub client: reqwest::Client,
 }
 
-/// A client that sends `Authorization: Bearer <token>` with every request (a request may
-/// still set its own).
-pub fn client_with_token(token: &str) -> reqwest::Client {
+/// A client that sends `Authorization: Bearer <token>` (and `X-Api-Key`, when given) with
+/// every request (a request may still set its own).
+pub fn client_with_token(token: &str, api_key: Option<&str>) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
     value.set_sensitive(true);
     headers.insert(reqwest::header::AUTHORIZATION, value);
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(key).unwrap();
+        value.set_sensitive(true);
+        headers.insert("x-api-key", value);
+    }
     reqwest::Client::builder()
         .timeout(WAIT)
         .default_headers(headers)
@@ -71,7 +76,8 @@ impl TestNode {
         let node = Node::start(config).await.expect("node starts");
         let api = format!("http://{}", node.api_addr());
         let admin = format!("http://{}", node.admin_addr());
-        let client = client_with_token(&auth::default_admin_token());
+        let key = create_api_key(&api, &auth::default_admin_token(), "tests").await;
+        let client = client_with_token(&auth::default_admin_token(), Some(&key));
         Self {
             node,
             api,
@@ -193,6 +199,20 @@ impl TestNode {
         });
         rx
     }
+}
+
+/// Creates an ingest API key through the API as the holder of `token`; returns the key.
+pub async fn create_api_key(api: &str, token: &str, name: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{api}/v1/api-keys"))
+        .bearer_auth(token)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "API key created");
+    let body: Value = response.json().await.unwrap();
+    body["key"].as_str().unwrap().to_owned()
 }
 
 /// One received SSE event.
