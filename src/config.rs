@@ -73,6 +73,9 @@ pub struct HttpConfig {
     pub max_batch_records: usize,
     /// Seconds an in-flight request may take to finish at shutdown. Default 10.
     pub shutdown_timeout_secs: u64,
+    /// Browser origins (e.g. `https://fleet.example.com`) allowed to call the API from
+    /// another origin (CORS). The page's own origin is always allowed. Default none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -83,6 +86,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             max_batch_records: 1000,
             shutdown_timeout_secs: 10,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -321,6 +325,16 @@ impl Config {
         }
         problems.extend(self.tesla.problems());
         problems.extend(self.auth.problems());
+        if let Some(bad) = self
+            .http
+            .cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("https://") || o.starts_with("http://")) || o.contains('*'))
+        {
+            problems.push(format!(
+                "http.cors_allowed_origins: {bad:?} is not an origin (scheme://host[:port], no wildcards)"
+            ));
+        }
         if self
             .admin
             .token

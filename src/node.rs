@@ -336,9 +336,15 @@ impl Node {
             )),
             registry: ports.registry.clone(),
         };
-        let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))
-            .shutdown_timeout(config.http.shutdown_timeout_secs)
-            .disable_signals();
+        let cors_origins = config.http.cors_allowed_origins.clone();
+        let mut api = HttpServer::new(move || {
+            App::new()
+                .wrap(http::hardening::cors(&cors_origins))
+                .wrap(http::hardening::security_headers())
+                .configure(http::api_routes(api_state.clone()))
+        })
+        .shutdown_timeout(config.http.shutdown_timeout_secs)
+        .disable_signals();
         if config.http.workers > 0 {
             api = api.workers(config.http.workers);
         }

@@ -15,6 +15,7 @@ mod admin;
 mod api_keys;
 pub mod auth;
 mod error;
+pub mod hardening;
 mod ingest;
 mod limits;
 mod page;
