@@ -36,7 +36,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
-    /// Authentication of the public API.
+    /// Authentication of the public API (bearer JWTs, stream tickets).
+    pub auth: crate::auth::AuthConfig,
+    /// VIN pseudonymization.
     pub security: SecurityConfig,
     /// Which backend implements each port.
     pub backends: BackendsConfig,
@@ -81,6 +83,9 @@ pub struct HttpConfig {
     pub max_batch_records: usize,
     /// Seconds an in-flight request may take to finish at shutdown. Default 10.
     pub shutdown_timeout_secs: u64,
+    /// Browser origins (e.g. `https://fleet.example.com`) allowed to call the API from
+    /// another origin (CORS). The page's own origin is always allowed. Default none.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -91,6 +96,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             max_batch_records: 1000,
             shutdown_timeout_secs: 10,
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -101,12 +107,17 @@ impl Default for HttpConfig {
 pub struct AdminConfig {
     /// Address of the admin listener; keep it on a private network. Default `127.0.0.1:9090`.
     pub listen: SocketAddr,
+    /// Platform-admin bearer token for `/admin/*` and `/metrics` (at least 32 characters;
+    /// `FLEETWIRE_ADMIN__TOKEN` from a secret store). Unset: those endpoints answer 401 to
+    /// everyone. `/healthz` and `/readyz` stay open for load balancers.
+    pub token: Option<Secret>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
         }
     }
 }
@@ -141,21 +152,10 @@ impl Default for LogConfig {
     }
 }
 
-/// How the public API authenticates callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMode {
-    /// No authentication at all. For development only: logged loudly at start.
-    #[default]
-    DevOpen,
-}
-
 /// `[security]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
-    /// Authentication mode. Default `dev_open` (the only mode until JWT and API keys land).
-    pub auth: AuthMode,
     /// Key of the VIN pseudonymizer (HMAC-SHA256), at least 32 bytes as hex; set it from
     /// a secret store (`FLEETWIRE_SECURITY__PSEUDONYM_KEY`). Unset: a published
     /// development key, logged as a warning — vehicle ids are then not secret.
@@ -167,7 +167,6 @@ pub struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
-            auth: AuthMode::default(),
             pseudonym_key: None,
             pseudonym_key_version: 1,
         }
@@ -191,6 +190,11 @@ impl SecurityConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value made at run time (e.g. a generated token).
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     /// The value, for the one place that needs it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -255,6 +259,17 @@ pub enum StateBackend {
     Dynamodb,
 }
 
+/// Implementations of the ingest API key store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeysBackend {
+    /// redb database in `embedded.data_dir` (or in memory): one node only.
+    #[default]
+    Embedded,
+    /// The `<table_prefix>api_keys` DynamoDB table shared by every node (`[dynamodb]`).
+    Dynamodb,
+}
+
 /// `[backends]`
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -267,6 +282,8 @@ pub struct BackendsConfig {
     pub state: StateBackend,
     /// Fan-out of updates to subscribers: `embedded` or `redis`. Default `embedded`.
     pub fanout: FanOutBackend,
+    /// Ingest API keys: `embedded` or `dynamodb`. Default `embedded`.
+    pub api_keys: ApiKeysBackend,
 }
 
 /// Why the configuration could not be loaded.
@@ -321,6 +338,28 @@ impl Config {
             problems.push(format!("consumer.max_records_per_get must be 1 to {max_get}"));
         }
         problems.extend(self.tesla.problems());
+        problems.extend(self.auth.problems());
+        if let Some(bad) = self
+            .http
+            .cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("https://") || o.starts_with("http://")) || o.contains('*'))
+        {
+            problems.push(format!(
+                "http.cors_allowed_origins: {bad:?} is not an origin (scheme://host[:port], no wildcards)"
+            ));
+        }
+        if self
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < crate::auth::admin::MIN_ADMIN_TOKEN_LEN)
+        {
+            problems.push(format!(
+                "admin.token must be at least {} characters",
+                crate::auth::admin::MIN_ADMIN_TOKEN_LEN
+            ));
+        }
         if let Err(e) = self.security.pseudonymizer() {
             problems.push(format!("security.pseudonym_key: {e}"));
         }

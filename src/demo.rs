@@ -4,6 +4,11 @@
 //! to the node's vehicle listener with its own client certificate (CommonName = its VIN)
 //! from a development PKI kept in the data directory, and sends Fleet Telemetry frames.
 //! `--protocol http` posts the same records to `POST /v1/ingest` instead.
+//!
+//! Authentication stays on: unless the config names a JWKS, the demo generates its own
+//! ES256 signing key (`crate::auth::dev`), points `[auth]` at its JWKS file, and prints
+//! tokens for a viewer and a tenant admin, the live page's URL with the viewer token in
+//! its fragment, and a random platform-admin token.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,18 +25,58 @@ use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::auth::Role;
+use crate::auth::dev::DevIssuer;
 use crate::cli::{DemoArgs, DemoProtocol};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::node::Node;
 
 /// Records per ingest request.
 const BATCH: usize = 500;
+/// Lifetime of the printed demo tokens.
+const DEMO_TOKEN_SECS: u64 = 12 * 3600;
 
-/// The tenant the demo's simulated vehicles are provisioned to. `default` while the API
-/// has no authentication: an unauthenticated caller is the default tenant, so any other
-/// tenant would hide the fleet from the live page. The auth work (issue 6) switches this
-/// to `demo` together with the tokens `demo` prints.
-pub const DEMO_TENANT: &str = TenantId::DEFAULT;
+/// The demo's identities: what it prints and what its fleet driver uses.
+struct DemoCredentials {
+    viewer: String,
+    tenant_admin: String,
+    admin_token: String,
+}
+
+/// Sets up the demo's own issuer and admin token, unless `config` brings its own JWKS
+/// (then the demo prints no tokens and its HTTP fleet cannot ingest).
+fn demo_credentials(config: &mut Config, dir: &std::path::Path) -> anyhow::Result<Option<DemoCredentials>> {
+    if config.auth.jwks_file.is_some() || config.auth.jwks_url.is_some() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(dir)?;
+    let issuer = DevIssuer::generate("https://fleetwire-demo.invalid", "fleetwire-demo")?;
+    let jwks = dir.join("jwks.json");
+    issuer.write_jwks(&jwks)?;
+    let ticket_key = std::mem::take(&mut config.auth.ticket_key);
+    config.auth = crate::auth::AuthConfig {
+        ticket_key,
+        ..issuer.auth_config(&jwks)
+    };
+    let admin_token = match &config.admin.token {
+        Some(token) => token.expose().to_owned(),
+        None => {
+            let token = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+            config.admin.token = Some(Secret::new(token.clone()));
+            token
+        }
+    };
+    let tenant = TenantId::parse(DEMO_TENANT).expect("a valid tenant id");
+    Ok(Some(DemoCredentials {
+        viewer: issuer.token(&tenant, Role::Viewer, "demo-viewer", DEMO_TOKEN_SECS),
+        tenant_admin: issuer.token(&tenant, Role::TenantAdmin, "demo-admin", DEMO_TOKEN_SECS),
+        admin_token,
+    }))
+}
+
+/// The tenant the demo's simulated vehicles are provisioned to, and whose users the
+/// printed tokens are.
+pub const DEMO_TENANT: &str = "demo";
 
 /// Runs the demo until Ctrl-C / SIGTERM (or `--duration-secs`), then shuts down in order.
 pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -> anyhow::Result<()> {
@@ -72,6 +117,11 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         // The simulated fleet is nobody's until it shows up: register it on first sight.
         config.tenancy = TenancyConfig::provisioning_to(DEMO_TENANT);
     }
+    let auth_dir = match &config.embedded.data_dir {
+        Some(dir) => dir.join("auth"),
+        None => std::env::temp_dir().join(format!("fleetwire-demo-auth-{}", std::process::id())),
+    };
+    let credentials = demo_credentials(&mut config, &auth_dir)?;
     let node = Node::start(config).await?;
     let (api, admin) = (node.api_addr(), node.admin_addr());
     let vehicles_line = match (&pki, node.tesla_addr()) {
@@ -81,8 +131,30 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         ),
         _ => format!("  vehicles in  POST http://{api}/v1/ingest\n"),
     };
+    let ingest_key = match (&credentials, args.protocol) {
+        (Some(c), DemoProtocol::Http) => {
+            Some(create_ingest_key(&format!("http://{api}"), &c.tenant_admin).await?)
+        }
+        _ => None,
+    };
+    let page_fragment = credentials
+        .as_ref()
+        .map(|c| format!("#token={}", c.viewer))
+        .unwrap_or_default();
+    let tokens = match &credentials {
+        Some(c) => {
+            format!(
+                "  viewer token        {}\n  tenant-admin token  {}\n  admin token         {}\n  (send as Authorization: Bearer <token>; the admin token on the admin listener)\n",
+                c.viewer, c.tenant_admin, c.admin_token
+            ) + &ingest_key
+                .as_ref()
+                .map(|k| format!("  ingest API key      {k}  (X-Api-Key for POST /v1/ingest)\n"))
+                .unwrap_or_default()
+        }
+        None => "  tokens: from the identity provider the config names\n".to_owned(),
+    };
     println!(
-        "\nfleetwire demo: {} simulated vehicles\n{vehicles_line}  live page    http://{api}/\n  vehicles     http://{api}/v1/vehicles\n  SSE stream   http://{api}/v1/stream\n  actors       http://{admin}/admin/actors\n  readiness    http://{admin}/readyz\n  metrics      http://{admin}/metrics\nPress Ctrl-C to stop.\n",
+        "\nfleetwire demo: {} simulated vehicles\n{vehicles_line}  live page    http://{api}/{page_fragment}\n  vehicles     http://{api}/v1/vehicles\n  SSE stream   http://{api}/v1/stream\n  actors       http://{admin}/admin/actors\n  readiness    http://{admin}/readyz\n  metrics      http://{admin}/metrics\n{tokens}Press Ctrl-C to stop.\n",
         args.vehicles
     );
 
@@ -99,6 +171,7 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
         _ => tokio::spawn(drive_fleet(
             fleet,
             format!("http://{api}/v1/ingest"),
+            ingest_key,
             args.interval_ms,
             stop_rx,
         )),
@@ -161,6 +234,22 @@ pub fn demo_rules(lat: f64, lon: f64) -> TenantRulesConfig {
                 },
             ),
         ],
+    }
+}
+
+/// Creates an ingest API key through the node's own API, as a tenant admin would.
+async fn create_ingest_key(api: &str, tenant_admin: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{api}/v1/api-keys"))
+        .bearer_auth(tenant_admin)
+        .json(&serde_json::json!({"name": "demo fleet"}))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    match body["key"].as_str() {
+        Some(key) if status == reqwest::StatusCode::CREATED => Ok(key.to_owned()),
+        _ => anyhow::bail!("creating the demo's ingest key answered {status}: {body}"),
     }
 }
 
@@ -264,6 +353,7 @@ async fn drive_tesla_fleet(
 async fn drive_fleet(
     mut fleet: Fleet,
     url: String,
+    credential: Option<String>,
     interval_ms: u64,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -287,7 +377,7 @@ async fn drive_fleet(
         }
         let batch: Vec<IngestRecord> = backlog.drain(..).collect();
         for chunk in batch.chunks(BATCH) {
-            match post(&client, &url, chunk).await {
+            match post(&client, &url, credential.as_deref(), chunk).await {
                 Ok(retry) => {
                     accepted += (chunk.len() - retry.len()) as u64;
                     backlog.extend(retry);
@@ -312,9 +402,14 @@ async fn drive_fleet(
 async fn post(
     client: &reqwest::Client,
     url: &str,
+    credential: Option<&str>,
     chunk: &[IngestRecord],
 ) -> anyhow::Result<Vec<IngestRecord>> {
-    let response = client.post(url).json(chunk).send().await?;
+    let mut request = client.post(url).json(chunk);
+    if let Some(key) = credential {
+        request = request.header("x-api-key", key);
+    }
+    let response = request.send().await?;
     let status = response.status();
     let body: serde_json::Value = response.json().await?;
     if !(status.is_success() || status == reqwest::StatusCode::SERVICE_UNAVAILABLE) {

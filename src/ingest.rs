@@ -184,6 +184,25 @@ fn validate_record(item: serde_json::Value, now: DateTime<Utc>) -> Result<Teleme
     })
 }
 
+/// What a [`RecordGate`] says of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateVerdict {
+    /// Store it.
+    Admit,
+    /// Refuse it for good, with the reason.
+    Reject(String),
+    /// Cannot judge now (a backend is down): the record fails, retryable.
+    Retry(String),
+}
+
+/// A check every valid record of a gated ingest must pass (e.g. that the caller's
+/// tenant owns the vehicle).
+#[async_trait::async_trait]
+pub trait RecordGate: Send + Sync {
+    /// The verdict on a record of `vehicle`.
+    async fn admit(&self, vehicle: &VehicleId) -> GateVerdict;
+}
+
 /// The highest sequence number this node has acknowledged per shard. Shutdown waits
 /// until the shard checkpoints reach these, so nothing acknowledged is left unprocessed.
 #[derive(Debug, Clone, Default)]
@@ -275,11 +294,37 @@ impl Ingestor {
 
     /// Validates `body` and stores its valid records.
     pub async fn ingest(&self, body: &[u8]) -> Result<IngestReply, BatchError> {
+        self.ingest_gated(body, None).await
+    }
+
+    /// Like [`Ingestor::ingest`], and each valid record must also pass `gate` (whose
+    /// vehicle it is): a refused record is `rejected`, one the gate cannot judge now is
+    /// `failed`/retryable.
+    pub async fn ingest_gated(
+        &self,
+        body: &[u8],
+        gate: Option<&dyn RecordGate>,
+    ) -> Result<IngestReply, BatchError> {
         let now = Utc::now();
         let validated = validate_batch(body, now, self.max_records)?;
         let mut results: Vec<Option<RecordResult>> = vec![None; validated.len()];
         let mut pending: Vec<(usize, PutEntry)> = Vec::new();
         for (index, item) in validated.into_iter().enumerate() {
+            let verdict = match (&item, gate) {
+                (Ok(record), Some(gate)) => gate.admit(&record.vehicle_id).await,
+                _ => GateVerdict::Admit,
+            };
+            let item = match verdict {
+                GateVerdict::Admit => item,
+                GateVerdict::Reject(reason) => Err(reason),
+                GateVerdict::Retry(error) => {
+                    results[index] = Some(RecordResult::Failed {
+                        error: format!("record {index}: {error}"),
+                        retryable: true,
+                    });
+                    continue;
+                }
+            };
             match item {
                 Ok(record) => pending.push((
                     index,

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: JWT (JWKS) verification, roles, stream tickets, the admin credential.
 //! - [`cli`]: the command line (`serve`, `demo`, `validate-config`, `tesla decode`).
 //! - [`config`]: typed configuration (TOML + `FLEETWIRE_*` environment overrides).
 //! - [`node`]: builds the ports, starts actors and listeners, shuts down in order.
@@ -16,6 +17,7 @@
 //! The actors, their state machines and the port traits live in the `fleetwire-actors`
 //! crate (`actors/`); `docs/ARCHITECTURE.md` walks a record through all of it.
 
+pub mod auth;
 pub mod backends;
 pub mod cli;
 pub mod config;
@@ -25,3 +27,10 @@ pub mod ingest;
 pub mod node;
 pub mod observability;
 pub mod tesla;
+
+/// Installs aws-lc-rs as the process's rustls crypto provider (idempotent). rustls is built
+/// with that provider only, but HTTP clients built without a provider of their own
+/// (reqwest's `*-no-provider` features) look up the process default and panic without one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -11,6 +11,7 @@ use fleetwire::{demo, node::Node, observability};
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    fleetwire::install_crypto_provider();
     let limit = Duration::from_secs(cli.shutdown_limit_secs);
     let result = match cli.command {
         Command::ValidateConfig { file } => Config::load(Some(&file))

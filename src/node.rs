@@ -40,19 +40,24 @@ use fleetwire_actors::registry::ActorRegistry;
 use fleetwire_actors::fleet::FleetRules;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
 use fleetwire_actors::tenancy::TenantRouter;
+use fleetwire_actors::tenancy::UnknownVehiclePolicy;
 use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::{FleetServices, VehicleDirectory};
 use tracing::{info, warn};
 
-use crate::backends::dynamodb::{DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry};
+use crate::auth::api_keys::{ApiKeyStore, ApiKeys};
+use crate::auth::{AdminCredential, Authenticator};
+use crate::backends::dynamodb::{
+    DynamoDbApiKeyStore, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry,
+};
 use crate::backends::embedded::{
-    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbLeaseStore, RedbStateStore,
-    RedbVehicleRegistry,
+    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbApiKeyStore, RedbLeaseStore,
+    RedbStateStore, RedbVehicleRegistry,
 };
 use crate::backends::faults::FaultyStream;
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
 use crate::backends::redis::RedisFanOut;
-use crate::config::{AuthMode, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
+use crate::config::{ApiKeysBackend, Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
@@ -69,6 +74,8 @@ pub struct Ports {
     pub state: Arc<dyn StateStore>,
     /// Vehicle → tenant (same backend as `state`).
     pub registry: Arc<dyn VehicleRegistry>,
+    /// Ingest API keys (hashes only).
+    pub api_keys: Arc<dyn ApiKeyStore>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
@@ -87,6 +94,7 @@ impl Ports {
                 && Arc::strong_count(&p.leases) == 1
                 && Arc::strong_count(&p.state) == 1
                 && Arc::strong_count(&p.registry) == 1
+                && Arc::strong_count(&p.api_keys) == 1
                 && Arc::strong_count(&p.fanout) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
@@ -169,6 +177,16 @@ impl Ports {
             )),
             FanOutBackend::Redis => Arc::new(RedisFanOut::new(&config.redis).context("configuring Redis")?),
         };
+        let api_keys: Arc<dyn ApiKeyStore> = match b.api_keys {
+            ApiKeysBackend::Embedded => {
+                Arc::new(RedbApiKeyStore::new(db.clone()).context("opening the API key store")?)
+            }
+            ApiKeysBackend::Dynamodb => Arc::new(
+                DynamoDbApiKeyStore::connect(&config.dynamodb)
+                    .await
+                    .context("connecting to the API key table")?,
+            ),
+        };
         let topic_streams = if config.tesla.enabled {
             topic_streams(config).await?
         } else {
@@ -180,6 +198,7 @@ impl Ports {
             leases,
             state,
             registry,
+            api_keys,
             fanout,
         })
     }
@@ -254,8 +273,18 @@ pub struct ShutdownReport {
 impl Node {
     /// Starts a node. Must run inside an actix System (`#[actix_web::main]`, `#[actix_rt::test]`).
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let AuthMode::DevOpen = config.security.auth;
-        warn!("Authentication is OFF (security.auth = \"dev_open\"): for development only.");
+        crate::install_crypto_provider();
+        // Authentication is not optional: without keys to check tokens against the node
+        // does not start.
+        let auth = Arc::new(
+            Authenticator::start(&config.auth)
+                .await
+                .context("authentication")?,
+        );
+        let credential = AdminCredential::new(config.admin.token.as_ref());
+        if !credential.is_configured() {
+            warn!("admin.token is not set: /admin/* and /metrics refuse every request.");
+        }
         let metrics = observability::metrics_handle();
         spawn_metrics_upkeep(metrics.clone());
 
@@ -350,10 +379,28 @@ impl Node {
             ),
             max_body_bytes: config.http.max_body_bytes,
             fleet_rules,
+            auth,
+            api_keys: Arc::new(ApiKeys::new(
+                ports.api_keys.clone(),
+                std::num::NonZeroU32::new(config.auth.ingest_requests_per_sec)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                std::num::NonZeroU32::new(config.auth.ingest_burst).unwrap_or(std::num::NonZeroU32::MIN),
+            )),
+            registry: ports.registry.clone(),
+            unknown_vehicles_to: match config.tenancy.policy() {
+                Ok(UnknownVehiclePolicy::Provision(tenant)) => Some(tenant),
+                _ => None,
+            },
         };
-        let mut api = HttpServer::new(move || App::new().configure(http::api_routes(api_state.clone())))
-            .shutdown_timeout(config.http.shutdown_timeout_secs)
-            .disable_signals();
+        let cors_origins = config.http.cors_allowed_origins.clone();
+        let mut api = HttpServer::new(move || {
+            App::new()
+                .wrap(http::hardening::cors(&cors_origins))
+                .wrap(http::hardening::security_headers())
+                .configure(http::api_routes(api_state.clone()))
+        })
+        .shutdown_timeout(config.http.shutdown_timeout_secs)
+        .disable_signals();
         if config.http.workers > 0 {
             api = api.workers(config.http.workers);
         }
@@ -373,6 +420,7 @@ impl Node {
                 shutting_down: shutting_down.clone(),
             },
             metrics,
+            credential,
         };
         let admin = HttpServer::new(move || App::new().configure(http::admin_routes(admin_state.clone())))
             .workers(1)
@@ -427,6 +475,12 @@ impl Node {
     /// The backends this node uses.
     pub fn ports(&self) -> &Ports {
         &self.ports
+    }
+
+    /// The vehicle registry (vehicle → tenant), e.g. to provision vehicles in tests until
+    /// the vehicles API exists.
+    pub fn vehicle_registry(&self) -> Arc<dyn VehicleRegistry> {
+        self.ports.registry.clone()
     }
 
     /// Records the producer gave up on and records of unprovisioned or suspended vehicles

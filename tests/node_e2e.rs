@@ -88,8 +88,7 @@ async fn records_flow_from_ingest_to_sse_rest_and_admin() {
     );
 
     let metrics = t
-        .client
-        .get(format!("{}/metrics", t.admin))
+        .get_request(&format!("{}/metrics", t.admin))
         .send()
         .await
         .unwrap()

@@ -50,7 +50,8 @@ fn spawn_victim(shared: &Config) -> Child {
     ];
     Command::new(env!("CARGO_BIN_EXE_fleetwire"))
         .arg("serve")
-        .envs(vars.iter().map(|(k, v)| (format!("FLEETWIRE_{k}"), v)))
+        .envs(vars.iter().map(|(k, v)| (format!("FLEETWIRE_{k}"), v.clone())))
+        .envs(common::auth::env_vars())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

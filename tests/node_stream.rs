@@ -240,6 +240,7 @@ async fn connection_limits_answer_429_and_503() {
         eventually("a place is free again", || async {
             let r = reqwest::Client::new()
                 .get(format!("{}/v1/stream", t.api))
+                .bearer_auth(common::auth::default_admin_token())
                 .send()
                 .await
                 .unwrap();

@@ -574,7 +574,11 @@ async fn http_ingest_answers_503_with_retry_after_when_the_producer_is_full() {
         Some(&5),
         "{summary:?}"
     );
-    let metrics = t.client.get(format!("{}/metrics", t.admin)).send().await.unwrap();
+    let metrics = t
+        .get_request(&format!("{}/metrics", t.admin))
+        .send()
+        .await
+        .unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains("fleetwire_producer_dead_letters_total{reason=\"retry_time_exhausted\"}"));
     assert!(metrics.contains("fleetwire_producer_full_total"));

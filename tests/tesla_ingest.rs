@@ -245,8 +245,7 @@ async fn certificates_from_an_unknown_ca_or_none_are_refused_at_the_handshake() 
     );
     let metrics = node
         .node
-        .client
-        .get(format!("{}/metrics", node.node.admin))
+        .get_request(&format!("{}/metrics", node.node.admin))
         .send()
         .await
         .unwrap()

@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+use super::auth::PlatformAdmin;
 use crate::node::Ports;
 
 /// Longest a readiness probe waits for one backend.
@@ -103,6 +104,8 @@ pub struct AdminState {
     pub readiness: Readiness,
     /// Renders Prometheus metrics.
     pub metrics: PrometheusHandle,
+    /// The platform-admin token that `/admin/*` and `/metrics` require.
+    pub credential: crate::auth::AdminCredential,
 }
 
 /// Query of `GET /admin/actors`.
@@ -127,6 +130,7 @@ fn parse_kind(kind: &str) -> Result<ActorKind, ApiError> {
 
 /// `GET /admin/actors`: counts per kind and a list.
 pub async fn actors(
+    _admin: PlatformAdmin,
     state: web::Data<AdminState>,
     query: web::Query<ActorsQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -140,6 +144,7 @@ pub async fn actors(
 
 /// `GET /admin/actors/{kind}/{id}`
 pub async fn actor(
+    _admin: PlatformAdmin,
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -154,7 +159,7 @@ pub async fn actor(
 
 /// `GET /admin/leases`: every shard lease (owner, counter, checkpoint, parents) and, for
 /// the shards this node consumes, its lag from the shard consumer actor.
-pub async fn leases(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+pub async fn leases(_admin: PlatformAdmin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let leases = state
         .readiness
         .ports
@@ -189,7 +194,7 @@ pub async fn leases(state: web::Data<AdminState>) -> Result<HttpResponse, ApiErr
 
 /// `GET /admin/shards`: the stream's shards with their hash-key ranges (as decimal text:
 /// 128-bit numbers do not fit JSON numbers) and parents.
-pub async fn shards(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+pub async fn shards(_admin: PlatformAdmin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let shards = state
         .readiness
         .ports
@@ -233,7 +238,7 @@ pub async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+pub async fn metrics(_admin: PlatformAdmin, state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

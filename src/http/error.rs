@@ -16,6 +16,22 @@ pub enum ApiError {
         /// Human-readable explanation.
         message: String,
     },
+    /// No credential, or one that proves nothing (401 with `WWW-Authenticate`).
+    #[error("{message}")]
+    Unauthorized {
+        /// `unauthenticated` (nothing presented) or `invalid_token`.
+        code: &'static str,
+        /// What is wrong with the credential.
+        message: String,
+    },
+    /// Authenticated, but not allowed (403).
+    #[error("{message}")]
+    Forbidden {
+        /// `forbidden` (role too low) or `no_tenant`.
+        code: &'static str,
+        /// Which role or claim is missing.
+        message: String,
+    },
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
@@ -58,7 +74,9 @@ pub enum ApiError {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unauthorized { code, .. }
+            | ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
@@ -71,6 +89,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } | ApiError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,7 +109,62 @@ impl ResponseError for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
+        // RFC 6750 §3: a 401 names the scheme; a refused token says why.
+        let challenge = match self {
+            ApiError::Unauthorized {
+                code: "unauthenticated",
+                ..
+            } => Some("Bearer realm=\"fleetwire\"".to_owned()),
+            ApiError::Unauthorized { message, .. } => Some(format!(
+                "Bearer realm=\"fleetwire\", error=\"invalid_token\", error_description=\"{}\"",
+                quoted_string_safe(message)
+            )),
+            ApiError::Forbidden {
+                code: "forbidden", ..
+            } => Some("Bearer realm=\"fleetwire\", error=\"insufficient_scope\"".to_owned()),
+            _ => None,
+        };
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
         response
+    }
+}
+
+/// `text` without the characters a quoted-string cannot carry as is.
+fn quoted_string_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
+                '\''
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Missing(message) => ApiError::Unauthorized {
+                code: "unauthenticated",
+                message,
+            },
+            AuthError::InvalidToken(message) => ApiError::Unauthorized {
+                code: "invalid_token",
+                message,
+            },
+            AuthError::NoTenant(message) => ApiError::Forbidden {
+                code: "no_tenant",
+                message,
+            },
+            AuthError::Forbidden(message) => ApiError::Forbidden {
+                code: "forbidden",
+                message,
+            },
+        }
     }
 }
 

@@ -5,7 +5,88 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use fleetwire_actors::telemetry;
 use futures_util::StreamExt;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use fleetwire_actors::model::{TenantId, VehicleId};
+use fleetwire_actors::ports::VehicleRegistry;
+
 use super::{ApiError, ApiState};
+use crate::auth::AuthError;
+use crate::auth::api_keys::{ApiKeyRecord, KEY_PREFIX, KeyRejection};
+use crate::ingest::{GateVerdict, RecordGate};
+
+/// Admits records of vehicles registered to `tenant`. An unregistered vehicle is admitted
+/// only when the node provisions unknown vehicles (`[tenancy]`) to this very tenant — the
+/// consumer will register it there; otherwise it must be provisioned first, so a key can
+/// never write into a tenant it does not belong to. Lookups are remembered for the batch.
+struct TenantGate {
+    tenant: TenantId,
+    /// Where the consumer provisions unregistered vehicles, if anywhere.
+    unknown_to: Option<TenantId>,
+    registry: Arc<dyn VehicleRegistry>,
+    seen: Mutex<HashMap<VehicleId, GateVerdict>>,
+}
+
+#[async_trait::async_trait]
+impl RecordGate for TenantGate {
+    async fn admit(&self, vehicle: &VehicleId) -> GateVerdict {
+        if let Some(v) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(vehicle) {
+            return v.clone();
+        }
+        let verdict = match self.registry.lookup(vehicle).await {
+            Ok(Some(r)) if r.tenant == self.tenant => GateVerdict::Admit,
+            // Same words as "not provisioned": which tenant owns it is not this caller's business.
+            Ok(Some(_)) => {
+                GateVerdict::Reject(format!("vehicle {vehicle} is not provisioned to this tenant"))
+            }
+            Ok(None) if self.unknown_to.as_ref() == Some(&self.tenant) => GateVerdict::Admit,
+            Ok(None) => GateVerdict::Reject(format!("vehicle {vehicle} is not provisioned to this tenant")),
+            Err(e) => return GateVerdict::Retry(format!("vehicle registry: {e}")),
+        };
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(vehicle.clone(), verdict.clone());
+        verdict
+    }
+}
+
+/// The ingest API key of a request: `X-Api-Key`, or `Authorization: Bearer fwk_…`.
+async fn api_key(req: &HttpRequest, state: &ApiState) -> Result<ApiKeyRecord, ApiError> {
+    let presented = match req.headers().get("x-api-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| AuthError::InvalidToken("X-Api-Key is not text".to_owned()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => super::auth::bearer(req)?,
+    };
+    let presented = presented.ok_or_else(|| {
+        AuthError::Missing(
+            "ingest needs an API key (X-Api-Key: <key> or Authorization: Bearer <key>)".to_owned(),
+        )
+    })?;
+    if !presented.starts_with(KEY_PREFIX) {
+        return Err(AuthError::InvalidToken(format!(
+            "ingest takes an API key ({KEY_PREFIX}…), not a user token"
+        ))
+        .into());
+    }
+    state.api_keys.check(&presented).await.map_err(|e| match e {
+        KeyRejection::Invalid => AuthError::InvalidToken(e.to_string()).into(),
+        KeyRejection::RateLimited { retry_after_secs } => ApiError::TooManyRequests {
+            code: "rate_limited",
+            message: e.to_string(),
+            retry_after_secs,
+        },
+        KeyRejection::Unavailable(message) => ApiError::Unavailable {
+            message,
+            retry_after_secs: 1,
+        },
+    })
+}
 
 /// Reads the body up to `limit` bytes; a larger body (by header or by content) is a 413
 /// without reading the rest.
@@ -39,16 +120,24 @@ async fn read_body(
 /// Validates a batch, stores the valid records, answers with a result per record.
 /// 200 when every valid record is stored; 503 + `Retry-After` when some could not be
 /// stored right now (the body says which).
+/// Needs an ingest API key; records of vehicles of another tenant are `rejected`.
 pub async fn ingest(
     state: web::Data<ApiState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let outcome = async {
+        let key = api_key(&req, &state).await?;
+        let gate = TenantGate {
+            tenant: key.tenant,
+            unknown_to: state.unknown_vehicles_to.clone(),
+            registry: state.registry.clone(),
+            seen: Mutex::default(),
+        };
         let body = read_body(&req, payload, state.max_body_bytes).await?;
         state
             .ingestor
-            .ingest(&body)
+            .ingest_gated(&body, Some(&gate))
             .await
             .map_err(|e| ApiError::BadRequest {
                 code: "malformed_batch",

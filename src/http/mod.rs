@@ -2,22 +2,27 @@
 //!
 //! - Public API ([`api_routes`]): `POST /v1/ingest`, `GET /v1/vehicles[/{id}]`,
 //!   the vehicle's `trips`, `charging-sessions` and `events`, geofence and alert-rule
-//!   CRUD (`/v1/geofences`, `/v1/alert-rules`), `GET /v1/stream` (SSE) and the live page
-//!   at `/`.
+//!   CRUD (`/v1/geofences`, `/v1/alert-rules`), `GET /v1/stream` (SSE),
+//!   `POST /v1/stream-tickets` and the live page at `/`. Every endpoint but the page
+//!   authenticates its caller ([`auth`]) and works inside the caller's tenant.
 //! - Admin ([`admin_routes`]): `/admin/actors`, `/admin/leases`, `/admin/shards`,
-//!   `/healthz`, `/readyz`, `/metrics`.
+//!   `/metrics` (platform-admin token), `/healthz`, `/readyz` (open).
 //!   Meant for a private network.
 //!
 //! Handlers are thin: they parse, call one service, and render. Every error is JSON:
 //! `{"error": {"code": "...", "message": "..."}}`.
 
 mod admin;
+mod api_keys;
+pub mod auth;
 mod error;
 mod fleet;
+pub mod hardening;
 mod ingest;
 mod limits;
 mod page;
 mod sse;
+mod tickets;
 mod vehicles;
 
 use std::sync::Arc;
@@ -31,6 +36,7 @@ pub use admin::{AdminState, Readiness};
 pub use error::ApiError;
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitError};
 
+use crate::auth::Authenticator;
 use crate::ingest::Ingestor;
 
 /// Everything the public API handlers need.
@@ -48,6 +54,15 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Geofences and alert rules per tenant (shared with the vehicle actors).
     pub fleet_rules: FleetRules,
+    /// Checks bearer tokens and stream tickets.
+    pub auth: Arc<Authenticator>,
+    /// Checks ingest API keys (cached, rate-limited) and reaches their store.
+    pub api_keys: Arc<crate::auth::api_keys::ApiKeys>,
+    /// Which tenant each vehicle belongs to (ingest refuses other tenants' vehicles).
+    pub registry: Arc<dyn fleetwire_actors::ports::VehicleRegistry>,
+    /// The tenant unregistered vehicles are provisioned to (`[tenancy]`), if any: ingest
+    /// admits unregistered vehicles only from that tenant's keys.
+    pub unknown_vehicles_to: Option<fleetwire_actors::model::TenantId>,
 }
 
 /// Mounts the public API.
@@ -74,6 +89,10 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/alert-rules", web::post().to(fleet::put_alert_rule))
             .route("/v1/alert-rules/{id}", web::delete().to(fleet::delete_alert_rule))
             .route("/v1/stream", web::get().to(sse::stream))
+            .route("/v1/stream-tickets", web::post().to(tickets::create))
+            .route("/v1/api-keys", web::post().to(api_keys::create))
+            .route("/v1/api-keys", web::get().to(api_keys::list))
+            .route("/v1/api-keys/{id}", web::delete().to(api_keys::revoke))
             .default_service(web::to(error::not_found));
     }
 }

@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, Responder, web};
 use actix_web_lab::sse;
-use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::EventId;
 use fleetwire_actors::subscriber::{FilterQuery, Resume, Subscriber, SubscriberSpec, SubscriptionFilter};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::auth::{require, stream_caller};
 use super::limits::LimitError;
 use super::{ApiError, ApiState};
+use crate::auth::{Role, now_secs};
 
 /// Query of `GET /v1/stream`.
 #[derive(Debug, Deserialize)]
@@ -31,16 +32,22 @@ pub struct StreamQuery {
     types: Option<String>,
     /// Resume after this event id (like the `Last-Event-ID` header).
     last_event_id: Option<String>,
+    /// A stream ticket from `POST /v1/stream-tickets`, for clients that cannot send an
+    /// `Authorization` header (`EventSource`).
+    ticket: Option<String>,
 }
 
-/// Opens a stream of `vehicle` events (`id:` the event id, `data:` a VehicleUpdate as
-/// JSON), `fleet_event` events (`data:` a FleetEvent: trips, charging, geofences,
-/// alerts), `reset` events (reload the state), and keep-alive comments.
+/// Opens a stream of the caller's tenant's `vehicle` events (`id:` the event id, `data:`
+/// a VehicleUpdate as JSON), `fleet_event` events (`data:` a FleetEvent: trips, charging,
+/// geofences, alerts), `reset` events (reload the state), and keep-alive comments.
+/// Viewer, by bearer token or stream ticket; the stream ends when the token expires.
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<ApiState>,
     query: web::Query<StreamQuery>,
 ) -> Result<impl Responder, ApiError> {
+    let caller = stream_caller(&req, query.ticket.as_deref()).await?;
+    require(&caller, Role::Viewer)?;
     let filter = SubscriptionFilter::parse(FilterQuery {
         vehicles: query.vehicles.as_deref(),
         signals: query.signals.as_deref(),
@@ -51,9 +58,7 @@ pub async fn stream(
         message,
     })?;
     let resume = resume_point(&req, query.last_event_id.as_deref())?;
-    // Everything belongs to the default tenant until authentication (issue #6) says whose
-    // request this is.
-    let tenant = TenantId::default();
+    let tenant = caller.tenant.clone();
     let retry_after_secs = state.subscribers.config.limit_retry_after_secs;
     let permit = state.limits.acquire(&tenant).map_err(|e| match e {
         LimitError::Tenant { .. } => ApiError::TooManyRequests {
@@ -75,22 +80,27 @@ pub async fn stream(
         },
         &state.subscribers,
     );
-    let events = ReceiverStream::new(rx).flat_map(move |item| {
-        // The permit lives as long as the response body: the connection counts until the
-        // client is gone.
-        let _counted = &permit;
-        // Fleet events first and without an id; the entry's id comes with its last frame.
-        let before = item
-            .before
-            .iter()
-            .map(|json| sse::Event::from(sse::Data::new(json.to_string()).event("fleet_event")));
-        let mut data = sse::Data::new(item.data.to_string()).event(item.event);
-        if let Some(id) = item.id {
-            data = data.id(id.to_string());
-        }
-        let frames: Vec<sse::Event> = before.chain(std::iter::once(sse::Event::from(data))).collect();
-        futures_util::stream::iter(frames)
-    });
+    // A stream outlives no credential: it ends when the caller's token expires (the
+    // client then needs a new token, or ticket, to reconnect).
+    let lifetime = Duration::from_secs(caller.expires_at.saturating_sub(now_secs()));
+    let events = ReceiverStream::new(rx)
+        .take_until(tokio::time::sleep(lifetime))
+        .flat_map(move |item| {
+            // The permit lives as long as the response body: the connection counts until the
+            // client is gone.
+            let _counted = &permit;
+            // Fleet events first and without an id; the entry's id comes with its last frame.
+            let before = item
+                .before
+                .iter()
+                .map(|json| sse::Event::from(sse::Data::new(json.to_string()).event("fleet_event")));
+            let mut data = sse::Data::new(item.data.to_string()).event(item.event);
+            if let Some(id) = item.id {
+                data = data.id(id.to_string());
+            }
+            let frames: Vec<sse::Event> = before.chain(std::iter::once(sse::Event::from(data))).collect();
+            futures_util::stream::iter(frames)
+        });
     let config = &state.subscribers.config;
     Ok(sse::Sse::from_infallible_stream(events)
         .with_keep_alive(Duration::from_millis(config.keep_alive_ms))

@@ -1,10 +1,12 @@
 //! `GET /v1/vehicles`, `GET /v1/vehicles/{id}`
 
 use actix_web::{HttpResponse, web};
-use fleetwire_actors::model::{TenantId, VehicleId, VehicleSnapshot};
+use fleetwire_actors::model::{VehicleId, VehicleSnapshot};
 use serde::{Deserialize, Serialize};
 
+use super::auth::require;
 use super::{ApiError, ApiState};
+use crate::auth::{Caller, Role};
 
 /// Largest page of `GET /v1/vehicles`.
 const MAX_PAGE: usize = 1000;
@@ -54,11 +56,13 @@ fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
     }
 }
 
-/// Lists the caller's tenant's vehicles with their latest state, ordered by id.
+/// Lists the caller's tenant's vehicles with their latest state, ordered by id (viewer).
 pub async fn list(
+    caller: Caller,
     state: web::Data<ApiState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    require(&caller, Role::Viewer)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::BadRequest {
@@ -67,11 +71,9 @@ pub async fn list(
         });
     }
     let after = query.after.as_deref().map(|a| VehicleId(a.to_owned()));
-    // tenant: from auth (issue 6)
-    let tenant = TenantId::default();
     let snapshots = state
         .store
-        .list(&tenant, after.as_ref(), limit)
+        .list(&caller.tenant, after.as_ref(), limit)
         .await
         .map_err(store_unavailable)?;
     let next_after = (snapshots.len() == limit)
@@ -81,16 +83,25 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(VehiclePage { vehicles, next_after }))
 }
 
-/// One vehicle's latest state; 404 when the caller's tenant has no such vehicle (also
-/// when another tenant has one with this id: the store is keyed by tenant).
-pub async fn get(state: web::Data<ApiState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// One vehicle's latest state (viewer). Another tenant's vehicle is a 404, exactly like
+/// a vehicle that does not exist (the store is keyed by tenant), so ids of other tenants
+/// cannot be probed.
+pub async fn get(
+    caller: Caller,
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require(&caller, Role::Viewer)?;
     let id = VehicleId::parse(&id).map_err(|message| ApiError::BadRequest {
         code: "bad_vehicle_id",
         message,
     })?;
-    // tenant: from auth (issue 6)
-    let tenant = TenantId::default();
-    match state.store.load(&tenant, &id).await.map_err(store_unavailable)? {
+    match state
+        .store
+        .load(&caller.tenant, &id)
+        .await
+        .map_err(store_unavailable)?
+    {
         Some(snapshot) => Ok(HttpResponse::Ok().json(VehicleView::from(snapshot))),
         None => Err(ApiError::NotFound(format!("no vehicle {id}"))),
     }

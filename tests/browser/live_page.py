@@ -25,8 +25,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+ADMIN_TOKEN = None
+
+
 def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as r:
         return json.load(r)
 
 
@@ -45,16 +49,20 @@ def start_demo(binary):
          "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--vehicle-listen", "127.0.0.1:0",
          "--duration-secs", "300"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    global ADMIN_TOKEN
     urls = {}
     deadline = time.time() + 60
-    while len(urls) < 2 and time.time() < deadline:
+    while len(urls) < 3 and time.time() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
-        m = re.match(r"\s+(live page|actors)\s+(http://\S+)", line)
+        m = re.match(r"\s+(live page|actors|admin token)\s+(\S+)", line)
         if m:
             urls[m.group(1)] = m.group(2)
-    assert len(urls) == 2, "demo printed its URLs"
+    assert len(urls) == 3, "demo printed its URLs and the admin token"
+    # The page URL carries the viewer token in its fragment (authentication stays on).
+    assert "#token=" in urls["live page"], urls["live page"]
+    ADMIN_TOKEN = urls["admin token"]
     admin = urls["actors"].rsplit("/admin/actors", 1)[0]
     return proc, urls["live page"], admin
 

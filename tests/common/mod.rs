@@ -1,6 +1,7 @@
 //! Helpers for black-box tests: a real node on 127.0.0.1:0, an HTTP client, an SSE reader.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod auth;
 pub mod cloud;
 pub mod private_redis;
 pub mod redis_keys;
@@ -19,9 +20,12 @@ use tokio::sync::mpsc;
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// A config for tests: loopback, random ports, fast consumer timings.
+/// A config for tests: loopback, random ports, fast consumer timings, tokens of the
+/// test issuer (`auth`) accepted.
 pub fn test_config(data_dir: Option<PathBuf>) -> Config {
+    fleetwire::install_crypto_provider();
     let mut config = Config::default();
+    auth::configure(&mut config);
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.http.workers = 2;
@@ -39,12 +43,33 @@ pub fn test_config(data_dir: Option<PathBuf>) -> Config {
     config
 }
 
-/// A running node and a client for it.
+/// A running node and a client for it. The client acts as a tenant admin of the default
+/// tenant (the tenant every record belongs to until vehicles are registered), and on the
+/// admin listener as the platform admin.
 pub struct TestNode {
     pub node: Node,
     pub api: String,
     pub admin: String,
     pub client: reqwest::Client,
+}
+
+/// A client that sends `Authorization: Bearer <token>` (and `X-Api-Key`, when given) with
+/// every request (a request may still set its own).
+pub fn client_with_token(token: &str, api_key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(key).unwrap();
+        value.set_sensitive(true);
+        headers.insert("x-api-key", value);
+    }
+    reqwest::Client::builder()
+        .timeout(WAIT)
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl TestNode {
@@ -55,7 +80,8 @@ impl TestNode {
         let node = Node::start(config).await.expect("node starts");
         let api = format!("http://{}", node.api_addr());
         let admin = format!("http://{}", node.admin_addr());
-        let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+        let key = create_api_key(&api, &auth::default_admin_token(), "tests").await;
+        let client = client_with_token(&auth::default_admin_token(), Some(&key));
         Self {
             node,
             api,
@@ -98,16 +124,27 @@ impl TestNode {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A GET of `url` with the credential its listener wants (admin token on the admin
+    /// listener, the client's token elsewhere).
+    pub fn get_request(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.client.get(url);
+        if url.starts_with(&self.admin) {
+            request.bearer_auth(auth::ADMIN_TOKEN)
+        } else {
+            request
+        }
+    }
+
     /// GETs a URL and parses JSON (Null when the body is not JSON).
     pub async fn get(&self, url: &str) -> (u16, Value) {
-        let r = self.client.get(url).send().await.unwrap();
+        let r = self.get_request(url).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// GETs a URL as text.
     pub async fn get_text(&self, url: &str) -> (u16, String) {
-        let r = self.client.get(url).send().await.unwrap();
+        let r = self.get_request(url).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.text().await.unwrap_or_default())
     }
@@ -131,7 +168,9 @@ impl TestNode {
         last_event_id: Option<&str>,
     ) -> mpsc::Receiver<SseEvent> {
         let url = format!("{}/v1/stream{query}", self.api);
-        let mut request = reqwest::Client::new().get(url);
+        let mut request = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(auth::default_admin_token());
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -164,6 +203,20 @@ impl TestNode {
         });
         rx
     }
+}
+
+/// Creates an ingest API key through the API as the holder of `token`; returns the key.
+pub async fn create_api_key(api: &str, token: &str, name: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{api}/v1/api-keys"))
+        .bearer_auth(token)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "API key created");
+    let body: Value = response.json().await.unwrap();
+    body["key"].as_str().unwrap().to_owned()
 }
 
 /// One received SSE event.

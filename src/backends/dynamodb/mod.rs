@@ -56,6 +56,7 @@
 //! `shared/notes/emulators.md`), which returns the old item on a failed condition as AWS
 //! does. dynalite does not, so there every failed condition would look like `NotFound`.
 
+mod api_keys;
 mod lease_store;
 mod registry;
 mod state_store;
@@ -65,6 +66,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use api_keys::{API_KEYS_TABLE, DynamoDbApiKeyStore};
 pub use lease_store::DynamoDbLeaseStore;
 pub use registry::DynamoDbVehicleRegistry;
 pub use state_store::DynamoDbStateStore;

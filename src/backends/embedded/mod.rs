@@ -16,6 +16,7 @@
 //! and Redis backends implement the same ports and pass the same conformance suite
 //! (`src/backends/conformance.rs`).
 
+mod api_keys;
 mod db;
 mod dead_letters;
 mod fanout;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use fleetwire_actors::ports::ReplayRetention;
 use serde::{Deserialize, Serialize};
 
+pub use api_keys::RedbApiKeyStore;
 pub use db::{DATABASE_FILE_NAME, open_database};
 pub use dead_letters::{DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters};
 pub use fanout::InProcessFanOut;
