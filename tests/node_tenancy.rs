@@ -57,15 +57,56 @@ async fn unprovisioned_and_suspended_vehicles_are_dead_lettered_and_other_tenant
         .await
         .unwrap();
 
+    // At the edge, the default tenant's key writes its own vehicles (the suspended one too:
+    // the consumer refuses it), never a stranger or another tenant's vehicle.
     let body = json!([
         record("mine", 1, 50.0),
         record("stranger", 1, 50.0),
-        record("stranger", 2, 49.0),
         record("paused", 1, 50.0),
         record("theirs", 1, 50.0),
     ]);
     let (status, reply) = t.ingest(&body).await;
     assert_eq!(status, 200, "{reply}");
+    let outcomes: Vec<&str> = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["accepted", "rejected", "accepted", "rejected"],
+        "{reply}"
+    );
+    // acme's own key writes acme's vehicle.
+    let acme_key = common::create_api_key(
+        &t.api,
+        &common::auth::token("acme", fleetwire::auth::Role::TenantAdmin),
+        "acme fleet",
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/ingest", t.api))
+        .header("x-api-key", acme_key)
+        .json(&json!([record("theirs", 1, 50.0)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // A stream written by another producer (Tesla's own server) has no edge check: the
+    // consumer dead-letters the stranger's records.
+    let strangers = [record("stranger", 1, 50.0), record("stranger", 2, 49.0)]
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["ingest_received_at"] = json!(Utc::now());
+            fleetwire_actors::ports::PutEntry {
+                partition_key: "stranger".into(),
+                data: serde_json::to_vec(&r).unwrap().into(),
+            }
+        })
+        .collect();
+    t.node.ports().stream.put_records(strangers).await.unwrap();
 
     eventually("refused records dead-lettered", || async {
         let by_reason = t.node.dead_letters().summary().by_reason;
