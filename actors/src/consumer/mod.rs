@@ -74,6 +74,15 @@ pub enum RouteError {
 pub trait RecordRouter: Send + Sync + 'static {
     /// Applies `records` (all of one vehicle, in order) and returns after persistence.
     async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError>;
+
+    /// The consumer of a shard stopped (lease lost or handed over, shard ended, shutdown)
+    /// after routing these vehicles. Their in-memory state would go stale while another
+    /// node applies their records to the shared store, and applying a later record on a
+    /// stale copy loses the records in between (the store's version guard takes an equal
+    /// version for "already written"); so it is dropped, and the next record reloads it.
+    async fn release(&self, vehicles: Vec<VehicleId>) {
+        let _ = vehicles;
+    }
 }
 
 /// Where a consumer starts in a shard that has no parents and no checkpoint yet.

@@ -31,6 +31,14 @@ impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
         }
         self.inner.route(vehicle_id, records).await
     }
+
+    async fn release(&self, vins: Vec<VehicleId>) {
+        let ids = vins
+            .iter()
+            .map(|vin| self.pseudonymizer.vehicle_id(vin.as_str()))
+            .collect();
+        self.inner.release(ids).await
+    }
 }
 
 #[cfg(test)]

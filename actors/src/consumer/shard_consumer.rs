@@ -5,6 +5,7 @@
 //! Registry kind `ShardConsumer`, id = shard id; details: `checkpoint`,
 //! `records_processed`, `millis_behind_latest`.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::shard_state::{Backoff, ShardConsumerState, StateConfig, Step, StopReason};
 use super::{ConsumerConfig, RecordRouter, ShardEnded};
+use crate::model::VehicleId;
 use crate::ports::{Checkpoint, Lease, LeaseError, LeaseStore, RecordStream, ShardId};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
@@ -40,6 +42,9 @@ pub struct ShardConsumer {
     in_flight: Option<InFlight>,
     /// Senders of `Shutdown` waiting for the consumer to stop; answered when it is dropped.
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// Every vehicle this consumer routed (bounded by the shard's vehicles): released to
+    /// the router when the consumer stops.
+    routed: HashSet<VehicleId>,
 }
 
 struct InFlight {
@@ -94,6 +99,7 @@ impl ShardConsumer {
             registration: None,
             in_flight: None,
             shutdown_waiters: Vec::new(),
+            routed: HashSet::new(),
         }
     }
 
@@ -148,6 +154,8 @@ impl ShardConsumer {
                 });
             }
             Step::Route(batch) => {
+                self.routed
+                    .extend(batch.groups.iter().map(|(vehicle, _)| vehicle.clone()));
                 let router = self.router.clone();
                 let fut = async move {
                     let routes = batch
@@ -267,6 +275,8 @@ impl Actor for ShardConsumer {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        let (router, routed) = (self.router.clone(), std::mem::take(&mut self.routed));
+        actix::spawn(async move { router.release(routed.into_iter().collect()).await });
         for waiter in self.shutdown_waiters.drain(..) {
             let _ = waiter.send(());
         }

@@ -130,6 +130,10 @@ impl TenantRouter {
 
 #[async_trait]
 impl RecordRouter for TenantRouter {
+    async fn release(&self, vehicles: Vec<VehicleId>) {
+        self.directory.release(&vehicles);
+    }
+
     async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
         let unresolved = |reason: String| RouteError::TenantUnresolved {
             vehicle: vehicle_id.clone(),

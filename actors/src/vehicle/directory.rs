@@ -202,6 +202,31 @@ impl VehicleDirectory {
         self.shared.stop_arbiters();
     }
 
+    /// Stops the actors of these vehicles (any tenant) and forgets them, so that their
+    /// next record starts a fresh actor that loads the stored state (see
+    /// [`RecordRouter::release`](crate::consumer::RecordRouter::release)). Batches already
+    /// in their mailboxes are still applied and persisted first.
+    pub fn release(&self, vehicles: &[VehicleId]) {
+        if vehicles.is_empty() {
+            return;
+        }
+        let wanted: std::collections::HashSet<&VehicleId> = vehicles.iter().collect();
+        let released: Vec<Entry> = {
+            let mut table = self.shared.lock();
+            let keys: Vec<VehicleKey> = table
+                .actors
+                .keys()
+                .filter(|(_, id)| wanted.contains(id))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| table.actors.remove(k)).collect()
+        };
+        for entry in released {
+            // Not bounded by the mailbox: the stop must not wait behind blocked senders.
+            entry.addr.do_send(Stop);
+        }
+    }
+
     /// The current actor of `id`, or a new one if there is none or the current one is
     /// the `stale` generation that just refused a batch.
     fn get_or_spawn(&self, key: &VehicleKey, stale: Option<u64>) -> Result<Entry, RouteError> {
