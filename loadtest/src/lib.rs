@@ -7,6 +7,8 @@
 //! Fleet Telemetry vehicles over mTLS WebSockets, with certificates from the development
 //! PKI in [`pki`].
 
+pub mod account;
 pub mod fleet;
 pub mod pki;
+pub mod scenario;
 pub mod tesla;
