@@ -21,12 +21,10 @@
 //! Records accepted by ingest but never seen at all by the end of the drain are counted by
 //! [`StreamAccount::finish`] (`lost_tail`).
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 /// One vehicle's position on one stream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Track {
     seq: u64,
     version: u64,
@@ -78,40 +76,42 @@ impl Counts {
     }
 }
 
-/// The accounting of one subscriber's stream (pure: no I/O, no clock).
-#[derive(Debug, Default)]
+/// The accounting of one subscriber's stream (pure: no I/O, no clock). Vehicles are
+/// indices into the run's fleet (`0..vehicles`).
+#[derive(Debug)]
 pub struct StreamAccount {
-    tracks: HashMap<Box<str>, Track>,
+    tracks: Vec<Track>,
     epoch: u64,
     /// Counters so far.
     pub counts: Counts,
 }
 
 impl StreamAccount {
-    /// Counts one `vehicle` event of a run vehicle. `seq`/`version` as received.
-    pub fn vehicle_event(&mut self, vehicle: &str, seq: u64, version: u64) {
-        self.counts.events += 1;
+    /// An account for a fleet of `vehicles`, subscribed before the first record (every
+    /// vehicle's stream starts at seq 1, version 0).
+    pub fn new(vehicles: usize) -> Self {
+        Self {
+            tracks: vec![Track::default(); vehicles],
+            epoch: 0,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Counts one `vehicle` event of run vehicle `vehicle`, `seq`/`version` as received.
+    /// Returns by how much the vehicle's highest seen seq grew. An index outside the
+    /// fleet counts as foreign.
+    pub fn vehicle_event(&mut self, vehicle: usize, seq: u64, version: u64) -> u64 {
         let epoch = self.epoch;
-        let prev = match self.tracks.get_mut(vehicle) {
-            Some(t) => t,
-            None => {
-                // The client subscribed before the vehicle's first record: the stream
-                // starts at seq 1, version 0.
-                self.tracks.insert(
-                    vehicle.into(),
-                    Track {
-                        seq: 0,
-                        version: 0,
-                        epoch: 0,
-                    },
-                );
-                self.tracks.get_mut(vehicle).expect("just inserted")
-            }
+        let Some(prev) = self.tracks.get_mut(vehicle) else {
+            self.counts.foreign += 1;
+            return 0;
         };
+        self.counts.events += 1;
         if seq <= prev.seq {
             self.counts.duplicates += 1;
-            return;
+            return 0;
         }
+        let advance = seq - prev.seq;
         let skipped = seq - prev.seq - 1;
         // Records lost before apply, counted once: only the growth of (seq − version).
         let missing_now = seq.saturating_sub(version);
@@ -128,6 +128,7 @@ impl StreamAccount {
             self.counts.superseded += rest;
         }
         *prev = Track { seq, version, epoch };
+        advance
     }
 
     /// Counts a `reset` event: the next skip of every vehicle is the announced gap.
@@ -142,16 +143,15 @@ impl StreamAccount {
     }
 
     /// The highest sequence seen of `vehicle`.
-    pub fn last_seq(&self, vehicle: &str) -> u64 {
+    pub fn last_seq(&self, vehicle: usize) -> u64 {
         self.tracks.get(vehicle).map_or(0, |t| t.seq)
     }
 
-    /// Ends the stream: every accepted record (`accepted(vehicle)` = highest accepted
-    /// seq, a contiguous prefix) that was never seen is lost.
-    pub fn finish<'a>(&mut self, accepted: impl IntoIterator<Item = (&'a str, u64)>) -> Counts {
-        for (vehicle, last) in accepted {
-            let seen = self.last_seq(vehicle);
-            self.counts.lost_tail += last.saturating_sub(seen);
+    /// Ends the stream: `accepted[v]` is vehicle `v`'s highest accepted seq (accepted seqs
+    /// form a contiguous prefix); every accepted record never seen is lost.
+    pub fn finish(&mut self, accepted: &[u64]) -> Counts {
+        for (vehicle, &last) in accepted.iter().enumerate() {
+            self.counts.lost_tail += last.saturating_sub(self.last_seq(vehicle));
         }
         self.counts.clone()
     }

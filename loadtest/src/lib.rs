@@ -10,5 +10,7 @@
 pub mod account;
 pub mod fleet;
 pub mod pki;
+pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod tesla;
