@@ -148,10 +148,17 @@ impl StreamAccount {
     }
 
     /// Ends the stream: `accepted[v]` is vehicle `v`'s highest accepted seq (accepted seqs
-    /// form a contiguous prefix); every accepted record never seen is lost.
+    /// form a contiguous prefix); every accepted record never seen is lost, unless a
+    /// `reset` came after the vehicle's last event (then the server announced the gap).
     pub fn finish(&mut self, accepted: &[u64]) -> Counts {
         for (vehicle, &last) in accepted.iter().enumerate() {
-            self.counts.lost_tail += last.saturating_sub(self.last_seq(vehicle));
+            let track = self.tracks.get(vehicle).copied().unwrap_or_default();
+            let missing = last.saturating_sub(track.seq);
+            if track.epoch < self.epoch {
+                self.counts.skipped_after_reset += missing;
+            } else {
+                self.counts.lost_tail += missing;
+            }
         }
         self.counts.clone()
     }

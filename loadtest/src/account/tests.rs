@@ -109,3 +109,14 @@ fn indices_outside_the_fleet_are_foreign() {
     assert_eq!(a.vehicle_event(0, 2, 2), 2);
     assert_eq!((a.counts.foreign, a.counts.events), (1, 1));
 }
+
+#[test]
+fn a_tail_after_a_reset_is_announced_not_lost() {
+    let mut a = StreamAccount::new(2);
+    a.vehicle_event(0, 1, 1);
+    a.vehicle_event(1, 1, 1);
+    a.reset();
+    a.vehicle_event(1, 2, 2);
+    let c = a.finish(&[3, 4]);
+    assert_eq!((c.skipped_after_reset, c.lost_tail), (2, 2));
+}
