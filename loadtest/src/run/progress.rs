@@ -51,7 +51,7 @@ impl Progress {
                 bar.set_position(s.t as u64);
                 bar.set_message(line);
             }
-            None if (s.t as u64) % 5 == 0 => println!("t={:>5.0}s {line}", s.t),
+            None if (s.t as u64).is_multiple_of(5) => println!("t={:>5.0}s {line}", s.t),
             None => {}
         }
     }
