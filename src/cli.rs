@@ -36,6 +36,19 @@ pub enum Command {
     /// Tools for Tesla Fleet Telemetry traffic.
     #[command(subcommand)]
     Tesla(TeslaCommand),
+    /// Development and staging only: write a signing key (JWKS), a config that trusts it
+    /// and provisions unknown vehicles to `--tenant`, and tokens, into `--dir`.
+    DevIssuer {
+        /// Directory for jwks.json, fleetwire.toml and the *.token files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Tenant of the tokens and of unknown vehicles.
+        #[arg(long, default_value = "dev")]
+        tenant: String,
+        /// Lifetime of the tokens in seconds.
+        #[arg(long, default_value_t = 12 * 3600)]
+        ttl_secs: u64,
+    },
 }
 
 /// `fleetwire tesla ...`

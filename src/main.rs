@@ -34,6 +34,19 @@ async fn main() -> ExitCode {
                 }
             };
         }
+        Command::DevIssuer { dir, tenant, ttl_secs } => fleetwire_actors::model::TenantId::parse(&tenant)
+            .map_err(anyhow::Error::msg)
+            .and_then(|tenant| fleetwire::auth::dev_setup::write(&dir, &tenant, ttl_secs))
+            .map(|setup| {
+                println!(
+                    "Wrote {dir}: serve with --config {config}\n\ntenant-admin token:\n{admin}\n\nviewer token:\n{viewer}\n\nadmin token:\n{platform}",
+                    dir = dir.display(),
+                    config = setup.config_file.display(),
+                    admin = setup.tenant_admin_token,
+                    viewer = setup.viewer_token,
+                    platform = setup.admin_token,
+                );
+            }),
         Command::Serve { config } => serve(config.as_deref(), limit).await,
         Command::Demo(args) => match Config::load(args.config.as_deref()) {
             Ok(config) => {

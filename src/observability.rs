@@ -56,3 +56,48 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Sets the Prometheus client conventions' process metrics, `process_cpu_seconds_total`
+/// and `process_resident_memory_bytes`, from `/proc/self` (Linux; elsewhere nothing).
+/// Called on every `/metrics` scrape, so they are as fresh as the scrape.
+pub fn record_process_metrics() {
+    let Some((cpu_seconds, rss_bytes)) = read_proc_self() else {
+        return;
+    };
+    metrics::gauge!("process_cpu_seconds_total").set(cpu_seconds);
+    metrics::gauge!("process_resident_memory_bytes").set(rss_bytes);
+}
+
+/// (CPU seconds, resident bytes) of this process.
+fn read_proc_self() -> Option<(f64, f64)> {
+    // USER_HZ, the unit of utime/stime in /proc/<pid>/stat, is 100 on every Linux
+    // architecture (proc(5)); the comm field may contain spaces, so count after ')'.
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // After ')': state is field 3, utime 14, stime 15.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(((utime + stime) / USER_HZ, rss_kib * 1024.0))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn reads_this_process_cpu_and_memory() {
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {}
+        let (cpu, rss) = super::read_proc_self().expect("/proc/self is readable");
+        assert!(cpu > 0.0 && cpu < 1e6, "{cpu}");
+        assert!(rss > 1e6 && rss < 1e11, "{rss}");
+    }
+}

@@ -7,6 +7,10 @@
 //! Fleet Telemetry vehicles over mTLS WebSockets, with certificates from the development
 //! PKI in [`pki`].
 
+pub mod account;
 pub mod fleet;
 pub mod pki;
+pub mod report;
+pub mod run;
+pub mod scenario;
 pub mod tesla;

@@ -1,5 +1,9 @@
 //! `fleetwire-loadtest`: drives a fleetwire deployment with simulated vehicles.
 //!
+//! `run <scenario.toml> --target <url>`: a declarative scenario (loadtest/scenarios/)
+//! with SSE subscribers, exact loss/duplicate accounting, live progress, JSON and HTML
+//! reports; exits 1 when a threshold fails, 2 when the run could not be done.
+//!
 //! `tesla`: N vehicles connect over mTLS WebSockets (certificates minted from a CA the
 //! target trusts, e.g. the `pki/` folder `fleetwire demo` creates) and send one `V` frame
 //! each per interval — the demo's realistic fleet, spread evenly over the interval as
@@ -16,6 +20,8 @@ use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig};
 use fleetwire_loadtest::pki::DevPki;
+use fleetwire_loadtest::run::{RunOptions, run};
+use fleetwire_loadtest::scenario::{Protocol, Scenario};
 use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
 use tokio::sync::{mpsc, watch};
 
@@ -24,11 +30,77 @@ use tokio::sync::{mpsc, watch};
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
-    scenario: Scenario,
+    command: Command,
+}
+
+/// `run`: a scenario file plus overrides.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenario file (loadtest/scenarios/*.toml).
+    scenario: PathBuf,
+    /// Base URL of a node's public API (`http://127.0.0.1:8080`); repeat for several
+    /// nodes. Sets the ingest and SSE URLs.
+    #[arg(long)]
+    target: Vec<String>,
+    /// Base URL of a node's admin API (`http://127.0.0.1:9090`) for CPU and memory from
+    /// `/metrics`; repeat for several nodes.
+    #[arg(long)]
+    admin: Vec<String>,
+    /// Vehicle listener (`127.0.0.1:8443`) for `--protocol tesla`.
+    #[arg(long)]
+    tesla_addr: Option<String>,
+    /// Folder with the CA the vehicle listener trusts (e.g. the demo's `<data dir>/pki`).
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// Overrides `fleet.protocol`.
+    #[arg(long, value_enum)]
+    protocol: Option<Protocol>,
+    /// Overrides `fleet.vehicles`.
+    #[arg(long)]
+    vehicles: Option<usize>,
+    /// Multiplies every stage's rate.
+    #[arg(long)]
+    rate_scale: Option<f64>,
+    /// Scales the stages to last this long in total.
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Overrides `fleet.batch_size`.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Overrides `fleet.connections`.
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Overrides `subscribers.count`.
+    #[arg(long)]
+    subscribers: Option<usize>,
+    /// Overrides `drain_secs`.
+    #[arg(long)]
+    drain_secs: Option<u64>,
+    /// Overrides `failover.command` (program and arguments, e.g. `--failover-command sh
+    /// --failover-command -c --failover-command 'kill -9 1234'`).
+    #[arg(long)]
+    failover_command: Vec<String>,
+    /// `Authorization: Bearer` for SSE (overrides `auth.bearer_token`).
+    #[arg(long, env = "FLEETWIRE_LOADTEST_BEARER_TOKEN", hide_env_values = true)]
+    bearer_token: Option<String>,
+    /// `X-Api-Key` for ingest (overrides `auth.api_key`).
+    #[arg(long, env = "FLEETWIRE_LOADTEST_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Bearer token for the targets' `/metrics` (overrides `auth.admin_token`).
+    #[arg(long, env = "FLEETWIRE_LOADTEST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Permit targets that are not loopback addresses.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Where the JSON and HTML reports go.
+    #[arg(long, default_value = "loadtest-reports")]
+    report_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
-enum Scenario {
+enum Command {
+    /// Run a scenario file against a deployment.
+    Run(Box<RunArgs>),
     /// Tesla vehicles over mTLS WebSockets.
     Tesla {
         /// The vehicle listener (loopback only).
@@ -56,16 +128,153 @@ enum Scenario {
 /// Waves per interval: the fleet's records go out in this many evenly spaced groups.
 const WAVES: usize = 20;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let Scenario::Tesla {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // One process-wide rustls provider for the HTTPS client and the Tesla mTLS driver
+    // (rustls refuses to guess when the build enables more than one).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run_scenario(*args)),
+        tesla @ Command::Tesla { .. } => runtime.block_on(run_tesla(tesla)).map(|()| true),
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("fleetwire-loadtest: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads, overrides, validates and runs a scenario; `Ok(passed)`.
+async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
+    let mut s = Scenario::load(&args.scenario)?;
+    for base in &args.target {
+        let base = base.trim_end_matches('/');
+        s.targets.ingest.push(format!("{base}/v1/ingest"));
+        s.targets.sse.push(format!("{base}/v1/stream"));
+    }
+    for base in &args.admin {
+        s.targets
+            .metrics
+            .push(format!("{}/metrics", base.trim_end_matches('/')));
+    }
+    if args.tesla_addr.is_some() {
+        s.targets.tesla = args.tesla_addr;
+    }
+    if args.pki.is_some() {
+        s.targets.pki = args.pki;
+    }
+    if let Some(p) = args.protocol {
+        s.fleet.protocol = p;
+    }
+    if let Some(v) = args.vehicles {
+        s.fleet.vehicles = v;
+    }
+    if let Some(f) = args.rate_scale {
+        ensure!(f.is_finite() && f > 0.0, "--rate-scale must be a positive number");
+        s.scale_rate(f);
+    }
+    if let Some(d) = args.duration_secs {
+        s.set_load_secs(d);
+    }
+    if let Some(b) = args.batch_size {
+        s.fleet.batch_size = b;
+    }
+    if let Some(c) = args.connections {
+        s.fleet.connections = c;
+    }
+    if let Some(n) = args.subscribers {
+        s.subscribers.count = n;
+    }
+    if let Some(d) = args.drain_secs {
+        s.drain_secs = d;
+    }
+    if !args.failover_command.is_empty() {
+        if let Some(f) = &mut s.failover {
+            f.command = args.failover_command;
+        } else {
+            anyhow::bail!("--failover-command needs a scenario with a [failover] section");
+        }
+    }
+    if args.bearer_token.is_some() {
+        s.auth.bearer_token = args.bearer_token;
+    }
+    if args.admin_token.is_some() {
+        s.auth.admin_token = args.admin_token;
+    }
+    if args.api_key.is_some() {
+        s.auth.api_key = args.api_key;
+    }
+    s.validate(args.allow_remote)?;
+    let report = run(
+        s,
+        RunOptions {
+            report_dir: args.report_dir,
+        },
+    )
+    .await?;
+    let d = &report.delivery;
+    println!(
+        "accepted {} records ({:.0}/s); ack p50/p99/max {:.1}/{:.1}/{:.1} ms; e2e {}; events {}; lost {}, duplicates {}, double applied {}, superseded {}, resets {}; errors {:?}",
+        report.throughput.accepted_records,
+        report.throughput.accepted_per_sec,
+        report.ack_ms.p50,
+        report.ack_ms.p99,
+        report.ack_ms.max,
+        if report.e2e_measured {
+            format!(
+                "p50/p95/p99/max {:.1}/{:.1}/{:.1}/{:.1} ms",
+                report.e2e_ms.p50, report.e2e_ms.p95, report.e2e_ms.p99, report.e2e_ms.max
+            )
+        } else {
+            "not measured".to_owned()
+        },
+        report.throughput.events,
+        report.lost,
+        d.duplicates,
+        d.double_applied,
+        d.superseded,
+        d.resets,
+        report.errors,
+    );
+    if let Some(k) = &report.knee {
+        println!(
+            "knee: at {:.0} s, offered {:.0} records/s ({}); last good window accepted {:.0}/s",
+            k.at_secs, k.offered_rps, k.reason, k.last_good_accepted_rps
+        );
+    }
+    for c in &report.checks {
+        println!(
+            "  {} {}: {} (limit {})",
+            if c.pass { "pass" } else { "FAIL" },
+            c.name,
+            c.actual,
+            c.limit
+        );
+    }
+    println!("{}", if report.passed { "PASSED" } else { "FAILED" });
+    Ok(report.passed)
+}
+
+/// The original `tesla` command: vehicles only, ack latency on the console.
+async fn run_tesla(command: Command) -> anyhow::Result<()> {
+    let Command::Tesla {
         target,
         pki,
         vehicles,
         interval_ms,
         duration_secs,
         vin_prefix,
-    } = Cli::parse().scenario;
+    } = command
+    else {
+        unreachable!("called with the tesla command")
+    };
     ensure!(
         target.ip().is_loopback(),
         "load tests target loopback addresses only"

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod config;
 pub mod dev;
+pub mod dev_setup;
 pub mod jwks;
 pub mod jwt;
 pub mod roles;

@@ -239,6 +239,7 @@ pub async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(_admin: PlatformAdmin, state: web::Data<AdminState>) -> HttpResponse {
+    crate::observability::record_process_metrics();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
