@@ -6,56 +6,19 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use common::cloud::{delete_resources, shared_config, unique};
+use common::cloud::{delete_resources, shared_config, spawn_node_process, unique};
 use common::{TestNode, WAIT, eventually, record};
 use fleetwire::config::Config;
 use serde_json::json;
 
-/// Node A: the real binary in its own process, configured (as a deployment would be)
-/// through `FLEETWIRE_*` variables carrying the same settings as `shared`.
+/// The victim: the real binary in its own process. A long checkpoint interval keeps its
+/// last batch un-checkpointed when it dies.
 fn spawn_victim(shared: &Config) -> Child {
-    let vars = [
-        ("BACKENDS__STREAM", "kinesis".to_owned()),
-        ("BACKENDS__LEASES", "dynamodb".to_owned()),
-        ("BACKENDS__FANOUT", "redis".to_owned()),
-        ("KINESIS__STREAM_NAME", shared.kinesis.stream_name.clone()),
-        (
-            "KINESIS__ENDPOINT_URL",
-            shared.kinesis.endpoint_url.clone().unwrap(),
-        ),
-        ("KINESIS__STATIC_CREDENTIALS", "true".to_owned()),
-        (
-            "DYNAMODB__ENDPOINT_URL",
-            shared.dynamodb.endpoint_url.clone().unwrap(),
-        ),
-        ("DYNAMODB__STATIC_CREDENTIALS", "true".to_owned()),
-        ("DYNAMODB__LEASE_TABLE", shared.dynamodb.lease_table.clone()),
-        ("REDIS__URL", shared.redis.url.clone()),
-        ("REDIS__KEY_PREFIX", shared.redis.key_prefix.clone()),
-        (
-            "CONSUMER__FAILOVER_TIME_MS",
-            shared.consumer.failover_time_ms.to_string(),
-        ),
-        ("CONSUMER__IDLE_POLL_MS", shared.consumer.idle_poll_ms.to_string()),
-        // A long interval keeps the victim's last batch un-checkpointed when it dies.
-        ("CONSUMER__CHECKPOINT_INTERVAL_MS", "60000".to_owned()),
-        ("CONSUMER__WORKER_ID", "victim".to_owned()),
-        ("TENANCY__UNKNOWN_VEHICLES", "provision".to_owned()),
-        ("TENANCY__PROVISION_TENANT", "default".to_owned()),
-        ("HTTP__LISTEN", "127.0.0.1:0".to_owned()),
-        ("ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
-    ];
-    Command::new(env!("CARGO_BIN_EXE_fleetwire"))
-        .arg("serve")
-        .envs(vars.iter().map(|(k, v)| (format!("FLEETWIRE_{k}"), v.clone())))
-        .envs(common::auth::env_vars())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the fleetwire binary starts")
+    let slow_checkpoints = [("CONSUMER__CHECKPOINT_INTERVAL_MS", "60000".to_owned())];
+    spawn_node_process(shared, "victim", &slow_checkpoints)
 }
 
 async fn lease_owners(t: &TestNode) -> Vec<String> {

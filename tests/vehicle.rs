@@ -204,6 +204,38 @@ async fn a_passivated_vehicle_reactivates_from_the_store() {
     h.shutdown().await;
 }
 
+/// Another node owned the vehicle's shard for a while and wrote newer state. Once this
+/// node's consumer released the vehicle, its next record starts from the stored state;
+/// a kept actor would apply it on its stale copy, reach the stored version and lose it.
+#[actix_rt::test]
+async fn a_released_vehicle_reloads_what_another_node_stored() {
+    let mut h = Harness::new(config(), None);
+    h.route(vec![record("car-1", 10, &[("Soc", 80)])]).await.unwrap();
+    assert_eq!(h.next_update().await.version, 1);
+
+    // The other owner applied two more records (11, 12) and stored version 3.
+    let mut replica = fleetwire_actors::vehicle::VehicleState::restore(h.stored("car-1").await, 64);
+    for r in [
+        record("car-1", 11, &[("Soc", 79)]),
+        record("car-1", 12, &[("Soc", 78)]),
+    ] {
+        replica.apply(&r);
+    }
+    let other = replica.snapshot();
+    assert_eq!(other.version, 3);
+    h.store.save(&other).await.unwrap();
+
+    h.dir.release(&[VehicleId("car-1".into())]);
+    eventually("the released actor stopped", || h.vehicle_actors() == 0).await;
+    h.route(vec![record("car-1", 13, &[("Soc", 77)])]).await.unwrap();
+    let update = h.next_update().await;
+    assert_eq!(update.version, 4, "applied on top of the other node's state");
+    let stored = h.stored("car-1").await;
+    assert_eq!(stored.version, 4);
+    assert_eq!(stored.signals["Soc"].value, SignalValue::Int(77));
+    h.shutdown().await;
+}
+
 #[actix_rt::test]
 async fn state_and_dedupe_window_survive_a_restart() {
     let data = tempfile::tempdir().unwrap();

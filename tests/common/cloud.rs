@@ -5,7 +5,10 @@
 use fleetwire::backends::dynamodb::DynamoDbLeaseStore;
 use fleetwire::backends::kinesis::KinesisStream;
 use fleetwire::backends::redis::RedisConfig;
-use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StreamBackend};
+use std::process::{Child, Command, Stdio};
+
+use fleetwire::backends::dynamodb::{DynamoDbStateStore, DynamoDbVehicleRegistry};
+use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 
 use super::test_config;
 
@@ -59,6 +62,63 @@ pub fn shared_config(stream: &str, table: &str, prefix: &str, worker: &str) -> C
     config
 }
 
+/// `shared`, with the vehicle state and registry in DynamoDB under `table_prefix` too, so
+/// that every node of the test reads and writes the same state.
+pub fn shared_state_config(shared: Config, table_prefix: &str) -> Config {
+    let mut config = shared;
+    config.backends.state = StateBackend::Dynamodb;
+    config.dynamodb.table_prefix = table_prefix.to_owned();
+    config
+}
+
+/// The real binary as another node in its own process, configured (as a deployment would
+/// be) through `FLEETWIRE_*` variables carrying `shared`'s backend settings, as `worker`;
+/// `extra` adds or overrides `<SECTION>__<KEY>` settings.
+pub fn spawn_node_process(shared: &Config, worker: &str, extra: &[(&str, String)]) -> Child {
+    let mut vars = vec![
+        ("BACKENDS__STREAM", "kinesis".to_owned()),
+        ("BACKENDS__LEASES", "dynamodb".to_owned()),
+        ("BACKENDS__FANOUT", "redis".to_owned()),
+        ("KINESIS__STREAM_NAME", shared.kinesis.stream_name.clone()),
+        (
+            "KINESIS__ENDPOINT_URL",
+            shared.kinesis.endpoint_url.clone().unwrap(),
+        ),
+        ("KINESIS__STATIC_CREDENTIALS", "true".to_owned()),
+        (
+            "DYNAMODB__ENDPOINT_URL",
+            shared.dynamodb.endpoint_url.clone().unwrap(),
+        ),
+        ("DYNAMODB__STATIC_CREDENTIALS", "true".to_owned()),
+        ("DYNAMODB__LEASE_TABLE", shared.dynamodb.lease_table.clone()),
+        ("DYNAMODB__TABLE_PREFIX", shared.dynamodb.table_prefix.clone()),
+        ("REDIS__URL", shared.redis.url.clone()),
+        ("REDIS__KEY_PREFIX", shared.redis.key_prefix.clone()),
+        (
+            "CONSUMER__FAILOVER_TIME_MS",
+            shared.consumer.failover_time_ms.to_string(),
+        ),
+        ("CONSUMER__IDLE_POLL_MS", shared.consumer.idle_poll_ms.to_string()),
+        ("CONSUMER__WORKER_ID", worker.to_owned()),
+        ("TENANCY__UNKNOWN_VEHICLES", "provision".to_owned()),
+        ("TENANCY__PROVISION_TENANT", "default".to_owned()),
+        ("HTTP__LISTEN", "127.0.0.1:0".to_owned()),
+        ("ADMIN__LISTEN", "127.0.0.1:0".to_owned()),
+    ];
+    if shared.backends.state == StateBackend::Dynamodb {
+        vars.push(("BACKENDS__STATE", "dynamodb".to_owned()));
+    }
+    vars.extend(extra.iter().cloned());
+    Command::new(env!("CARGO_BIN_EXE_fleetwire"))
+        .arg("serve")
+        .envs(vars.iter().map(|(k, v)| (format!("FLEETWIRE_{k}"), v.clone())))
+        .envs(super::auth::env_vars())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the fleetwire binary starts")
+}
+
 /// Deletes the test's stream, its lease table when it used one, and its Redis keys (the
 /// fan-out's replay logs) when it used the Redis fan-out.
 pub async fn delete_resources(config: &Config) {
@@ -71,6 +131,12 @@ pub async fn delete_resources(config: &Config) {
         .delete_stream()
         .await
         .unwrap();
+    if config.backends.state == StateBackend::Dynamodb {
+        let state = DynamoDbStateStore::connect(&config.dynamodb).await.unwrap();
+        state.delete_table().await.unwrap();
+        let registry = DynamoDbVehicleRegistry::connect(&config.dynamodb).await.unwrap();
+        registry.delete_table().await.unwrap();
+    }
     if config.backends.leases == LeasesBackend::Dynamodb {
         DynamoDbLeaseStore::connect(&config.dynamodb)
             .await
