@@ -159,6 +159,13 @@ def check_page(page, page_url, admin, restart, screenshot):
     eventually("the restarted node registers the page's subscriber",
                lambda: get_json(f"{admin}/admin/actors")["counts"].get("subscriber") == 1)
 
+    # An event's vehicle link selects that vehicle.
+    link = page.locator('[data-testid="feed-item"] button[data-vehicle-id]').first
+    event_vehicle = link.get_attribute("data-vehicle-id")
+    link.click()
+    eventually("an event's vehicle is selected", lambda: event_vehicle in detail.locator("h3").inner_text())
+    page.wait_for_selector('[data-testid="detail-events"][data-loaded="true"]', timeout=10000)
+
     time.sleep(2)  # let the chart and figures settle for the screenshot
     page.screenshot(path=screenshot)
     page.close()
@@ -167,6 +174,7 @@ def check_page(page, page_url, admin, restart, screenshot):
 
     bad = [(p, t) for p, t in errors if not (p == "restart" and NETWORK_ERROR.search(t))]
     assert not bad, f"console errors: {bad}"
+    print(f"browser: {len(errors)} expected network errors while the server was down")
 
 
 def main():

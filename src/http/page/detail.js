@@ -8,6 +8,7 @@ import { describe } from "./feed.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const RELOAD_DEBOUNCE_MS = 800;
+const GAP_MS = 10000;
 
 export function esc(s) {
   return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
@@ -197,9 +198,17 @@ export class Detail {
     }
     el("text", { x: L, y: H - 4, class: "axis" }, clock(t0));
     el("text", { x: W - R, y: H - 4, "text-anchor": "end", class: "axis" }, clock(t1));
+    // A gap of more than GAP_MS without updates (e.g. the server restarting) breaks the line.
     const line = (get, y, cls) => {
-      const d = pts.filter((h) => Number.isFinite(get(h))).map((h) => x(h.t).toFixed(1) + "," + y(get(h)).toFixed(1)).join(" ");
-      if (d) el("polyline", { points: d, class: "series " + cls });
+      let run = [], prev = -Infinity;
+      const flush = () => { if (run.length) el("polyline", { points: run.join(" "), class: "series " + cls }); run = []; };
+      for (const h of pts) {
+        if (!Number.isFinite(get(h))) continue;
+        if (h.t - prev > GAP_MS) flush();
+        run.push(x(h.t).toFixed(1) + "," + y(get(h)).toFixed(1));
+        prev = h.t;
+      }
+      flush();
     };
     line((h) => h.speed, ys, "speed");
     line((h) => h.soc, yc, "soc");
