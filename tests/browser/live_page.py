@@ -136,8 +136,9 @@ def check_page(page, page_url, admin, restart, screenshot):
     start = position_text()
     eventually("the selected vehicle moves", lambda: position_text() != start, seconds=30)
 
-    # The demo's trips, geofences and alerts reach the feed (trips count from 500 m).
-    page.wait_for_selector('[data-testid="feed-item"]', timeout=90000)
+    # The feed opens with the vehicles' recent events from REST, and the demo's trips,
+    # geofences and alerts reach it live over the stream (trips count from 500 m).
+    page.wait_for_selector('[data-testid="feed-item"][data-source="stream"]', timeout=90000)
 
     counts = get_json(f"{admin}/admin/actors")["counts"]
     assert counts["subscriber"] == 1, counts

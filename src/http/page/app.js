@@ -8,7 +8,7 @@ import { FleetMap } from "./map.js";
 import { Detail } from "./detail.js";
 import { Feed } from "./feed.js";
 
-const RENDER_MS = 250, PAGE = 1000;
+const RENDER_MS = 250, PAGE = 1000, SEED_VEHICLES = 500, SEED_PARALLEL = 4;
 const $ = (id) => document.getElementById(id);
 const fleet = new Fleet();
 let geofences = [], selected = null;
@@ -46,6 +46,7 @@ function load() {
       if (reload) fleet.endReload();
       if (selected && !fleet.vehicles.has(selected.id)) select(null);
       loaded = true;
+      seedFeed();
     } catch (err) {
       // Typically the server is restarting; the stream's reopening triggers the next try.
       console.warn("loading the fleet failed; will retry when the stream is back:", err.message);
@@ -57,6 +58,24 @@ function load() {
     if (reloadWanted && source && source.readyState === EventSource.OPEN) load();
   })();
   return loading;
+}
+
+/**
+ * Fills the feed with the vehicles' recent events (REST keeps the last 50 per vehicle), so
+ * it does not start empty; the stream adds the new ones. At most SEED_VEHICLES vehicles,
+ * SEED_PARALLEL requests at a time; a failed request just leaves its vehicle out.
+ */
+async function seedFeed() {
+  const ids = Array.from(fleet.vehicles.keys()).slice(0, SEED_VEHICLES);
+  const next = async () => {
+    for (let id = ids.pop(); id !== undefined; id = ids.pop()) {
+      try {
+        const body = await api("/v1/vehicles/" + encodeURIComponent(id) + "/events");
+        for (const e of body.events || []) feed.add(e, "rest");
+      } catch { /* shown live once the vehicle has new events */ }
+    }
+  };
+  await Promise.all(Array.from({ length: SEED_PARALLEL }, next));
 }
 
 async function connect() {
@@ -91,7 +110,7 @@ async function connect() {
     if (e.lastEventId) lastEventId = e.lastEventId;
     let data;
     try { data = JSON.parse(e.data); } catch { return; }
-    if (feed.add(data)) detail.eventFor(data.vehicle_id);
+    if (feed.add(data, "stream")) detail.eventFor(data.vehicle_id);
   });
   source.addEventListener("reset", (e) => {
     // The server could not give us everything we missed: reload the state from REST.

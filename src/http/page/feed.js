@@ -1,5 +1,6 @@
-// The event feed: `fleet_event`s from the stream, newest first, deduplicated by id (a
-// resume may deliver an event twice, see docs/api.md), and how to describe one in words.
+// The event feed: `fleet_event`s from the stream and the vehicles' recent events from
+// REST, newest first by the time they happened, deduplicated by id (a resume may deliver
+// an event twice, and REST and the stream overlap), and how to describe one in words.
 
 import { clock, duration, fmt, parseTime } from "./model.js";
 
@@ -33,7 +34,7 @@ export class Feed {
   constructor(list, filterSelect, counter, onSelect) {
     this.list = list;
     this.seen = new Set();
-    this.order = [];
+    this.count = 0;
     this.filter = "";
     this.counter = counter;
     this.empty = list.querySelector(".empty");
@@ -44,19 +45,21 @@ export class Feed {
     });
   }
 
-  /** Adds an event unless already shown; returns whether it was new. */
-  add(e) {
+  /** Adds an event (`source`: "stream" or "rest") unless already shown; returns whether it was new. */
+  add(e, source) {
     if (!e || typeof e.id !== "string" || this.seen.has(e.id)) return false;
     this.seen.add(e.id);
-    this.order.push(e.id);
     const [category, text] = describe(e);
     const li = document.createElement("li");
     li.dataset.testid = "feed-item";
+    li.dataset.id = e.id;
+    li.dataset.source = source;
     li.dataset.category = category;
     li.dataset.type = e.type;
     li.className = "feed-" + category;
     li.innerHTML = '<time></time><span class="tag"></span><span class="what"></span><button type="button" class="link"></button>';
     const at = parseTime(e.at);
+    li.dataset.at = String(at);
     li.children[0].textContent = clock(at);
     if (Number.isFinite(at)) li.children[0].dateTime = new Date(at).toISOString();
     li.children[1].textContent = category;
@@ -65,12 +68,18 @@ export class Feed {
     li.children[3].dataset.vehicleId = e.vehicle_id;
     li.children[3].setAttribute("aria-label", "Select vehicle " + e.vehicle_id);
     li.hidden = !!this.filter && this.filter !== category;
-    this.list.insertBefore(li, this.list.firstChild);
-    while (this.order.length > MAX_ITEMS) {
-      this.seen.delete(this.order.shift());
-      this.list.querySelector("li[data-testid=feed-item]:last-of-type")?.remove();
+    // Newest first by event time; live events are usually the newest, so the scan is short.
+    let before = this.list.firstElementChild;
+    while (before && before.dataset.testid === "feed-item" && !(Number(before.dataset.at) <= at)) before = before.nextElementSibling;
+    this.list.insertBefore(li, before);
+    this.count++;
+    while (this.count > MAX_ITEMS) {
+      const last = this.list.lastElementChild;
+      this.seen.delete(last.dataset.id);
+      last.remove();
+      this.count--;
     }
-    this.counter.textContent = String(this.order.length);
+    this.counter.textContent = String(this.count);
     if (this.empty) { this.empty.remove(); this.empty = null; }
     return true;
   }
