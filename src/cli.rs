@@ -66,7 +66,8 @@ pub enum TeslaCommand {
 /// Options of `fleetwire demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Configuration file; the built-in defaults otherwise.
+    /// Configuration file; the built-in defaults otherwise, except that trips end after a
+    /// 30 s stop (instead of 300 s) so that the demo shows them end within minutes.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Simulated vehicles.

@@ -13,6 +13,20 @@ use super::config::AuthConfig;
 use super::{Role, now_secs};
 use fleetwire_actors::model::TenantId;
 
+/// Writes a private key readable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
 struct SigningKey {
     kid: String,
     alg: Algorithm,
@@ -41,6 +55,34 @@ impl DevIssuer {
         Ok(this)
     }
 
+    /// The issuer whose ES256 key is kept in `dir` (`signing-key.der`, PKCS#8, owner-only),
+    /// generating and saving it on first use: tokens it issued stay valid across restarts
+    /// of the demo on the same data directory.
+    pub fn load_or_generate(dir: &Path, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        let (key_file, kid_file) = (dir.join("signing-key.der"), dir.join("signing-key.kid"));
+        let mut this = Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            keys: Vec::new(),
+        };
+        if let (Ok(der), Ok(kid)) = (std::fs::read(&key_file), std::fs::read_to_string(&kid_file)) {
+            this.push_key(
+                Algorithm::ES256,
+                EncodingKey::from_ec_der(&der),
+                kid.trim().to_owned(),
+            )?;
+            return Ok(this);
+        }
+        std::fs::create_dir_all(dir)?;
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let der = pair.serialize_der();
+        let kid = format!("dev-1-{}", uuid::Uuid::new_v4().simple());
+        write_private(&key_file, &der)?;
+        std::fs::write(&kid_file, &kid)?;
+        this.push_key(Algorithm::ES256, EncodingKey::from_ec_der(&der), kid)?;
+        Ok(this)
+    }
+
     /// Generates another key (RS256 or ES256) and returns its kid; it becomes the key
     /// new tokens are signed with.
     pub fn add_key(&mut self, alg: Algorithm) -> anyhow::Result<String> {
@@ -56,16 +98,16 @@ impl DevIssuer {
             other => anyhow::bail!("{other:?} is not a signing algorithm fleetwire accepts"),
         };
         let kid = format!("dev-{}-{}", self.keys.len() + 1, uuid::Uuid::new_v4().simple());
+        self.push_key(alg, key, kid.clone())?;
+        Ok(kid)
+    }
+
+    fn push_key(&mut self, alg: Algorithm, key: EncodingKey, kid: String) -> anyhow::Result<()> {
         let mut jwk = Jwk::from_encoding_key(&key, alg)?;
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-        self.keys.push(SigningKey {
-            kid: kid.clone(),
-            alg,
-            key,
-            jwk,
-        });
-        Ok(kid)
+        self.keys.push(SigningKey { kid, alg, key, jwk });
+        Ok(())
     }
 
     /// Drops a key from the published set (its tokens stop verifying once nodes refetch).

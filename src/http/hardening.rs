@@ -6,10 +6,10 @@ use actix_web::dev::RequestHead;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 
-/// The page is one static file with inline script and style and no third-party content;
-/// everything else answers JSON or SSE. Nothing may frame it, and it talks only to its
-/// own origin.
-const CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
+/// The page is static files of its own origin (ES modules and a stylesheet; no inline
+/// script or style, no third-party content); everything else answers JSON or SSE.
+/// Nothing may frame it, and it talks only to its own origin.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// Security headers added to every answer that does not set them itself.

@@ -3,8 +3,9 @@
 //! - Public API ([`api_routes`]): `POST /v1/ingest`, `GET /v1/vehicles[/{id}]`,
 //!   the vehicle's `trips`, `charging-sessions` and `events`, geofence and alert-rule
 //!   CRUD (`/v1/geofences`, `/v1/alert-rules`), `GET /v1/stream` (SSE),
-//!   `POST /v1/stream-tickets` and the live page at `/`. Every endpoint but the page
-//!   authenticates its caller ([`auth`]) and works inside the caller's tenant.
+//!   `POST /v1/stream-tickets` and the live page at `/` (its assets under `/page/`). Every
+//!   endpoint but the page authenticates its caller ([`auth`]) and works inside the
+//!   caller's tenant.
 //! - Admin ([`admin_routes`]): `/admin/actors`, `/admin/leases`, `/admin/shards`,
 //!   `/metrics` (platform-admin token), `/healthz`, `/readyz` (open).
 //!   Meant for a private network.
@@ -72,6 +73,7 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(error::query_config())
             .app_data(error::path_config())
             .route("/", web::get().to(page::index))
+            .route("/page/{file}", web::get().to(page::asset))
             .route("/v1/ingest", web::post().to(ingest::ingest))
             .route("/v1/vehicles", web::get().to(vehicles::list))
             .route("/v1/vehicles/{id}", web::get().to(vehicles::get))
