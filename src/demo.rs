@@ -473,6 +473,7 @@ mod tests {
                     "trip_started",
                     "trip_ended",
                     "charging_started",
+                    "charging_ended",
                     "geofence_enter",
                     "geofence_exit",
                     "low_soc",

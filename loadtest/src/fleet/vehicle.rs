@@ -146,13 +146,20 @@ impl Vehicle {
                 remaining_s: v.rng.random_range(0.0..900.0),
             }
         } else {
-            v.energy_kwh = v.capacity_kwh * v.rng.random_range(15.0..50.0) / 100.0;
             let charger = if v.rng.random_bool(0.5) {
                 Charger::Dc
             } else {
                 Charger::Ac
             };
-            v.start_charging(charger)
+            let mode = v.start_charging(charger);
+            // Fast chargers are met near the end of their session (so a fresh demo sees
+            // sessions finish within a minute or two), slow ones anywhere early on.
+            let soc = match (charger, &mode) {
+                (Charger::Dc, Mode::Charging { target_soc, .. }) => target_soc - v.rng.random_range(1.0..5.0),
+                _ => v.rng.random_range(15.0..50.0),
+            };
+            v.energy_kwh = v.capacity_kwh * soc / 100.0;
+            mode
         };
         v
     }
