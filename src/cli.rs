@@ -22,9 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Run a node with the given configuration.
     Serve {
-        /// TOML configuration file (see config/default.toml); FLEETWIRE_* variables override it.
+        /// TOML configuration file (see config/default.toml); repeat to layer files (later
+        /// ones win); FLEETWIRE_* variables override them all.
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
     },
     /// Run a node on embedded backends with a simulated fleet and the live page.
     Demo(DemoArgs),

@@ -294,8 +294,15 @@ pub struct ConfigError(String);
 impl Config {
     /// Loads defaults, then `file` (when given), then `FLEETWIRE_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_files(file.as_slice())
+    }
+
+    /// Loads defaults, then each file in order (a later file overrides keys of an earlier
+    /// one, e.g. a profile plus a generated `[auth]` overlay), then `FLEETWIRE_*`
+    /// environment variables.
+    pub fn load_files<P: AsRef<Path>>(files: &[P]) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
+        for path in files.iter().map(AsRef::as_ref) {
             if !path.is_file() {
                 return Err(ConfigError(format!(
                     "config file {} does not exist",

@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
                     platform = setup.admin_token,
                 );
             }),
-        Command::Serve { config } => serve(config.as_deref(), limit).await,
+        Command::Serve { config } => serve(&config, limit).await,
         Command::Demo(args) => match Config::load(args.config.as_deref()) {
             Ok(config) => {
                 observability::init_logging(&config.log);
@@ -65,8 +65,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(file: Option<&std::path::Path>, limit: Duration) -> anyhow::Result<()> {
-    let config = Config::load(file)?;
+async fn serve(files: &[std::path::PathBuf], limit: Duration) -> anyhow::Result<()> {
+    let config = Config::load_files(files)?;
     observability::init_logging(&config.log);
     let node = Node::start(config).await?;
     demo::wait_for_stop(0).await;

@@ -15,8 +15,9 @@ use super::dev::DevIssuer;
 /// What [`write`] produced.
 #[derive(Debug)]
 pub struct DevSetup {
-    /// `serve --config` this file: `[auth]` trusting the JWKS, the admin token, and unknown
-    /// vehicles provisioned to the tenant.
+    /// `serve --config` this file (alone, or after a profile such as config/local.toml):
+    /// `[auth]` trusting the JWKS, the admin token, and unknown vehicles provisioned to
+    /// the tenant.
     pub config_file: PathBuf,
     /// Tenant-admin token (can create ingest API keys, read, stream).
     pub tenant_admin_token: String,
