@@ -81,6 +81,8 @@ impl Counts {
 #[derive(Debug)]
 pub struct StreamAccount {
     tracks: Vec<Track>,
+    /// The vehicles this stream is filtered to (`None`: all of them); only they can be lost.
+    followed: Option<Vec<bool>>,
     epoch: u64,
     /// Counters so far.
     pub counts: Counts,
@@ -92,9 +94,22 @@ impl StreamAccount {
     pub fn new(vehicles: usize) -> Self {
         Self {
             tracks: vec![Track::default(); vehicles],
+            followed: None,
             epoch: 0,
             counts: Counts::default(),
         }
+    }
+
+    /// Restricts the account to `vehicles` (a stream opened with a `vehicles=` filter):
+    /// records of other vehicles are not expected, so never counted as lost.
+    pub fn follow_only(&mut self, vehicles: &[usize]) {
+        let mut mask = vec![false; self.tracks.len()];
+        for &v in vehicles {
+            if let Some(m) = mask.get_mut(v) {
+                *m = true;
+            }
+        }
+        self.followed = Some(mask);
     }
 
     /// Counts one `vehicle` event of run vehicle `vehicle`, `seq`/`version` as received.
@@ -152,6 +167,9 @@ impl StreamAccount {
     /// `reset` came after the vehicle's last event (then the server announced the gap).
     pub fn finish(&mut self, accepted: &[u64]) -> Counts {
         for (vehicle, &last) in accepted.iter().enumerate() {
+            if self.followed.as_ref().is_some_and(|f| !f.get(vehicle).copied().unwrap_or(false)) {
+                continue;
+            }
             let track = self.tracks.get(vehicle).copied().unwrap_or_default();
             let missing = last.saturating_sub(track.seq);
             if track.epoch < self.epoch {

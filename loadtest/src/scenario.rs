@@ -168,6 +168,10 @@ pub struct Subscribers {
     /// `signals=` filter; empty = the full stream, as the live page reads it.
     #[serde(default)]
     pub signals: Vec<String>,
+    /// Each client follows this many vehicles (`vehicles=` filter, spread round-robin
+    /// over the fleet), like an app that tracks one car; 0 = the whole fleet.
+    #[serde(default)]
+    pub vehicles_each: usize,
 }
 
 fn default_connect_secs() -> u64 {
@@ -180,6 +184,7 @@ impl Default for Subscribers {
             count: 0,
             connect_secs: default_connect_secs(),
             signals: Vec::new(),
+            vehicles_each: 0,
         }
     }
 }

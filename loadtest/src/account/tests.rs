@@ -120,3 +120,13 @@ fn a_tail_after_a_reset_is_announced_not_lost() {
     let c = a.finish(&[3, 4]);
     assert_eq!((c.skipped_after_reset, c.lost_tail), (2, 2));
 }
+
+#[test]
+fn a_filtered_stream_only_loses_the_vehicles_it_follows() {
+    let mut a = StreamAccount::new(3);
+    a.follow_only(&[1]);
+    a.vehicle_event(1, 1, 1);
+    a.vehicle_event(1, 2, 2);
+    let counts = a.finish(&[5, 3, 7]);
+    assert_eq!(counts.lost(), 1, "vehicle 1's third record; 0 and 2 are not followed");
+}

@@ -155,10 +155,21 @@ pub async fn subscribe(
     let mut events = Vec::new();
     let mut latencies = Vec::new();
     let recorder = live.e2e(n);
-    let query = if plan.scenario.subscribers.signals.is_empty() {
+    let mut filters = Vec::new();
+    if !plan.scenario.subscribers.signals.is_empty() {
+        filters.push(format!("signals={}", plan.scenario.subscribers.signals.join(",")));
+    }
+    let each = plan.scenario.subscribers.vehicles_each.min(vehicles);
+    if each > 0 {
+        let followed: Vec<usize> = (0..each).map(|j| (n * each + j) % vehicles).collect();
+        let ids: Vec<String> = followed.iter().map(|&g| plan.vehicle_id(g)).collect();
+        filters.push(format!("vehicles={}", ids.join(",")));
+        account.follow_only(&followed);
+    }
+    let query = if filters.is_empty() {
         String::new()
     } else {
-        format!("?signals={}", plan.scenario.subscribers.signals.join(","))
+        format!("?{}", filters.join("&"))
     };
     'connect: loop {
         if *stop.borrow() {
