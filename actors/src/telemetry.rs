@@ -183,7 +183,10 @@ pub fn describe() {
     );
     describe_counter!(PERSIST_WRITES_TOTAL, "Vehicle snapshot writes, by result.");
     describe_counter!(HISTORY_BUCKET_WRITES_TOTAL, "History bucket writes, by result.");
-    describe_counter!(HISTORY_AGGREGATE_WRITES_TOTAL, "Hour aggregate writes, by result.");
+    describe_counter!(
+        HISTORY_AGGREGATE_WRITES_TOTAL,
+        "Hour aggregate writes, by result."
+    );
     describe_counter!(PUBLISH_UPDATES_TOTAL, "Vehicle updates published, by result.");
     describe_histogram!(
         INGEST_TO_PUBLISH_SECONDS,

@@ -44,12 +44,20 @@ impl DurabilityHold {
     /// A hold and the tracker the consumer keeps for it.
     pub fn new() -> (Self, BatchDurability) {
         let failed = Arc::new(AtomicBool::new(false));
-        let live = Arc::new(Live { failed: failed.clone() });
+        let live = Arc::new(Live {
+            failed: failed.clone(),
+        });
         let tracker = BatchDurability {
             live: Arc::downgrade(&live),
             failed,
         };
-        (Self { live, released: false }, tracker)
+        (
+            Self {
+                live,
+                released: false,
+            },
+            tracker,
+        )
     }
 
     /// A hold nobody tracks (callers outside a shard consumer, plain `route`).

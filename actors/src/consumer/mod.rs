@@ -37,8 +37,8 @@ mod pseudonymizing;
 pub mod shard_consumer;
 pub mod shard_state;
 
-pub use lease_coordinator::{GracefulShutdown, LeaseCoordinator, ShardEnded};
 pub use durability::{BatchDurability, Durability, DurabilityHold};
+pub use lease_coordinator::{GracefulShutdown, LeaseCoordinator, ShardEnded};
 pub use pseudonymizing::PseudonymizingRouter;
 pub use shard_consumer::{ShardConsumer, Shutdown, ShutdownReason};
 

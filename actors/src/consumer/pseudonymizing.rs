@@ -25,7 +25,8 @@ impl<R: RecordRouter> PseudonymizingRouter<R> {
 #[async_trait]
 impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
     async fn route(&self, vin: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
-        self.route_held(vin, records, DurabilityHold::detached_released()).await
+        self.route_held(vin, records, DurabilityHold::detached_released())
+            .await
     }
 
     async fn route_held(

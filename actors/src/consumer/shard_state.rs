@@ -382,9 +382,12 @@ impl ShardConsumerState {
                     None => {
                         let (hold, done) = super::DurabilityHold::new();
                         hold.release();
-                        self.deferred.push_back((batch.last_sequence.clone(), batch.records, done));
+                        self.deferred
+                            .push_back((batch.last_sequence.clone(), batch.records, done));
                     }
-                    Some(t) => self.deferred.push_back((batch.last_sequence.clone(), batch.records, t)),
+                    Some(t) => self
+                        .deferred
+                        .push_back((batch.last_sequence.clone(), batch.records, t)),
                 }
                 self.settle_deferred(now);
             }
@@ -516,11 +519,17 @@ mod tests {
         s.on_routed_deferred(Ok(Some(t1)), now);
         // Reading goes on, but nothing is processed yet.
         assert!(matches!(s.next_step(now), Step::GetRecords { .. }));
-        assert!(s.on_records(read(vec![record(2, "b")], Some("it2")), now).is_empty());
+        assert!(
+            s.on_records(read(vec![record(2, "b")], Some("it2")), now)
+                .is_empty()
+        );
         assert!(matches!(s.next_step(now), Step::Route(_)));
         s.on_routed_deferred(Ok(None), now);
         assert_eq!(s.deferred_batches(), 2);
-        assert!(matches!(s.next_step(now), Step::GetRecords { .. }), "no checkpoint yet");
+        assert!(
+            matches!(s.next_step(now), Step::GetRecords { .. }),
+            "no checkpoint yet"
+        );
         kept1.release();
         assert_eq!(s.next_step(now), Step::Checkpoint(seq_cp("2")));
         assert_eq!(s.deferred_batches(), 0);

@@ -212,9 +212,7 @@ impl<H: Clone> HistoryBuilder<H> {
         let closing: Vec<i64> = self
             .open
             .iter()
-            .filter(|(start, b)| {
-                newest >= **start + bucket_ms + lateness || now_ms - b.last_added_ms >= idle
-            })
+            .filter(|(start, b)| newest >= **start + bucket_ms + lateness || now_ms - b.last_added_ms >= idle)
             .map(|(start, _)| *start)
             .collect();
         closing.into_iter().filter_map(|s| self.close(s)).collect()
@@ -377,7 +375,10 @@ mod tests {
         b.add_batch(&[rec(T0 + 125_000, 1)], None, 0);
         let closed = b.due(0);
         assert_eq!(closed.len(), 1);
-        assert!(closed[0].merge, "the store may hold records of this bucket already");
+        assert!(
+            closed[0].merge,
+            "the store may hold records of this bucket already"
+        );
         b.written(T0 + 60_000, Summary::of(&closed[0].records));
         let rest = b.drain();
         assert!(!rest[0].merge);

@@ -197,8 +197,13 @@ pub fn decode(data: &[u8]) -> Result<Vec<HistoryRecord>, CodecError> {
 
 /// `existing` plus those of `new` it does not hold yet (by content id), and how many
 /// were added.
-pub fn merge(vehicle: &VehicleId, existing: Vec<HistoryRecord>, new: &[HistoryRecord]) -> (Vec<HistoryRecord>, usize) {
-    let mut ids: std::collections::HashSet<RecordId> = existing.iter().map(|r| r.content_id(vehicle)).collect();
+pub fn merge(
+    vehicle: &VehicleId,
+    existing: Vec<HistoryRecord>,
+    new: &[HistoryRecord],
+) -> (Vec<HistoryRecord>, usize) {
+    let mut ids: std::collections::HashSet<RecordId> =
+        existing.iter().map(|r| r.content_id(vehicle)).collect();
     let mut merged = existing;
     let before = merged.len();
     for r in new {
@@ -243,7 +248,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn byte(&mut self) -> Result<u8, CodecError> {
-        let b = *self.buf.get(self.pos).ok_or_else(|| CodecError("truncated".into()))?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| CodecError("truncated".into()))?;
         self.pos += 1;
         Ok(b)
     }
@@ -267,15 +275,24 @@ impl<'a> Reader<'a> {
 
     fn u64le(&mut self) -> Result<u64, CodecError> {
         let end = self.pos + 8;
-        let bytes = self.buf.get(self.pos..end).ok_or_else(|| CodecError("truncated".into()))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| CodecError("truncated".into()))?;
         self.pos = end;
         Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
         let len = usize::try_from(self.u()?).map_err(|_| CodecError("length".into()))?;
-        let end = self.pos.checked_add(len).ok_or_else(|| CodecError("length".into()))?;
-        let bytes = self.buf.get(self.pos..end).ok_or_else(|| CodecError("truncated".into()))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .ok_or_else(|| CodecError("length".into()))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| CodecError("truncated".into()))?;
         self.pos = end;
         Ok(bytes)
     }

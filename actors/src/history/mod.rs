@@ -54,7 +54,10 @@ impl HistoryConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
         if self.bucket_secs == 0 || 3600 % self.bucket_secs != 0 {
-            return Err(format!("history.bucket_secs = {} must divide 3600", self.bucket_secs));
+            return Err(format!(
+                "history.bucket_secs = {} must divide 3600",
+                self.bucket_secs
+            ));
         }
         Ok(())
     }

@@ -44,7 +44,12 @@ pub struct SignalStats {
 impl SignalStats {
     /// Stats of one value.
     pub fn of(v: f64) -> Self {
-        Self { min: v, max: v, sum: v, n: 1 }
+        Self {
+            min: v,
+            max: v,
+            sum: v,
+            n: 1,
+        }
     }
 
     /// Folds `other` in.
@@ -127,7 +132,11 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> Result<BucketPage, HistoryError>;
 
     /// Start of the vehicle's newest stored bucket.
-    async fn latest_bucket(&self, tenant: &TenantId, vehicle_id: &VehicleId) -> Result<Option<i64>, HistoryError>;
+    async fn latest_bucket(
+        &self,
+        tenant: &TenantId,
+        vehicle_id: &VehicleId,
+    ) -> Result<Option<i64>, HistoryError>;
 
     /// Writes (overwrites) one hour's aggregate.
     async fn put_aggregate(&self, aggregate: &HourAggregate) -> Result<(), HistoryError>;

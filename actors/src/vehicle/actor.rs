@@ -24,8 +24,8 @@ use crate::model::{TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, Vehicl
 use crate::ports::{FanOut, HistoryError, StateStore, StoreError};
 use crate::registry::Registration;
 use crate::telemetry::{
-    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_PUBLISH_SECONDS,
-    PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
+    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_PUBLISH_SECONDS, PUBLISH_UPDATES_TOTAL,
+    ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
 };
 
 /// Loads tried before a vehicle actor gives up and stops (transient store errors only).
@@ -150,14 +150,15 @@ impl VehicleStateActor {
             return;
         };
         let (tenant, vehicle) = (self.state.tenant().clone(), self.state.vehicle_id().clone());
-        let fut = write_hours(history, tenant, vehicle, hours)
-            .into_actor(self)
-            .map(move |failed, act, ctx| {
-                act.deferred.unwritten_hours.extend(failed);
-                if stop {
-                    ctx.stop();
-                }
-            });
+        let fut =
+            write_hours(history, tenant, vehicle, hours)
+                .into_actor(self)
+                .map(move |failed, act, ctx| {
+                    act.deferred.unwritten_hours.extend(failed);
+                    if stop {
+                        ctx.stop();
+                    }
+                });
         if all {
             // Stopping: the actor must not stop before they are written.
             ctx.wait(fut);
@@ -287,31 +288,32 @@ impl Actor for VehicleStateActor {
             };
             Ok::<_, StoreError>((snapshot, latest))
         };
-        ctx.wait(load.into_actor(self).map(
-            |loaded, act, ctx| match loaded {
-                Ok((snapshot, latest)) => {
-                    if let Some((_, builder)) = &mut act.deferred.history {
-                        builder.restore(latest);
-                    }
-                    if let Some(snapshot) = snapshot {
-                        act.persisted_version = snapshot.version;
-                        act.state = VehicleState::restore(snapshot, act.window);
-                    }
-                    act.show_details();
+        ctx.wait(load.into_actor(self).map(|loaded, act, ctx| match loaded {
+            Ok((snapshot, latest)) => {
+                if let Some((_, builder)) = &mut act.deferred.history {
+                    builder.restore(latest);
                 }
-                Err(err) => {
-                    error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
-                    if let Some(slot) = &act.slot {
-                        slot.release(act.state.tenant(), act.state.vehicle_id());
-                    }
-                    ctx.stop();
+                if let Some(snapshot) = snapshot {
+                    act.persisted_version = snapshot.version;
+                    act.state = VehicleState::restore(snapshot, act.window);
                 }
-            },
-        ));
+                act.show_details();
+            }
+            Err(err) => {
+                error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
+                if let Some(slot) = &act.slot {
+                    slot.release(act.state.tenant(), act.state.vehicle_id());
+                }
+                ctx.stop();
+            }
+        }));
         ctx.run_interval(self.idle_check_period(), Self::passivate_if_idle);
         let offline_every = Duration::from_secs(self.fleet.config.offline_check_secs.max(1));
         ctx.run_interval(offline_every, Self::check_offline);
-        ctx.run_interval(FLUSH_TICK.min(self.deferred.persist_interval.max(Duration::from_millis(50))), Self::flush_tick);
+        ctx.run_interval(
+            FLUSH_TICK.min(self.deferred.persist_interval.max(Duration::from_millis(50))),
+            Self::flush_tick,
+        );
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -458,7 +460,8 @@ impl Handler<ApplyRecords> for VehicleStateActor {
         // (the checkpoint does not pass it) and the flush tick saves.
         let ahead = self.state.version() > self.persisted_version;
         let save = (ahead && self.deferred.save_due()).then(|| self.state.snapshot());
-        if ahead && save.is_none()
+        if ahead
+            && save.is_none()
             && let Some(hold) = &msg.hold
         {
             self.deferred.state_holds.push(hold.clone());

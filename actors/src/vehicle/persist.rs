@@ -14,7 +14,9 @@ use tracing::warn;
 use crate::consumer::DurabilityHold;
 use crate::history::{ClosedBucket, ClosedHour, HistoryBuilder, HistoryConfig, Summary, codec};
 use crate::model::{TenantId, VehicleId, VehicleSnapshot};
-use crate::ports::{HistoryBucket, HistoryError, HistoryStore, HourAggregate, SaveOutcome, StateStore, StoreError};
+use crate::ports::{
+    HistoryBucket, HistoryError, HistoryStore, HourAggregate, SaveOutcome, StateStore, StoreError,
+};
 use crate::telemetry::{HISTORY_AGGREGATE_WRITES_TOTAL, HISTORY_BUCKET_WRITES_TOTAL, PERSIST_WRITES_TOTAL};
 
 /// The history port and its settings, handed to every vehicle actor.
@@ -74,7 +76,8 @@ impl Deferred {
 
     /// Whether a state save is due now (the interval since the last one has passed).
     pub fn save_due(&self) -> bool {
-        self.last_save.is_none_or(|t| t.elapsed() >= self.persist_interval)
+        self.last_save
+            .is_none_or(|t| t.elapsed() >= self.persist_interval)
     }
 
     /// The writes to run now: the state if `snapshot` is given, and the closed buckets
@@ -129,7 +132,9 @@ impl Deferred {
                     if let Some((_, builder)) = &mut self.history {
                         builder.written(bucket.start_ms, summary);
                     }
-                    std::mem::take(&mut bucket.holds).into_iter().for_each(DurabilityHold::release);
+                    std::mem::take(&mut bucket.holds)
+                        .into_iter()
+                        .for_each(DurabilityHold::release);
                 }
                 Err(err) => {
                     counter!(HISTORY_BUCKET_WRITES_TOTAL, "result" => "error").increment(1);
@@ -147,7 +152,11 @@ impl Deferred {
     pub fn take_hours(&mut self, all: bool) -> Vec<ClosedHour> {
         let mut hours = std::mem::take(&mut self.unwritten_hours);
         if let Some((_, builder)) = &mut self.history {
-            hours.extend(if all { builder.drain_hours() } else { builder.due_hours() });
+            hours.extend(if all {
+                builder.drain_hours()
+            } else {
+                builder.due_hours()
+            });
         }
         hours
     }
@@ -257,7 +266,10 @@ async fn backfill(
     let end = hour.hour_ms + crate::history::HOUR_MS;
     let mut after = None;
     loop {
-        let page = h.store.query_buckets(tenant, vehicle, hour.hour_ms, end, after, 100).await?;
+        let page = h
+            .store
+            .query_buckets(tenant, vehicle, hour.hour_ms, end, after, 100)
+            .await?;
         for b in &page.buckets {
             if !hour.buckets.contains_key(&b.start_ms) {
                 hour.buckets.insert(b.start_ms, summary_of(b)?);
@@ -340,7 +352,13 @@ mod tests {
                         &codec::decode(&bucket.data).unwrap(),
                     );
                     let config = HistoryConfig::default();
-                    encode_bucket(&config, &bucket.tenant, &bucket.vehicle_id, bucket.start_ms, &records)
+                    encode_bucket(
+                        &config,
+                        &bucket.tenant,
+                        &bucket.vehicle_id,
+                        bucket.start_ms,
+                        &records,
+                    )
                 }
             };
             map.insert(bucket.start_ms, merged.clone());
@@ -362,7 +380,10 @@ mod tests {
                 .filter(|(s, _)| after.is_none_or(|a| **s > a))
                 .map(|(_, b)| b.clone())
                 .collect();
-            Ok(BucketPage { buckets, next_after: None })
+            Ok(BucketPage {
+                buckets,
+                next_after: None,
+            })
         }
 
         async fn latest_bucket(&self, _: &TenantId, _: &VehicleId) -> Result<Option<i64>, HistoryError> {
@@ -370,7 +391,10 @@ mod tests {
         }
 
         async fn put_aggregate(&self, aggregate: &HourAggregate) -> Result<(), HistoryError> {
-            self.aggregates.lock().unwrap().insert(aggregate.hour_ms, aggregate.clone());
+            self.aggregates
+                .lock()
+                .unwrap()
+                .insert(aggregate.hour_ms, aggregate.clone());
             Ok(())
         }
 
@@ -433,22 +457,51 @@ mod tests {
         let addr = start(config, &history, &store);
         let (hold, first) = DurabilityHold::new();
         let batch = vec![record("v1", 0, &[("Soc", 80)])];
-        addr.send(ApplyRecords { records: batch, hold: Some(hold) }).await.unwrap().unwrap();
+        addr.send(ApplyRecords {
+            records: batch,
+            hold: Some(hold),
+        })
+        .await
+        .unwrap()
+        .unwrap();
         // Saved at once (first save), but its history bucket is still open.
         assert_eq!(store.snapshots.lock().unwrap().len(), 1);
         assert_eq!(first.state(), Durability::Pending);
 
         let (hold, second) = DurabilityHold::new();
         let batch = vec![record("v1", 1, &[("Soc", 79)])];
-        addr.send(ApplyRecords { records: batch, hold: Some(hold) }).await.unwrap().unwrap();
-        assert_eq!(store.snapshots.lock().unwrap()[&VehicleId("v1".into())].version, 1, "coalesced");
+        addr.send(ApplyRecords {
+            records: batch,
+            hold: Some(hold),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            store.snapshots.lock().unwrap()[&VehicleId("v1".into())].version,
+            1,
+            "coalesced"
+        );
         eventually(|| store.snapshots.lock().unwrap()[&VehicleId("v1".into())].version == 2).await;
-        assert_eq!(second.state(), Durability::Pending, "the bucket is not written yet");
+        assert_eq!(
+            second.state(),
+            Durability::Pending,
+            "the bucket is not written yet"
+        );
 
         // A record past the bucket's end + lateness closes and writes it.
         let batch = vec![record("v1", 66, &[("Soc", 70)])];
-        addr.send(ApplyRecords { records: batch, hold: None }).await.unwrap().unwrap();
-        assert_eq!((first.state(), second.state()), (Durability::Durable, Durability::Durable));
+        addr.send(ApplyRecords {
+            records: batch,
+            hold: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (first.state(), second.state()),
+            (Durability::Durable, Durability::Durable)
+        );
         let buckets = history.buckets.lock().unwrap().clone();
         assert_eq!(buckets.len(), 1);
         assert_eq!(buckets.values().next().unwrap().count, 2);
@@ -460,11 +513,24 @@ mod tests {
         let history = Arc::new(FakeHistory::default());
         let addr = start(VehicleConfig::default(), &history, &store);
         let batch: Vec<_> = (0..90).map(|s| record("v1", s, &[("Soc", s)])).collect();
-        addr.send(ApplyRecords { records: batch.clone(), hold: None }).await.unwrap().unwrap();
+        addr.send(ApplyRecords {
+            records: batch.clone(),
+            hold: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
         addr.send(Stop).await.unwrap();
         eventually(|| !addr.connected()).await;
         assert_eq!(history.buckets.lock().unwrap().len(), 2);
-        let agg = history.aggregates.lock().unwrap().values().next().unwrap().clone();
+        let agg = history
+            .aggregates
+            .lock()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
         assert_eq!(agg.count, 90);
         assert_eq!(agg.signals["Soc"].sum, (0..90).sum::<i64>() as f64);
 
@@ -476,12 +542,25 @@ mod tests {
             .cloned()
             .chain((90..95).map(|s| record("v1", s, &[("Soc", s)])))
             .collect();
-        addr.send(ApplyRecords { records: replay, hold: None }).await.unwrap().unwrap();
+        addr.send(ApplyRecords {
+            records: replay,
+            hold: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
         addr.send(Stop).await.unwrap();
         eventually(|| !addr.connected()).await;
         let total: u32 = history.buckets.lock().unwrap().values().map(|b| b.count).sum();
         assert_eq!(total, 95);
-        let agg = history.aggregates.lock().unwrap().values().next().unwrap().clone();
+        let agg = history
+            .aggregates
+            .lock()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
         assert_eq!(agg.count, 95, "recomputed from the stored buckets, not added");
     }
 }
