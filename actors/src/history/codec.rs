@@ -362,6 +362,77 @@ mod tests {
         assert_eq!((merged.len(), added), (2, 1));
     }
 
+    /// A Tesla `V`-like minute at 1 Hz: 40 signals (drive, battery, climate, position,
+    /// doors, text enums), slowly changing as while driving. Prints the bucket size
+    /// (`cargo test -p fleetwire-actors bytes_per_bucket -- --nocapture`); the figure is
+    /// in docs/data-model.md.
+    #[test]
+    fn bytes_per_bucket_for_a_tesla_minute() {
+        let mut records = Vec::new();
+        for s in 0..60i64 {
+            let f = s as f64;
+            let mut p: Vec<(String, SignalValue)> = vec![
+                (
+                    "VehicleSpeed".into(),
+                    SignalValue::Float(50.0 + (f / 7.0).sin() * 10.0),
+                ),
+                ("Odometer".into(), SignalValue::Float(12_345.6 + f * 0.014)),
+                ("Soc".into(), SignalValue::Float(80.0 - f * 0.002)),
+                ("BatteryLevel".into(), SignalValue::Float(79.5 - f * 0.002)),
+                ("EstBatteryRange".into(), SignalValue::Float(250.3 - f * 0.01)),
+                ("PackVoltage".into(), SignalValue::Float(395.2 + (f / 3.0).cos())),
+                (
+                    "PackCurrent".into(),
+                    SignalValue::Float(-30.0 + (f / 5.0).sin() * 20.0),
+                ),
+                ("InsideTemp".into(), SignalValue::Float(21.5)),
+                ("OutsideTemp".into(), SignalValue::Float(8.0)),
+                ("Gear".into(), SignalValue::Text("D".into())),
+                ("ChargeState".into(), SignalValue::Text("Idle".into())),
+                ("Locked".into(), SignalValue::Bool(true)),
+                ("SentryMode".into(), SignalValue::Text("Off".into())),
+                ("GpsHeading".into(), SignalValue::Float(90.0 + f * 0.3)),
+                ("RatedRange".into(), SignalValue::Float(260.0 - f * 0.01)),
+                ("DCChargingPower".into(), SignalValue::Int(0)),
+                ("ACChargingPower".into(), SignalValue::Int(0)),
+                ("CruiseSetSpeed".into(), SignalValue::Int(55)),
+                ("BrakePedal".into(), SignalValue::Bool(s % 17 == 0)),
+                (
+                    "PedalPosition".into(),
+                    SignalValue::Float(12.0 + (f / 4.0).sin() * 5.0),
+                ),
+                (
+                    "Location".into(),
+                    SignalValue::Location(Location {
+                        latitude: 52.52 + f * 0.00012,
+                        longitude: 13.405 + f * 0.00009,
+                    }),
+                ),
+            ];
+            for i in 0..19 {
+                p.push((
+                    format!("TpmsPressure{i}"),
+                    SignalValue::Float(2.9 + f64::from(i % 4) * 0.01),
+                ));
+            }
+            records.push(HistoryRecord {
+                timestamp: DateTime::from_timestamp(1_767_225_600 + s, 0).unwrap(),
+                payload: p.into_iter().collect(),
+                can_id: None,
+            });
+        }
+        let raw: usize = records
+            .iter()
+            .map(|r| serde_json::to_vec(&r.payload).unwrap().len())
+            .sum();
+        let bytes = encode(&records).len();
+        println!("60 records x 40 signals: JSON {raw} B, cols1+lz4 {bytes} B");
+        assert!(
+            bytes < raw / 3,
+            "the encoding must pay off: {bytes} B vs {raw} B of JSON"
+        );
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode(b"nope").is_err());

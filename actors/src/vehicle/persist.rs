@@ -271,8 +271,8 @@ async fn backfill(
             .query_buckets(tenant, vehicle, hour.hour_ms, end, after, 100)
             .await?;
         for b in &page.buckets {
-            if !hour.buckets.contains_key(&b.start_ms) {
-                hour.buckets.insert(b.start_ms, summary_of(b)?);
+            if let std::collections::btree_map::Entry::Vacant(slot) = hour.buckets.entry(b.start_ms) {
+                slot.insert(summary_of(b)?);
             }
         }
         match page.next_after {

@@ -255,7 +255,10 @@ impl DynamoDbHistoryStore {
                 // Injected: hold some items back as if DynamoDB had not processed them.
                 let every = self.faults.unprocessed_every;
                 let (keep, back): (Vec<_>, Vec<_>) = requests.into_iter().partition(|_| {
-                    self.counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % every != 0
+                    !self
+                        .counter
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        .is_multiple_of(every)
                 });
                 requests = keep;
                 unprocessed = back;
