@@ -569,7 +569,15 @@ impl Node {
     async fn drain(&self, limit: Duration) -> bool {
         let targets = self.watermarks.snapshot();
         let deadline = Instant::now() + limit;
+        // Vehicle actors defer writes (coalesced state, open history buckets) and the
+        // checkpoints wait for them: ask for them now, and again while records still
+        // arrive (not every poll, so buckets are not split into many merges).
+        let mut last_flush: Option<Instant> = None;
         loop {
+            if last_flush.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                self.directory.flush_deferred();
+                last_flush = Some(Instant::now());
+            }
             if let Ok(leases) = self.ports.leases.list_leases().await {
                 // A missing lease is either not created yet (a new shard: not drained) or
                 // deleted after its shard ended (an ancestor of a leased shard: drained).

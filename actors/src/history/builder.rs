@@ -130,6 +130,9 @@ pub struct HistoryBuilder<H> {
     hours: BTreeMap<i64, HourAcc>,
     first_source_ms: Option<i64>,
     newest_source_ms: Option<i64>,
+    /// Newest hour handed out; a bucket written later for it or an older hour starts an
+    /// incomplete accumulator (the handed-out summaries are gone).
+    taken_hours_through: Option<i64>,
 }
 
 impl<H: Clone> HistoryBuilder<H> {
@@ -146,6 +149,7 @@ impl<H: Clone> HistoryBuilder<H> {
             hours: BTreeMap::new(),
             first_source_ms: None,
             newest_source_ms: None,
+            taken_hours_through: None,
         }
     }
 
@@ -249,9 +253,10 @@ impl<H: Clone> HistoryBuilder<H> {
         self.written_through = self.written_through.max(Some(start_ms));
         let hour = hour_of(start_ms);
         let first = self.first_source_ms;
+        let taken = self.taken_hours_through.is_some_and(|t| hour <= t);
         let acc = self.hours.entry(hour).or_insert_with(|| HourAcc {
             buckets: BTreeMap::new(),
-            complete: first.is_some_and(|f| f < hour),
+            complete: !taken && first.is_some_and(|f| f < hour),
         });
         acc.buckets.insert(start_ms, summary);
     }
@@ -279,6 +284,7 @@ impl<H: Clone> HistoryBuilder<H> {
 
     fn take_hour(&mut self, hour: i64) -> Option<ClosedHour> {
         let acc = self.hours.remove(&hour)?;
+        self.taken_hours_through = self.taken_hours_through.max(Some(hour));
         Some(ClosedHour {
             hour_ms: hour,
             buckets: acc.buckets,

@@ -115,6 +115,26 @@ impl VehicleStateActor {
         self.flush(ctx, save, false, false);
     }
 
+    /// Writes the coalesced state and every open bucket now (node drain), keeping the
+    /// actor and its hour accumulators.
+    fn flush_now(&mut self, ctx: &mut Context<Self>) {
+        let save = (self.state.version() > self.persisted_version).then(|| self.state.snapshot());
+        let flush = self.deferred.take(save, true);
+        let (store, history) = (self.store.clone(), self.deferred.services());
+        let (tenant, vehicle) = (self.state.tenant().clone(), self.state.vehicle_id().clone());
+        ctx.wait(
+            run_flush(store, history, tenant, vehicle, flush)
+                .into_actor(self)
+                .map(|flushed, act, ctx| {
+                    let (saved, _) = act.deferred.settle(flushed);
+                    if let Some(v) = saved {
+                        act.persisted_version = act.persisted_version.max(v);
+                    }
+                    act.write_hours(ctx, false, false);
+                }),
+        );
+    }
+
     /// Runs one round of deferred writes (`all`: every open bucket and hour; `stop`:
     /// stop the actor afterwards).
     fn flush(&mut self, ctx: &mut Context<Self>, save: Option<VehicleSnapshot>, all: bool, stop: bool) {
@@ -517,6 +537,21 @@ impl Handler<Stop> for VehicleStateActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         self.flush_and_stop(ctx);
+    }
+}
+
+/// Sent by the `VehicleDirectory` to every vehicle actor when the node drains before
+/// shutdown: write everything deferred now, so the shard checkpoints can reach every
+/// acknowledged record.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushDeferred;
+
+impl Handler<FlushDeferred> for VehicleStateActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushDeferred, ctx: &mut Context<Self>) {
+        self.flush_now(ctx);
     }
 }
 

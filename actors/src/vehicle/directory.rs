@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use actix::{Actor, Addr, Arbiter, MailboxError};
 use tokio::sync::watch;
 
-use super::actor::{ApplyRecords, Stop, VehicleStateActor};
+use super::actor::{ApplyRecords, FlushDeferred, Stop, VehicleStateActor};
 use super::{FleetServices, HistoryServices, VehicleConfig};
 use crate::consumer::DurabilityHold;
 use crate::consumer::RouteError;
@@ -190,6 +190,22 @@ impl VehicleDirectory {
             .expect("with_history is called before the directory is shared")
             .history = Some(history);
         self
+    }
+
+    /// Asks every vehicle actor to write its deferred state and open history buckets now
+    /// (the node's drain before shutdown). Does not wait.
+    pub fn flush_deferred(&self) {
+        let addrs: Vec<Addr<VehicleStateActor>> = self
+            .shared
+            .lock()
+            .actors
+            .values()
+            .map(|e| e.addr.clone())
+            .collect();
+        for addr in addrs {
+            // A control message: it must not wait behind blocked senders.
+            addr.do_send(FlushDeferred);
+        }
     }
 
     /// Vehicle actors currently in the directory.
