@@ -65,6 +65,8 @@ pub struct Config {
     pub subscribers: SubscriberConfig,
     /// Fleet intelligence: position filter, trips, offline checks, seeded rules.
     pub fleet: FleetConfig,
+    /// History buckets and hourly aggregates (stored with `backends.state`).
+    pub history: fleetwire_actors::history::HistoryConfig,
     /// Injected stream failures (tests, load tests, staging); off by default.
     pub faults: FaultConfig,
 }
@@ -328,6 +330,9 @@ impl Config {
     /// Checks rules that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if let Err(problem) = self.history.validate() {
+            problems.push(problem);
+        }
         if self.http.max_batch_records == 0 {
             problems.push("http.max_batch_records must be at least 1".to_owned());
         }

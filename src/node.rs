@@ -33,7 +33,9 @@ use fleetwire_actors::consumer::lease_cleanup::retired_ancestors;
 use fleetwire_actors::consumer::{
     ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
 };
-use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore, VehicleRegistry};
+use fleetwire_actors::ports::{
+    Checkpoint, FanOut, HistoryStore, LeaseStore, RecordStream, StateStore, VehicleRegistry,
+};
 use fleetwire_actors::producer::{Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
@@ -42,7 +44,7 @@ use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
 use fleetwire_actors::tenancy::TenantRouter;
 use fleetwire_actors::tenancy::UnknownVehiclePolicy;
 use fleetwire_actors::tesla::Topic;
-use fleetwire_actors::vehicle::{FleetServices, VehicleDirectory};
+use fleetwire_actors::vehicle::{FleetServices, HistoryServices, VehicleDirectory};
 use tracing::{info, warn};
 
 use crate::auth::api_keys::{ApiKeyStore, ApiKeys};
@@ -78,6 +80,8 @@ pub struct Ports {
     pub api_keys: Arc<dyn ApiKeyStore>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
+    /// History buckets and hour aggregates (same backend as `state`).
+    pub history: Arc<dyn HistoryStore>,
     /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
     /// Tesla listener is enabled.
     pub topic_streams: HashMap<Topic, Arc<dyn RecordStream>>,
@@ -96,6 +100,7 @@ impl Ports {
                 && Arc::strong_count(&p.registry) == 1
                 && Arc::strong_count(&p.api_keys) == 1
                 && Arc::strong_count(&p.fanout) == 1
+                && Arc::strong_count(&p.history) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
         while !unique(&self) {
@@ -143,6 +148,18 @@ impl Ports {
                     })?),
                 )
             }
+        };
+        let history_config = Arc::new(config.history.clone());
+        let history: Arc<dyn HistoryStore> = match b.state {
+            StateBackend::Embedded => Arc::new(
+                embedded::RedbHistoryStore::new(db.clone(), history_config)
+                    .context("opening the history store")?,
+            ),
+            StateBackend::Dynamodb => Arc::new(
+                crate::backends::dynamodb::DynamoDbHistoryStore::connect(&config.dynamodb, history_config)
+                    .await
+                    .context("connecting to the history and aggregates tables")?,
+            ),
         };
         let leases: Arc<dyn LeaseStore> = match b.leases {
             LeasesBackend::Embedded => {
@@ -200,6 +217,7 @@ impl Ports {
             registry,
             api_keys,
             fanout,
+            history,
         })
     }
 }
@@ -314,6 +332,14 @@ impl Node {
                 rules: fleet_rules.clone(),
             },
         );
+        let directory = if config.history.enabled {
+            directory.with_history(HistoryServices {
+                config: Arc::new(config.history.clone()),
+                store: ports.history.clone(),
+            })
+        } else {
+            directory
+        };
         // Records the producer gives up on and records of unprovisioned or suspended
         // vehicles share the node's dead-letter sink.
         let dead_letters = Arc::new(InMemoryDeadLetters::default());
@@ -365,6 +391,8 @@ impl Node {
         };
 
         let api_state = ApiState {
+            history: ports.history.clone(),
+            history_bucket_ms: config.history.bucket_ms(),
             ingestor,
             store: ports.state.clone(),
             subscribers: SubscriberServices {
@@ -541,7 +569,15 @@ impl Node {
     async fn drain(&self, limit: Duration) -> bool {
         let targets = self.watermarks.snapshot();
         let deadline = Instant::now() + limit;
+        // Vehicle actors defer writes (coalesced state, open history buckets) and the
+        // checkpoints wait for them: ask for them now, and again while records still
+        // arrive (not every poll, so buckets are not split into many merges).
+        let mut last_flush: Option<Instant> = None;
         loop {
+            if last_flush.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                self.directory.flush_deferred();
+                last_flush = Some(Instant::now());
+            }
             if let Ok(leases) = self.ports.leases.list_leases().await {
                 // A missing lease is either not created yet (a new shard: not drained) or
                 // deleted after its shard ended (an ancestor of a leased shard: drained).

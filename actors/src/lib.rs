@@ -37,6 +37,7 @@ pub mod codec;
 pub mod connection;
 pub mod consumer;
 pub mod fleet;
+pub mod history;
 pub mod model;
 pub mod ports;
 pub mod producer;

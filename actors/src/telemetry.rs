@@ -13,6 +13,10 @@ pub const INGEST_REQUESTS_TOTAL: &str = "fleetwire_ingest_requests_total";
 pub const ROUTE_RECORDS_TOTAL: &str = "fleetwire_route_records_total";
 /// Snapshot writes to the state store; label `result` = `written` | `already_newer` | `error`.
 pub const PERSIST_WRITES_TOTAL: &str = "fleetwire_persist_writes_total";
+/// History bucket writes; label `result` = `written` | `merged` | `error`.
+pub const HISTORY_BUCKET_WRITES_TOTAL: &str = "fleetwire_history_bucket_writes_total";
+/// Hour aggregate writes; label `result` = `written` | `error`.
+pub const HISTORY_AGGREGATE_WRITES_TOTAL: &str = "fleetwire_history_aggregate_writes_total";
 /// Vehicle updates published to the fan-out; label `result` = `ok` | `error`.
 pub const PUBLISH_UPDATES_TOTAL: &str = "fleetwire_publish_updates_total";
 /// Time from ingest to publish of the newest record of an update, in seconds.
@@ -178,6 +182,11 @@ pub fn describe() {
         "Records routed to vehicle actors, by result."
     );
     describe_counter!(PERSIST_WRITES_TOTAL, "Vehicle snapshot writes, by result.");
+    describe_counter!(HISTORY_BUCKET_WRITES_TOTAL, "History bucket writes, by result.");
+    describe_counter!(
+        HISTORY_AGGREGATE_WRITES_TOTAL,
+        "Hour aggregate writes, by result."
+    );
     describe_counter!(PUBLISH_UPDATES_TOTAL, "Vehicle updates published, by result.");
     describe_histogram!(
         INGEST_TO_PUBLISH_SECONDS,

@@ -19,6 +19,7 @@ pub mod auth;
 mod error;
 mod fleet;
 pub mod hardening;
+mod history;
 mod ingest;
 mod limits;
 mod page;
@@ -64,6 +65,10 @@ pub struct ApiState {
     /// The tenant unregistered vehicles are provisioned to (`[tenancy]`), if any: ingest
     /// admits unregistered vehicles only from that tenant's keys.
     pub unknown_vehicles_to: Option<fleetwire_actors::model::TenantId>,
+    /// History buckets and hour aggregates (`src/http/history.rs`).
+    pub history: Arc<dyn fleetwire_actors::ports::HistoryStore>,
+    /// `history.bucket_secs` in ms (a history range starts at its first bucket).
+    pub history_bucket_ms: i64,
 }
 
 /// Mounts the public API.
@@ -78,6 +83,8 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/v1/vehicles", web::get().to(vehicles::list))
             .route("/v1/vehicles/{id}", web::get().to(vehicles::get))
             .route("/v1/vehicles/{id}/trips", web::get().to(fleet::trips))
+            .route("/v1/vehicles/{id}/history", web::get().to(history::history))
+            .route("/v1/vehicles/{id}/aggregates", web::get().to(history::aggregates))
             .route(
                 "/v1/vehicles/{id}/charging-sessions",
                 web::get().to(fleet::charging_sessions),

@@ -29,6 +29,7 @@ use crate::model::{TelemetryRecord, VehicleId};
 use crate::ports::Checkpoint;
 
 pub mod checkpointer;
+pub mod durability;
 pub mod lease_cleanup;
 pub mod lease_coordinator;
 pub mod lease_taker;
@@ -36,6 +37,7 @@ mod pseudonymizing;
 pub mod shard_consumer;
 pub mod shard_state;
 
+pub use durability::{BatchDurability, Durability, DurabilityHold};
 pub use lease_coordinator::{GracefulShutdown, LeaseCoordinator, ShardEnded};
 pub use pseudonymizing::PseudonymizingRouter;
 pub use shard_consumer::{ShardConsumer, Shutdown, ShutdownReason};
@@ -74,6 +76,22 @@ pub enum RouteError {
 pub trait RecordRouter: Send + Sync + 'static {
     /// Applies `records` (all of one vehicle, in order) and returns after persistence.
     async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError>;
+
+    /// Like [`route`](Self::route), but the router may answer before every effect is
+    /// durable, keeping clones of `hold` until its deferred writes succeed (see
+    /// [`durability`]). The default is `route` with every effect durable at the answer.
+    async fn route_held(
+        &self,
+        vehicle_id: VehicleId,
+        records: Vec<TelemetryRecord>,
+        hold: DurabilityHold,
+    ) -> Result<(), RouteError> {
+        let result = self.route(vehicle_id, records).await;
+        if result.is_ok() {
+            hold.release();
+        }
+        result
+    }
 
     /// The consumer of a shard stopped (lease lost or handed over, shard ended, shutdown)
     /// after routing these vehicles. Their in-memory state would go stale while another

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::{RecordRouter, RouteError};
+use super::{DurabilityHold, RecordRouter, RouteError};
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::pseudonym::Pseudonymizer;
 
@@ -24,12 +24,22 @@ impl<R: RecordRouter> PseudonymizingRouter<R> {
 
 #[async_trait]
 impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
-    async fn route(&self, vin: VehicleId, mut records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
+    async fn route(&self, vin: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
+        self.route_held(vin, records, DurabilityHold::detached_released())
+            .await
+    }
+
+    async fn route_held(
+        &self,
+        vin: VehicleId,
+        mut records: Vec<TelemetryRecord>,
+        hold: DurabilityHold,
+    ) -> Result<(), RouteError> {
         let vehicle_id = self.pseudonymizer.vehicle_id(vin.as_str());
         for record in &mut records {
             record.vehicle_id = vehicle_id.clone();
         }
-        self.inner.route(vehicle_id, records).await
+        self.inner.route_held(vehicle_id, records, hold).await
     }
 
     async fn release(&self, vins: Vec<VehicleId>) {

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::shard_state::{Backoff, ShardConsumerState, StateConfig, Step, StopReason};
-use super::{ConsumerConfig, RecordRouter, ShardEnded};
+use super::{ConsumerConfig, DurabilityHold, RecordRouter, ShardEnded};
 use crate::model::VehicleId;
 use crate::ports::{Checkpoint, Lease, LeaseError, LeaseStore, RecordStream, ShardId};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
@@ -158,21 +158,24 @@ impl ShardConsumer {
                     .extend(batch.groups.iter().map(|(vehicle, _)| vehicle.clone()));
                 let router = self.router.clone();
                 let fut = async move {
-                    let routes = batch
-                        .groups
-                        .iter()
-                        .map(|(vehicle, records)| router.route(vehicle.clone(), records.clone()));
-                    join_all(routes)
+                    // One hold per attempt: a failed attempt's clones never count.
+                    let (hold, tracker) = DurabilityHold::new();
+                    let routes = batch.groups.iter().map(|(vehicle, records)| {
+                        router.route_held(vehicle.clone(), records.clone(), hold.clone())
+                    });
+                    let result = join_all(routes)
                         .await
                         .into_iter()
                         .find_map(Result::err)
-                        .map_or(Ok(()), Err)
+                        .map_or(Ok(Some(tracker)), Err);
+                    hold.release();
+                    result
                 };
                 self.run(ctx, fut, |act, result| {
                     if let Err(error) = &result {
                         warn!(shard = %act.shard_id, %error, "Routing a batch failed; retrying it after a backoff.");
                     }
-                    act.state.on_routed(result, Instant::now());
+                    act.state.on_routed_deferred(result, Instant::now());
                     act.publish_details();
                 });
             }

@@ -12,7 +12,7 @@
 //! at shard end the `ShardEnd` checkpoint must be written, on a requested shutdown the
 //! processed prefix is checkpointed, and on lease loss nothing is written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,13 @@ use crate::ports::{
 
 use super::RouteError;
 use super::checkpointer::Checkpointer;
+use super::durability::{BatchDurability, Durability};
+
+/// Most routed batches that may wait for their deferred writes (coalesced state, open
+/// history buckets) at once. Beyond it the consumer stops reading until the oldest batch
+/// is durable: the backpressure of deferred writes. Each entry is a sequence number and a
+/// tracker, not the records.
+pub const MAX_DEFERRED_BATCHES: usize = 10_000;
 
 /// How many times a final checkpoint on a requested shutdown is attempted before the
 /// consumer gives up on it (the records after the last written checkpoint are then read
@@ -167,6 +174,9 @@ pub struct ShardConsumerState {
     position: Position,
     /// Read but not yet (successfully) routed; retried until it is.
     pending: Option<Arc<Batch>>,
+    /// Routed batches whose deferred writes are not all durable yet, oldest first: last
+    /// sequence number, record count, tracker.
+    deferred: VecDeque<(SequenceNumber, usize, BatchDurability)>,
     /// No step but `Stop` before this instant (idle poll or backoff).
     not_before: Option<Instant>,
     /// Consecutive failures, for the backoff.
@@ -185,6 +195,7 @@ impl ShardConsumerState {
             config,
             position: Position::None,
             pending: None,
+            deferred: VecDeque::new(),
             not_before: None,
             failures: 0,
             shutdown: None,
@@ -199,6 +210,7 @@ impl ShardConsumerState {
         if self.shutdown == Some(ShutdownReason::LeaseLost) {
             return Step::Stop(StopReason::LeaseLost);
         }
+        self.settle_deferred(now);
         let requested = self.shutdown == Some(ShutdownReason::Requested);
         let give_up = requested && self.final_checkpoint_attempts >= FINAL_CHECKPOINT_ATTEMPTS;
         if let Some(wait) = self.waiting(now) {
@@ -206,6 +218,10 @@ impl ShardConsumerState {
         }
         // Shard end: everything read and routed; the child shards wait for this write.
         if self.position == Position::Ended && self.pending.is_none() {
+            if !self.deferred.is_empty() && !give_up {
+                // ShardEnd would pass records whose writes are still deferred.
+                return Step::Wait(self.config.idle_poll);
+            }
             return if *self.checkpointer.written() == Checkpoint::ShardEnd {
                 Step::Stop(StopReason::ShardEnd)
             } else if give_up {
@@ -226,6 +242,9 @@ impl ShardConsumerState {
         }
         if let Some(batch) = &self.pending {
             return Step::Route(batch.clone());
+        }
+        if self.deferred.len() >= MAX_DEFERRED_BATCHES {
+            return Step::Wait(self.config.idle_poll);
         }
         match &self.position {
             Position::None => Step::GetIterator(self.checkpointer.resume_position()),
@@ -311,18 +330,66 @@ impl ShardConsumerState {
     }
 
     fn processed(&mut self, batch: &Batch) {
-        self.checkpointer.mark_processed(batch.last_sequence.clone());
-        self.records_processed += batch.records as u64;
+        self.mark(batch.last_sequence.clone(), batch.records);
     }
 
-    /// Result of a [`Step::Route`]: all groups succeeded, or the first failure.
-    pub fn on_routed(&mut self, result: Result<(), RouteError>, now: Instant) {
-        match result {
-            Ok(()) => {
-                self.failures = 0;
-                if let Some(batch) = self.pending.take() {
-                    self.processed(&batch);
+    fn mark(&mut self, last: SequenceNumber, records: usize) {
+        self.checkpointer.mark_processed(last);
+        self.records_processed += records as u64;
+    }
+
+    /// Moves durable batches, oldest first, into the processed prefix. A failed one (a
+    /// deferred write was given up) makes the consumer read again from the prefix.
+    fn settle_deferred(&mut self, now: Instant) {
+        while let Some((_, _, tracker)) = self.deferred.front() {
+            match tracker.state() {
+                Durability::Pending => return,
+                Durability::Durable => {
+                    let (last, records, _) = self.deferred.pop_front().expect("front exists");
+                    self.mark(last, records);
                 }
+                Durability::Failed => {
+                    self.deferred.clear();
+                    self.pending = None;
+                    self.position = Position::None;
+                    self.back_off_unless_stopping(now);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Routed batches still waiting for deferred writes.
+    pub fn deferred_batches(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// Result of a [`Step::Route`]: all groups succeeded, or the first failure. The
+    /// batch's effects are all durable.
+    pub fn on_routed(&mut self, result: Result<(), RouteError>, now: Instant) {
+        self.on_routed_deferred(result.map(|()| None), now);
+    }
+
+    /// Result of a [`Step::Route`] whose batch may still wait for deferred writes: it is
+    /// processed once `tracker` says durable and every earlier batch is.
+    pub fn on_routed_deferred(&mut self, result: Result<Option<BatchDurability>, RouteError>, now: Instant) {
+        match result {
+            Ok(tracker) => {
+                self.failures = 0;
+                let Some(batch) = self.pending.take() else { return };
+                match tracker {
+                    None if self.deferred.is_empty() => self.processed(&batch),
+                    None => {
+                        let (hold, done) = super::DurabilityHold::new();
+                        hold.release();
+                        self.deferred
+                            .push_back((batch.last_sequence.clone(), batch.records, done));
+                    }
+                    Some(t) => self
+                        .deferred
+                        .push_back((batch.last_sequence.clone(), batch.records, t)),
+                }
+                self.settle_deferred(now);
             }
             // Keep the batch and retry it whole; never skip.
             Err(_) => self.back_off_unless_stopping(now),
@@ -439,6 +506,50 @@ mod tests {
             panic!("expected a route")
         };
         (s, batch)
+    }
+
+    #[test]
+    fn deferred_batches_checkpoint_in_order_once_durable() {
+        use super::super::DurabilityHold;
+        let now = Instant::now();
+        let (mut s, _) = started(vec![record(1, "a")], now);
+        let (hold1, t1) = DurabilityHold::new();
+        let kept1 = hold1.clone();
+        hold1.release();
+        s.on_routed_deferred(Ok(Some(t1)), now);
+        // Reading goes on, but nothing is processed yet.
+        assert!(matches!(s.next_step(now), Step::GetRecords { .. }));
+        assert!(
+            s.on_records(read(vec![record(2, "b")], Some("it2")), now)
+                .is_empty()
+        );
+        assert!(matches!(s.next_step(now), Step::Route(_)));
+        s.on_routed_deferred(Ok(None), now);
+        assert_eq!(s.deferred_batches(), 2);
+        assert!(
+            matches!(s.next_step(now), Step::GetRecords { .. }),
+            "no checkpoint yet"
+        );
+        kept1.release();
+        assert_eq!(s.next_step(now), Step::Checkpoint(seq_cp("2")));
+        assert_eq!(s.deferred_batches(), 0);
+    }
+
+    #[test]
+    fn a_failed_hold_reads_again_from_the_processed_prefix() {
+        use super::super::DurabilityHold;
+        let now = Instant::now();
+        let (mut s, _) = started(vec![record(1, "a")], now);
+        let (hold, tracker) = DurabilityHold::new();
+        let lost = hold.clone();
+        hold.release();
+        s.on_routed_deferred(Ok(Some(tracker)), now);
+        drop(lost);
+        let later = now + Duration::from_secs(60);
+        assert!(matches!(s.next_step(later), Step::Wait(_)), "backs off first");
+        let after = later + Duration::from_secs(60);
+        assert_eq!(s.next_step(after), Step::GetIterator(StartPosition::TrimHorizon));
+        assert_eq!(s.deferred_batches(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod event_id;
 pub mod fanout;
+pub mod history;
 pub mod lease;
 pub mod state_store;
 pub mod stream;
@@ -15,6 +16,7 @@ pub use fanout::{
     Coverage, EventId, FanOut, FanOutError, FanOutMessage, LogEntry, ParseEventIdError, Replay,
     ReplayRetention,
 };
+pub use history::{BucketPage, HistoryBucket, HistoryError, HistoryStore, HourAggregate, SignalStats};
 pub use lease::{Checkpoint, Lease, LeaseError, LeaseStore};
 pub use state_store::{SaveOutcome, StateStore, StoreError};
 pub use stream::{

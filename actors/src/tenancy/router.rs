@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use super::cache::RegistrationCache;
 use super::{TenancyConfig, UnknownVehiclePolicy};
 use crate::codec::encode_record;
-use crate::consumer::{RecordRouter, RouteError};
+use crate::consumer::{DurabilityHold, RecordRouter, RouteError};
 use crate::model::{TelemetryRecord, TenantId, VehicleId};
 use crate::ports::{ProvisionOutcome, PutEntry, Registration, StoreError, VehicleRegistry, VehicleStatus};
 use crate::producer::{DeadLetter, DeadLetterReason, DeadLetterSink};
@@ -135,12 +135,27 @@ impl RecordRouter for TenantRouter {
     }
 
     async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
+        self.route_held(vehicle_id, records, DurabilityHold::detached_released())
+            .await
+    }
+
+    async fn route_held(
+        &self,
+        vehicle_id: VehicleId,
+        records: Vec<TelemetryRecord>,
+        hold: DurabilityHold,
+    ) -> Result<(), RouteError> {
         let unresolved = |reason: String| RouteError::TenantUnresolved {
             vehicle: vehicle_id.clone(),
             reason,
         };
         let reason = match self.resolve(&vehicle_id).await {
-            Ok(Resolution::Accept(tenant)) => return self.directory.apply(tenant, vehicle_id, records).await,
+            Ok(Resolution::Accept(tenant)) => {
+                return self
+                    .directory
+                    .apply_held(tenant, vehicle_id, records, Some(hold))
+                    .await;
+            }
             Ok(Resolution::Refuse(reason)) => reason,
             Err(e) => {
                 warn!(vehicle = %vehicle_id, error = %e, "Vehicle registry lookup failed; the batch will be retried.");
@@ -166,6 +181,7 @@ impl RecordRouter for TenantRouter {
             .map_err(|e| unresolved(format!("refused ({reason}) but not dead-lettered: {e}")))?;
         counter!(TENANCY_DEAD_LETTERS_TOTAL, "reason" => reason.label()).increment(count);
         debug!(vehicle = %vehicle_id, records = count, %reason, "Records dead-lettered.");
+        hold.release();
         Ok(())
     }
 }

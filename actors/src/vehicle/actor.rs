@@ -15,16 +15,17 @@ use metrics::{counter, histogram};
 use tracing::{debug, error, warn};
 
 use super::directory::DirectorySlot;
+use super::persist::{Deferred, HistoryServices, run_flush, write_hours};
 use super::state::{ApplyReport, VehicleState};
 use super::{FleetServices, VehicleConfig};
-use crate::consumer::RouteError;
+use crate::consumer::{DurabilityHold, RouteError};
 use crate::fleet::FleetContext;
 use crate::model::{TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate};
-use crate::ports::{FanOut, SaveOutcome, StateStore, StoreError};
+use crate::ports::{FanOut, HistoryError, StateStore, StoreError};
 use crate::registry::Registration;
 use crate::telemetry::{
-    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_PUBLISH_SECONDS, PERSIST_WRITES_TOTAL,
-    PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
+    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_PUBLISH_SECONDS, PUBLISH_UPDATES_TOTAL,
+    ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
 };
 
 /// Loads tried before a vehicle actor gives up and stops (transient store errors only).
@@ -58,7 +59,12 @@ pub struct VehicleStateActor {
     slot: Option<DirectorySlot>,
     /// Fleet settings and rules.
     fleet: FleetServices,
+    /// Coalesced state saves, history buckets and aggregates not yet written.
+    deferred: Deferred,
 }
+
+/// How often an actor checks for closed buckets and due coalesced saves.
+const FLUSH_TICK: Duration = Duration::from_millis(500);
 
 impl VehicleStateActor {
     /// An actor for `tenant`'s vehicle `id` that has not loaded its state yet (it does on
@@ -72,7 +78,9 @@ impl VehicleStateActor {
         registration: Registration,
         slot: Option<DirectorySlot>,
     ) -> Self {
+        let deferred = Deferred::new(Duration::from_millis(config.persist_interval_ms), None, &id);
         Self {
+            deferred,
             state: VehicleState::new(tenant, id, config.dedupe_window),
             window: config.dedupe_window,
             persisted_version: 0,
@@ -90,6 +98,93 @@ impl VehicleStateActor {
     pub(crate) fn with_fleet(mut self, fleet: FleetServices) -> Self {
         self.fleet = fleet;
         self
+    }
+
+    /// Keeps history and hour aggregates through `history`.
+    pub(crate) fn with_history(mut self, history: Option<HistoryServices>) -> Self {
+        let interval = self.deferred.persist_interval;
+        self.deferred = Deferred::new(interval, history, self.state.vehicle_id());
+        self
+    }
+
+    /// The flush tick: writes closed buckets and a due coalesced save. Inside `ctx.wait`,
+    /// so it never interleaves with a batch.
+    fn flush_tick(&mut self, ctx: &mut Context<Self>) {
+        let save = (self.state.version() > self.persisted_version && self.deferred.save_due())
+            .then(|| self.state.snapshot());
+        self.flush(ctx, save, false, false);
+    }
+
+    /// Writes the coalesced state and every open bucket now (node drain), keeping the
+    /// actor and its hour accumulators.
+    fn flush_now(&mut self, ctx: &mut Context<Self>) {
+        let save = (self.state.version() > self.persisted_version).then(|| self.state.snapshot());
+        let flush = self.deferred.take(save, true);
+        let (store, history) = (self.store.clone(), self.deferred.services());
+        let (tenant, vehicle) = (self.state.tenant().clone(), self.state.vehicle_id().clone());
+        ctx.wait(
+            run_flush(store, history, tenant, vehicle, flush)
+                .into_actor(self)
+                .map(|flushed, act, ctx| {
+                    let (saved, _) = act.deferred.settle(flushed);
+                    if let Some(v) = saved {
+                        act.persisted_version = act.persisted_version.max(v);
+                    }
+                    act.write_hours(ctx, false, false);
+                }),
+        );
+    }
+
+    /// Runs one round of deferred writes (`all`: every open bucket and hour; `stop`:
+    /// stop the actor afterwards).
+    fn flush(&mut self, ctx: &mut Context<Self>, save: Option<VehicleSnapshot>, all: bool, stop: bool) {
+        let flush = self.deferred.take(save, all);
+        let (store, history) = (self.store.clone(), self.deferred.services());
+        let (tenant, vehicle) = (self.state.tenant().clone(), self.state.vehicle_id().clone());
+        ctx.wait(
+            run_flush(store, history, tenant, vehicle, flush)
+                .into_actor(self)
+                .map(move |flushed, act, ctx| {
+                    let (saved, result) = act.deferred.settle(flushed);
+                    if let Some(v) = saved {
+                        act.persisted_version = act.persisted_version.max(v);
+                    }
+                    if let Err(err) = result {
+                        warn!(vehicle = %act.state.vehicle_id(), %err, "A deferred write failed; retrying on the next tick.");
+                    }
+                    act.write_hours(ctx, all, stop);
+                }),
+        );
+    }
+
+    /// Writes the aggregates of closed hours in the background (they never hold the
+    /// checkpoint back: an hour can be recomputed from its stored buckets).
+    /// With `stop`, the actor stops once they are written.
+    fn write_hours(&mut self, ctx: &mut Context<Self>, all: bool, stop: bool) {
+        let hours = self.deferred.take_hours(all);
+        let Some(history) = self.deferred.services().filter(|_| !hours.is_empty()) else {
+            self.deferred.unwritten_hours.extend(hours);
+            if stop {
+                ctx.stop();
+            }
+            return;
+        };
+        let (tenant, vehicle) = (self.state.tenant().clone(), self.state.vehicle_id().clone());
+        let fut =
+            write_hours(history, tenant, vehicle, hours)
+                .into_actor(self)
+                .map(move |failed, act, ctx| {
+                    act.deferred.unwritten_hours.extend(failed);
+                    if stop {
+                        ctx.stop();
+                    }
+                });
+        if all {
+            // Stopping: the actor must not stop before they are written.
+            ctx.wait(fut);
+        } else {
+            ctx.spawn(fut);
+        }
     }
 
     /// The offline timer: raises due `offline` alerts, publishes them and persists the
@@ -162,7 +257,13 @@ impl VehicleStateActor {
         if let Some(slot) = &self.slot {
             slot.release(self.state.tenant(), self.state.vehicle_id());
         }
-        ctx.stop();
+        self.flush_and_stop(ctx);
+    }
+
+    /// Writes everything deferred (state, every open bucket, every hour), then stops.
+    fn flush_and_stop(&mut self, ctx: &mut Context<Self>) {
+        let save = (self.state.version() > self.persisted_version).then(|| self.state.snapshot());
+        self.flush(ctx, save, true, true);
     }
 
     /// Mirrors version and last_seen into the registry's details.
@@ -196,26 +297,43 @@ impl Actor for VehicleStateActor {
         let tenant = self.state.tenant().clone();
         // `wait`, not `spawn`: the mailbox is not read until the state is restored, so no
         // record is ever applied to an empty state and then overwritten by the load.
-        ctx.wait(async move { load_with_retry(store.as_ref(), &tenant, &id).await }.into_actor(self).map(
-            |loaded, act, ctx| match loaded {
-                Ok(Some(snapshot)) => {
+        let history = self.deferred.services();
+        let load = async move {
+            let snapshot = load_with_retry(store.as_ref(), &tenant, &id).await?;
+            let latest = match history {
+                Some(h) => latest_bucket_with_retry(&h, &tenant, &id)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                None => None,
+            };
+            Ok::<_, StoreError>((snapshot, latest))
+        };
+        ctx.wait(load.into_actor(self).map(|loaded, act, ctx| match loaded {
+            Ok((snapshot, latest)) => {
+                if let Some((_, builder)) = &mut act.deferred.history {
+                    builder.restore(latest);
+                }
+                if let Some(snapshot) = snapshot {
                     act.persisted_version = snapshot.version;
                     act.state = VehicleState::restore(snapshot, act.window);
-                    act.show_details();
                 }
-                Ok(None) => act.show_details(),
-                Err(err) => {
-                    error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
-                    if let Some(slot) = &act.slot {
-                        slot.release(act.state.tenant(), act.state.vehicle_id());
-                    }
-                    ctx.stop();
+                act.show_details();
+            }
+            Err(err) => {
+                error!(vehicle = %act.state.vehicle_id(), %err, "Could not load vehicle state; stopping.");
+                if let Some(slot) = &act.slot {
+                    slot.release(act.state.tenant(), act.state.vehicle_id());
                 }
-            },
-        ));
+                ctx.stop();
+            }
+        }));
         ctx.run_interval(self.idle_check_period(), Self::passivate_if_idle);
         let offline_every = Duration::from_secs(self.fleet.config.offline_check_secs.max(1));
         ctx.run_interval(offline_every, Self::check_offline);
+        ctx.run_interval(
+            FLUSH_TICK.min(self.deferred.persist_interval.max(Duration::from_millis(50))),
+            Self::flush_tick,
+        );
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -259,6 +377,29 @@ async fn load_with_retry(
     }
 }
 
+/// The start of the vehicle's newest stored bucket, retrying transient errors.
+async fn latest_bucket_with_retry(
+    h: &HistoryServices,
+    tenant: &TenantId,
+    id: &VehicleId,
+) -> Result<Option<i64>, HistoryError> {
+    let mut delay = LOAD_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match h.store.latest_bucket(tenant, id).await {
+            Ok(latest) => return Ok(latest),
+            Err(err @ HistoryError::Corrupt(_)) => return Err(err),
+            Err(err) if attempt >= LOAD_ATTEMPTS => return Err(err),
+            Err(err) => {
+                warn!(vehicle = %id, %err, attempt, "Reading the newest history bucket failed; retrying.");
+                actix::clock::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Publishes one update; a failure is counted and logged but does not fail the batch
 /// (subscribers catch up from the next update, which carries the full state).
 async fn publish(fanout: &dyn FanOut, update: Arc<VehicleUpdate>) {
@@ -283,6 +424,10 @@ async fn publish(fanout: &dyn FanOut, update: Arc<VehicleUpdate>) {
 pub struct ApplyRecords {
     /// Records of this vehicle, in stream order.
     pub records: Vec<TelemetryRecord>,
+    /// The batch's durability hold: the actor keeps clones of it for every write it
+    /// defers (coalesced state, open history buckets) and releases them once written.
+    /// `None`: the caller does not track durability.
+    pub hold: Option<DurabilityHold>,
 }
 
 impl Handler<ApplyRecords> for VehicleStateActor {
@@ -322,54 +467,59 @@ impl Handler<ApplyRecords> for VehicleStateActor {
             let changed = outcome.changed.into_iter().collect();
             Arc::new(self.state.update(changed, ingest, outcome.fleet_events))
         });
+        // History sees every record, duplicates of the state's window included: a bucket
+        // drops what it already holds, and a replay after a failover must rebuild the
+        // buckets that were not written yet (their records are in the restored window).
+        if let Some((_, builder)) = &mut self.deferred.history {
+            builder.add_batch(&records, msg.hold.as_ref(), Utc::now().timestamp_millis());
+        }
         // Persist whenever the state is ahead of the store, not only when this batch
         // applied something: a retried batch after a failed save is all duplicates, yet
-        // its effects still have to be made durable before it is acknowledged.
-        let to_save = (self.state.version() > self.persisted_version).then(|| self.state.snapshot());
+        // its effects still have to be made durable before it is acknowledged. Coalesced:
+        // at most one save per `persist_interval_ms`; until then the batch's hold waits
+        // (the checkpoint does not pass it) and the flush tick saves.
+        let ahead = self.state.version() > self.persisted_version;
+        let save = (ahead && self.deferred.save_due()).then(|| self.state.snapshot());
+        if ahead
+            && save.is_none()
+            && let Some(hold) = &msg.hold
+        {
+            self.deferred.state_holds.push(hold.clone());
+        }
+        let flush = self.deferred.take(save, false);
         self.show_details();
 
         let fanout = self.fanout.clone();
-        let store = self.store.clone();
-        let vehicle = self.state.vehicle_id().clone();
+        let (store, history) = (self.store.clone(), self.deferred.services());
+        let (tenant, vehicle) = (self.state.tenant().clone(), self.state.vehicle_id().clone());
+        let hold = msg.hold;
         let work = async move {
-            // Publish first: live views should not wait for the store. A crash between the
-            // two replays the batch, which is then re-published — harmless, updates carry
-            // full state.
+            // Publish first: live views wait for no store. A crash between the two replays
+            // the batch, which is then re-published — harmless, updates carry full state.
             if let Some(update) = update {
                 publish(fanout.as_ref(), update).await;
             }
-            match to_save {
-                None => Ok(None),
-                Some(snapshot) => store
-                    .save(&snapshot)
-                    .await
-                    .map(|outcome| Some((outcome, snapshot.version))),
-            }
+            run_flush(store, history, tenant, vehicle, flush).await
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |saved, act, _ctx| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |flushed, act, ctx| {
             act.last_activity = Instant::now();
-            match saved {
-                Ok(None) => Ok(report),
-                Ok(Some((outcome, version))) => {
-                    let result = match outcome {
-                        SaveOutcome::Written => "written",
-                        // Someone (another node after a lease move) stored an equal or newer
-                        // version: our effects are covered, which is success for the batch.
-                        SaveOutcome::AlreadyNewer => "already_newer",
-                    };
-                    counter!(PERSIST_WRITES_TOTAL, "result" => result).increment(1);
-                    act.persisted_version = act.persisted_version.max(version);
-                    Ok(report)
-                }
-                Err(err) => {
-                    counter!(PERSIST_WRITES_TOTAL, "result" => "error").increment(1);
-                    warn!(%vehicle, %err, "Saving vehicle state failed; the batch will be retried.");
+            let (saved, result) = act.deferred.settle(flushed);
+            if let Some(v) = saved {
+                act.persisted_version = act.persisted_version.max(v);
+            }
+            act.write_hours(ctx, false, false);
+            // The batch's own hold: what it deferred holds clones.
+            if let Some(hold) = hold {
+                hold.release();
+            }
+            match result {
+                Ok(()) => Ok(report),
+                Err(reason) => {
+                    let vehicle = act.state.vehicle_id().clone();
+                    warn!(%vehicle, %reason, "Persisting failed; the batch will be retried.");
                     // The state keeps the applied records; dedupe stops the retried batch
-                    // from applying them twice and the next batch saves them.
-                    Err(RouteError::NotPersisted {
-                        vehicle,
-                        reason: err.to_string(),
-                    })
+                    // from applying them twice and the next batch or tick saves them.
+                    Err(RouteError::NotPersisted { vehicle, reason })
                 }
             }
         })))
@@ -386,7 +536,22 @@ impl Handler<Stop> for VehicleStateActor {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
+        self.flush_and_stop(ctx);
+    }
+}
+
+/// Sent by the `VehicleDirectory` to every vehicle actor when the node drains before
+/// shutdown: write everything deferred now, so the shard checkpoints can reach every
+/// acknowledged record.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct FlushDeferred;
+
+impl Handler<FlushDeferred> for VehicleStateActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushDeferred, ctx: &mut Context<Self>) {
+        self.flush_now(ctx);
     }
 }
 
@@ -434,7 +599,7 @@ mod tests {
     }
 
     fn apply(records: Vec<TelemetryRecord>) -> ApplyRecords {
-        ApplyRecords { records }
+        ApplyRecords { records, hold: None }
     }
 
     #[actix_rt::test]

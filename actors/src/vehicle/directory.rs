@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use actix::{Actor, Addr, Arbiter, MailboxError};
 use tokio::sync::watch;
 
-use super::actor::{ApplyRecords, Stop, VehicleStateActor};
-use super::{FleetServices, VehicleConfig};
+use super::actor::{ApplyRecords, FlushDeferred, Stop, VehicleStateActor};
+use super::{FleetServices, HistoryServices, VehicleConfig};
+use crate::consumer::DurabilityHold;
 use crate::consumer::RouteError;
 use crate::model::{TelemetryRecord, TenantId, VehicleId};
 use crate::ports::{FanOut, StateStore};
@@ -42,6 +43,8 @@ struct Shared {
     fanout: Arc<dyn FanOut>,
     /// Fleet settings and rules, handed to every actor.
     fleet: FleetServices,
+    /// History port, handed to every actor; `None`: no history.
+    history: Option<HistoryServices>,
     /// Where actors register.
     registry: ActorRegistry,
     /// Threads the actors run on; owned here so they stop with the directory.
@@ -168,12 +171,40 @@ impl VehicleDirectory {
                 store,
                 fanout,
                 fleet,
+                history: None,
                 registry,
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
                 table: Mutex::new(Table::default()),
                 alive,
             }),
+        }
+    }
+
+    /// Gives every vehicle actor spawned from now on the history port.
+    ///
+    /// # Panics
+    /// Panics if the directory was already cloned.
+    pub fn with_history(mut self, history: HistoryServices) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_history is called before the directory is shared")
+            .history = Some(history);
+        self
+    }
+
+    /// Asks every vehicle actor to write its deferred state and open history buckets now
+    /// (the node's drain before shutdown). Does not wait.
+    pub fn flush_deferred(&self) {
+        let addrs: Vec<Addr<VehicleStateActor>> = self
+            .shared
+            .lock()
+            .actors
+            .values()
+            .map(|e| e.addr.clone())
+            .collect();
+        for addr in addrs {
+            // A control message: it must not wait behind blocked senders.
+            addr.do_send(FlushDeferred);
         }
     }
 
@@ -261,18 +292,20 @@ impl VehicleDirectory {
         };
         let arbiter =
             &shared.arbiters[shared.next_arbiter.fetch_add(1, Ordering::Relaxed) % shared.arbiters.len()];
-        let (tenant, id, config, store, fanout, fleet) = (
+        let (tenant, id, config, store, fanout, fleet, history) = (
             tenant.clone(),
             id.clone(),
             shared.config.clone(),
             shared.store.clone(),
             shared.fanout.clone(),
             shared.fleet.clone(),
+            shared.history.clone(),
         );
         let addr = VehicleStateActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.set_mailbox_capacity(config.mailbox_capacity.max(1));
             VehicleStateActor::new(tenant, id, &config, store, fanout, registration, Some(slot))
                 .with_fleet(fleet)
+                .with_history(history)
         });
         Entry {
             generation,
@@ -282,7 +315,13 @@ impl VehicleDirectory {
     }
 
     /// Sends the batch to the vehicle's actor once.
-    async fn attempt(&self, key: &VehicleKey, stale: Option<u64>, records: Vec<TelemetryRecord>) -> Attempt {
+    async fn attempt(
+        &self,
+        key: &VehicleKey,
+        stale: Option<u64>,
+        records: Vec<TelemetryRecord>,
+        hold: Option<DurabilityHold>,
+    ) -> Attempt {
         let entry = match self.get_or_spawn(key, stale) {
             Ok(entry) => entry,
             Err(err) => return Attempt::Done(Err(err)),
@@ -290,7 +329,7 @@ impl VehicleDirectory {
         entry.stats.enqueued();
         // `send` waits while the mailbox is full: that is the backpressure on the shard
         // consumer, which then reads the stream more slowly.
-        match entry.addr.send(ApplyRecords { records }).await {
+        match entry.addr.send(ApplyRecords { records, hold }).await {
             Ok(result) => Attempt::Done(result.map(|_report| ())),
             Err(MailboxError::Closed | MailboxError::Timeout) => Attempt::Closed(entry.generation),
         }
@@ -306,15 +345,38 @@ impl VehicleDirectory {
         vehicle_id: VehicleId,
         records: Vec<TelemetryRecord>,
     ) -> Result<(), RouteError> {
+        self.apply_held(tenant, vehicle_id, records, None).await
+    }
+
+    /// Like [`apply`](Self::apply), but the actor may answer before every effect is
+    /// durable: it keeps clones of `hold` for its deferred writes (see
+    /// [`crate::consumer::durability`]).
+    pub async fn apply_held(
+        &self,
+        tenant: TenantId,
+        vehicle_id: VehicleId,
+        records: Vec<TelemetryRecord>,
+        hold: Option<DurabilityHold>,
+    ) -> Result<(), RouteError> {
         let key = (tenant, vehicle_id);
         // The clone is kept for the one retry after a lost race with passivation; the
-        // stopped actor dropped its copy unapplied.
-        let stale = match self.attempt(&key, None, records.clone()).await {
-            Attempt::Done(result) => return result,
+        // stopped actor dropped its copy unapplied (and with it a hold clone, which marks
+        // the batch failed: the consumer then re-reads from its processed prefix).
+        let stale = match self.attempt(&key, None, records.clone(), hold.clone()).await {
+            Attempt::Done(result) => {
+                if let Some(h) = hold {
+                    h.release();
+                }
+                return result;
+            }
             Attempt::Closed(generation) => generation,
         };
         let vehicle_id = key.1.clone();
-        match self.attempt(&key, Some(stale), records).await {
+        let second = self.attempt(&key, Some(stale), records, hold.clone()).await;
+        if let Some(h) = hold {
+            h.release();
+        }
+        match second {
             Attempt::Done(result) => result,
             Attempt::Closed(_) if self.shared.lock().shutting_down => Err(RouteError::ShuttingDown),
             // Twice in a row: the actor could not load its state (store down). The shard
@@ -395,10 +457,13 @@ mod tests {
             .unwrap();
         assert_eq!(dir.active_count(), 2);
         assert_eq!(registry.counts()[&ActorKind::VehicleState], 2);
-        assert_eq!(store.snapshots.lock().unwrap()[&vid("a")].version, 2);
+        // The second save is coalesced (within `persist_interval_ms` of the first) ...
+        assert_eq!(store.snapshots.lock().unwrap()[&vid("a")].version, 1);
         let info = registry.get(ActorKind::VehicleState, "a").unwrap();
         assert_eq!((info.messages_handled, info.mailbox_depth), (2, 0));
         dir.shutdown().await;
+        // ... and written when the actor stops.
+        assert_eq!(store.snapshots.lock().unwrap()[&vid("a")].version, 2);
     }
 
     #[actix_rt::test]

@@ -21,12 +21,14 @@
 
 pub mod actor;
 pub mod directory;
+pub mod persist;
 pub mod state;
 
 use serde::{Deserialize, Serialize};
 
 pub use actor::{ApplyRecords, GetSnapshot, Stop, VehicleStateActor};
 pub use directory::VehicleDirectory;
+pub use persist::HistoryServices;
 pub use state::{ApplyOutcome, ApplyReport, BatchOutcome, VehicleState};
 
 /// What vehicle actors need for fleet intelligence: the settings and the shared rules
@@ -60,6 +62,12 @@ pub struct VehicleConfig {
     /// Number of actix arbiters (threads) the vehicle actors are spread over; 0 (the
     /// default) means one per CPU.
     pub arbiters: usize,
+    /// Latest-state write coalescing: at most one save per vehicle per this many
+    /// milliseconds (default 1000; the AWS profile uses 60 000). Live updates are
+    /// published at once regardless; the shard checkpoint waits for the save, so a
+    /// failover replays at most this much, which the dedupe window must cover. 0 saves
+    /// with every batch.
+    pub persist_interval_ms: u64,
 }
 
 impl Default for VehicleConfig {
@@ -69,6 +77,7 @@ impl Default for VehicleConfig {
             dedupe_window: 256,
             mailbox_capacity: 64,
             arbiters: 0,
+            persist_interval_ms: 1000,
         }
     }
 }
