@@ -44,7 +44,10 @@ pub(crate) struct IncomingRecord {
     vehicle_id: String,
     /// 1–512 signals (names of 1–128 characters); a value is a boolean, a finite number, a
     /// string or a location (latitude −90..90, longitude −180..180).
-    #[schema(example = json!({"Soc": 81.5, "Gear": "D", "Location": {"latitude": 52.52, "longitude": 13.4}}))]
+    #[schema(
+        value_type = IngestPayload,
+        example = json!({"Soc": 81.5, "Gear": "D", "Location": {"latitude": 52.52, "longitude": 13.4}})
+    )]
     payload: BTreeMap<String, SignalValue>,
     /// CAN id of the source frame.
     #[serde(default)]
@@ -128,6 +131,40 @@ impl utoipa::ToSchema for IngestBatch {
         <IncomingRecord as utoipa::ToSchema>::schemas(schemas);
     }
 }
+
+/// The signals of an ingest record: what the seed contract admits of a [`SignalValue`]
+/// (no null, no nested records; those come from Tesla frames only). Documentation only.
+pub(crate) struct IngestPayload;
+
+impl utoipa::PartialSchema for IngestPayload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, SchemaType, Type};
+        let of = |t: Type| ObjectBuilder::new().schema_type(SchemaType::Type(t)).build();
+        let value = AnyOfBuilder::new()
+            .item(of(Type::Boolean))
+            .item(of(Type::Number))
+            .item(of(Type::String))
+            .item(utoipa::openapi::Ref::from_schema_name("GeoPoint"))
+            .build();
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Object))
+            .description(Some("Signal name (1–128 characters) → value; 1 to 512 signals"))
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
+                utoipa::openapi::schema::Schema::AnyOf(value).into(),
+            )))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_SIGNAL_NAME_LEN)),
+            ))
+            .min_properties(Some(1))
+            .max_properties(Some(MAX_SIGNALS_PER_RECORD))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IngestPayload {}
 
 /// The body of an ingest 503: a reply with `failed` records, or an error when the key
 /// store is unavailable (documentation only: the handler sends one or the other).

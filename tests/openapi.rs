@@ -170,6 +170,12 @@ async fn the_document_is_public_and_lists_exactly_the_mounted_routes() {
     );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
+    // Request enums refuse unknown fields, like serde does.
+    for name in ["Shape", "AlertCondition"] {
+        for variant in doc["components"]["schemas"][name]["oneOf"].as_array().unwrap() {
+            assert_eq!(variant["additionalProperties"], false, "{name}: {variant}");
+        }
+    }
     for schema in ["VehicleUpdate", "FleetEvent", "StreamReset", "ErrorBody"] {
         assert!(
             doc["components"]["schemas"].get(schema).is_some(),

@@ -73,7 +73,7 @@ pub const STREAM_TICKET: &str = "stream_ticket";
             errors::Unavailable,
         )
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &ClosedVariants),
     tags(
         (name = "ingest", description = "Telemetry in (API key)"),
         (name = "vehicles", description = "Latest state per vehicle"),
@@ -132,6 +132,30 @@ impl Modify for SecuritySchemes {
                  `EventSource`, which cannot send headers.",
             ))),
         );
+    }
+}
+
+/// Closes the variants of the request enums: serde refuses unknown fields in them
+/// (`deny_unknown_fields`), which the schema derive does not carry into an internally
+/// tagged enum's variants.
+pub struct ClosedVariants;
+
+impl Modify for ClosedVariants {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["Shape", "AlertCondition"] {
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+                for variant in &mut one_of.items {
+                    if let RefOr::T(Schema::Object(object)) = variant {
+                        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+                    }
+                }
+            }
+        }
     }
 }
 
