@@ -31,13 +31,25 @@ pub const MAX_SIGNAL_NAME_LEN: usize = 128;
 /// How far in the future a source timestamp may be (vehicle clocks drift a little).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
-/// One record as a client sends it (the seed data contract).
-#[derive(Debug, Deserialize)]
+/// One record as a client sends it (the seed data contract). A record that breaks a rule
+/// below is `rejected` on its own; the rest of the batch is still stored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct IncomingRecord {
+#[schema(as = IngestRecord)]
+pub(crate) struct IncomingRecord {
+    /// When the vehicle measured the values (RFC 3339); at most 5 minutes in the future.
     timestamp: DateTime<Utc>,
+    /// 1–128 characters of `A-Z a-z 0-9 _ - . :`.
+    #[schema(example = "car-42")]
     vehicle_id: String,
+    /// 1–512 signals (names of 1–128 characters); a value is a boolean, a finite number, a
+    /// string or a location (latitude −90..90, longitude −180..180).
+    #[schema(
+        value_type = IngestPayload,
+        example = json!({"Soc": 81.5, "Gear": "D", "Location": {"latitude": 52.52, "longitude": 13.4}})
+    )]
     payload: BTreeMap<String, SignalValue>,
+    /// CAN id of the source frame.
     #[serde(default)]
     can_id: Option<u32>,
 }
@@ -62,7 +74,7 @@ pub enum BatchError {
 }
 
 /// What happened to one record of a batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RecordResult {
     /// Stored on the stream.
@@ -87,7 +99,7 @@ pub enum RecordResult {
 }
 
 /// The reply to an ingest request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct IngestReply {
     /// Records stored.
     pub accepted: usize,
@@ -97,6 +109,73 @@ pub struct IngestReply {
     pub failed: usize,
     /// One result per input record, in input order.
     pub results: Vec<RecordResult>,
+}
+
+/// The body of `POST /v1/ingest`: 1 to `http.max_batch_records` (default 1000) records
+/// (documentation only: the handler reads the bytes itself).
+pub(crate) struct IngestBatch;
+
+impl utoipa::PartialSchema for IngestBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("IngestRecord"))
+            .min_items(Some(1))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IngestBatch {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push(("IngestRecord".into(), IncomingRecord::schema()));
+        <IncomingRecord as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
+/// The signals of an ingest record: what the seed contract admits of a [`SignalValue`]
+/// (no null, no nested records; those come from Tesla frames only). Documentation only.
+pub(crate) struct IngestPayload;
+
+impl utoipa::PartialSchema for IngestPayload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, SchemaType, Type};
+        let of = |t: Type| ObjectBuilder::new().schema_type(SchemaType::Type(t)).build();
+        let value = AnyOfBuilder::new()
+            .item(of(Type::Boolean))
+            .item(of(Type::Number))
+            .item(of(Type::String))
+            .item(utoipa::openapi::Ref::from_schema_name("GeoPoint"))
+            .build();
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Object))
+            .description(Some("Signal name (1–128 characters) → value; 1 to 512 signals"))
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::RefOr(
+                utoipa::openapi::schema::Schema::AnyOf(value).into(),
+            )))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_SIGNAL_NAME_LEN)),
+            ))
+            .min_properties(Some(1))
+            .max_properties(Some(MAX_SIGNALS_PER_RECORD))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IngestPayload {}
+
+/// The body of an ingest 503: a reply with `failed` records, or an error when the key
+/// store is unavailable (documentation only: the handler sends one or the other).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum IngestUnavailable {
+    /// Some valid records were not stored; resend them.
+    Partial(IngestReply),
+    /// Nothing was looked at.
+    Error(crate::http::ErrorBody),
 }
 
 /// Parses and validates a batch. Each element is either a record ready for the stream

@@ -425,6 +425,10 @@ impl Node {
             App::new()
                 .wrap(http::hardening::cors(&cors_origins))
                 .wrap(http::hardening::security_headers())
+                .wrap(actix_web::middleware::ErrorHandlers::new().handler(
+                    actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                    http::json_method_not_allowed,
+                ))
                 .configure(http::api_routes(api_state.clone()))
         })
         .shutdown_timeout(config.http.shutdown_timeout_secs)

@@ -27,6 +27,7 @@
 //!   tenant from the vehicle registry (cached), unprovisioned/suspended → dead letters.
 //! - [`registry`]: the actor registry behind `/admin/actors`.
 //! - [`telemetry`]: metric names.
+//! - `openapi` (feature `openapi`): OpenAPI schemas of the types the public API shows.
 //!
 //! Each actor is a thin shell (`actor.rs` or the actor's own file) over a plain state
 //! machine that is unit-tested without actix.
@@ -39,6 +40,8 @@ pub mod consumer;
 pub mod fleet;
 pub mod history;
 pub mod model;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod ports;
 pub mod producer;
 pub mod pseudonym;

@@ -15,6 +15,11 @@ use crate::fleet::{FleetEvent, FleetState};
 
 /// Identifier of a vehicle inside fleetwire. Once pseudonymization lands this is the
 /// pseudonym, never a clear VIN; it is also the stream partition key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(pattern = r"^[A-Za-z0-9_.:-]{1,128}$", example = "car-42")
+)]
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct VehicleId(pub String);
@@ -58,6 +63,11 @@ impl fmt::Display for VehicleId {
 /// Until authentication (issue #6) decides the tenant of a request, everything belongs to
 /// [`TenantId::DEFAULT`]. Ids are 1–64 characters of `A-Z a-z 0-9 _ -`: they become part of
 /// Redis key and channel names, where `:` separates levels and `*?[]` are glob syntax.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "demo")
+)]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TenantId(String);
@@ -103,6 +113,7 @@ impl fmt::Display for TenantId {
 }
 
 /// A geographic position in WGS84 degrees.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
@@ -184,6 +195,7 @@ impl TelemetryRecord {
 pub struct RecordId(pub u64);
 
 /// The latest value of one signal and the source time it was measured at.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignalReading {
     /// The value.
@@ -223,6 +235,7 @@ pub struct VehicleSnapshot {
 /// A change to one vehicle, as published through the FanOut port to every node's
 /// subscribers. Carries the full latest state so that a subscriber that coalesces or
 /// misses an update still ends up with the right picture from the next one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VehicleUpdate {
     /// The tenant the vehicle belongs to. Absent in updates written before tenants

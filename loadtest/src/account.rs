@@ -167,7 +167,11 @@ impl StreamAccount {
     /// `reset` came after the vehicle's last event (then the server announced the gap).
     pub fn finish(&mut self, accepted: &[u64]) -> Counts {
         for (vehicle, &last) in accepted.iter().enumerate() {
-            if self.followed.as_ref().is_some_and(|f| !f.get(vehicle).copied().unwrap_or(false)) {
+            if self
+                .followed
+                .as_ref()
+                .is_some_and(|f| !f.get(vehicle).copied().unwrap_or(false))
+            {
                 continue;
             }
             let track = self.tracks.get(vehicle).copied().unwrap_or_default();

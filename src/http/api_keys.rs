@@ -16,21 +16,44 @@ use crate::auth::{Caller, Role};
 const MAX_NAME: usize = 100;
 
 /// Body of `POST /v1/api-keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     /// Label, 1..=100 characters (e.g. the gateway that will use it).
+    #[schema(example = "gateway 1", min_length = 1, max_length = 100, pattern = r"\S")]
     name: String,
 }
 
 /// What a listing shows of a key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
 struct KeyView {
+    /// Public id (the `<key_id>` in `fwk_<key_id>_<secret>`).
     key_id: String,
+    /// Label.
     name: String,
+    /// When it was created.
     created_at: chrono::DateTime<Utc>,
+    /// Subject of the token that created it.
     created_by: String,
+    /// When it was revoked; `null` while valid.
     revoked_at: Option<chrono::DateTime<Utc>>,
+}
+
+/// The answer to `POST /v1/api-keys`: the key's view and, this once, the key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CreatedKey {
+    #[serde(flatten)]
+    view: KeyView,
+    /// The key, `fwk_<key_id>_<secret>`: shown only here (fleetwire keeps its SHA-256).
+    key: String,
+}
+
+/// `GET /v1/api-keys`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct KeyList {
+    /// The tenant's keys, revoked ones too (never the key itself).
+    keys: Vec<KeyView>,
 }
 
 impl From<ApiKeyRecord> for KeyView {
@@ -53,6 +76,21 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Creates a key for the caller's tenant (tenant-admin); answers 201 with the key, once.
+#[utoipa::path(
+    post,
+    path = "/v1/api-keys",
+    operation_id = "create_api_key",
+    tag = "api-keys",
+    request_body(content = CreateKey, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new key, shown only in this answer", body = CreatedKey),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn create(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -79,14 +117,28 @@ pub async fn create(
         .map_err(unavailable)?;
     info!(target: "audit", action = "api_key_created", tenant = %caller.tenant, key_id = %record.key_id,
           name = %record.name, by = %caller.subject);
-    let mut view = serde_json::to_value(KeyView::from(record)).expect("views serialize");
-    view["key"] = serde_json::Value::String(key);
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
-        .json(view))
+        .json(CreatedKey {
+            view: KeyView::from(record),
+            key,
+        }))
 }
 
 /// Lists the caller's tenant's keys, revoked ones included (tenant-admin).
+#[utoipa::path(
+    get,
+    path = "/v1/api-keys",
+    operation_id = "list_api_keys",
+    tag = "api-keys",
+    responses(
+        (status = 200, description = "The tenant's keys", body = KeyList),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn list(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     require(&caller, Role::TenantAdmin)?;
     let keys = state
@@ -95,12 +147,27 @@ pub async fn list(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResp
         .list(&caller.tenant)
         .await
         .map_err(unavailable)?;
-    let keys: Vec<KeyView> = keys.into_iter().map(KeyView::from).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "keys": keys })))
+    let keys = keys.into_iter().map(KeyView::from).collect();
+    Ok(HttpResponse::Ok().json(KeyList { keys }))
 }
 
 /// Revokes a key of the caller's tenant (tenant-admin): 204, or 404 when the tenant has no
 /// such key (another tenant's key is indistinguishable from none).
+#[utoipa::path(
+    delete,
+    path = "/v1/api-keys/{id}",
+    operation_id = "revoke_api_key",
+    tag = "api-keys",
+    params(("id" = String, Path, description = "The key id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn revoke(
     caller: Caller,
     state: web::Data<ApiState>,

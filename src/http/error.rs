@@ -3,7 +3,25 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable name (docs/api.md lists them), e.g. `invalid_token`.
+    #[schema(example = "bad_query")]
+    pub code: String,
+    /// For people: what is wrong and, where it helps, how to fix it.
+    #[schema(example = "limit must be 1 to 1000")]
+    pub message: String,
+}
 
 /// An error answer of the HTTP API.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +53,9 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, the method does not (405; the `Allow` header lists the methods).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The body is larger than allowed.
     #[error("the request body exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -78,6 +99,7 @@ impl ApiError {
             | ApiError::Unauthorized { code, .. }
             | ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::TooManyRequests { code, .. } | ApiError::AtCapacity { code, .. } => code,
@@ -92,6 +114,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } | ApiError::AtCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -99,8 +122,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code())
-            .json(json!({"error": {"code": self.code(), "message": self.to_string()}}));
+        let mut response = HttpResponse::build(self.status_code()).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        });
         if let ApiError::Unavailable { retry_after_secs, .. }
         | ApiError::TooManyRequests { retry_after_secs, .. }
         | ApiError::AtCapacity { retry_after_secs, .. } = self
@@ -193,4 +220,20 @@ pub fn path_config() -> web::PathConfig {
 /// Fallback for unknown routes.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())).error_response()
+}
+
+/// Turns actix's empty 405 (a known path, another method) into the JSON error, keeping the
+/// `Allow` header the resource computed. Wrapped around the public app.
+pub fn json_method_not_allowed<B>(
+    res: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    let (req, res) = res.into_parts();
+    let mut json = ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method(), req.path()))
+        .error_response();
+    if let Some(allow) = res.headers().get(header::ALLOW) {
+        json.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    Ok(actix_web::middleware::ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(req, json).map_into_right_body(),
+    ))
 }

@@ -7,15 +7,105 @@
 //! Reads need the viewer role, rule changes the operator role; everything is the caller's
 //! tenant's (another tenant's vehicle is a 404, like one that does not exist).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use actix_web::{HttpResponse, web};
-use fleetwire_actors::fleet::{AlertRule, FleetState, Geofence, RulesError};
-use fleetwire_actors::model::VehicleId;
+use chrono::{DateTime, Utc};
+use fleetwire_actors::fleet::{
+    AlertRule, ChargingSession, FilterReason, FleetEvent, FleetState, Geofence, RulesError, Trip,
+};
+use fleetwire_actors::model::{Location, VehicleId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::auth::require;
 use super::{ApiError, ApiState};
 use crate::auth::{Caller, Role};
+
+/// The trip a vehicle is on (not finished yet).
+#[derive(Serialize, utoipa::ToSchema)]
+struct OpenTrip {
+    /// Content id (the finished trip keeps it).
+    id: String,
+    /// Source time the vehicle started to drive.
+    started_at: DateTime<Utc>,
+    /// First known position.
+    start_location: Option<Location>,
+    /// Distance so far, metres.
+    distance_m: f64,
+    /// Highest speed so far, km/h.
+    max_speed_kmh: f64,
+    /// State of charge at the start, percent.
+    start_soc: Option<f64>,
+}
+
+/// `GET /v1/vehicles/{id}/trips`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct TripsPage {
+    /// The vehicle.
+    vehicle_id: VehicleId,
+    /// The trip in progress, if any.
+    open: Option<OpenTrip>,
+    /// The last finished trips (up to 20), newest first.
+    trips: Vec<Trip>,
+}
+
+/// The charging session in progress.
+#[derive(Serialize, utoipa::ToSchema)]
+struct OpenChargingSession {
+    /// Content id (the finished session keeps it).
+    id: String,
+    /// Source time charging started.
+    started_at: DateTime<Utc>,
+    /// Where, when known.
+    location: Option<Location>,
+    /// State of charge at the start, percent.
+    start_soc: Option<f64>,
+    /// Highest charging power so far, kW.
+    max_power_kw: f64,
+}
+
+/// `GET /v1/vehicles/{id}/charging-sessions`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ChargingSessionsPage {
+    /// The vehicle.
+    vehicle_id: VehicleId,
+    /// The session in progress, if any.
+    open: Option<OpenChargingSession>,
+    /// The last finished sessions (up to 20), newest first.
+    charging_sessions: Vec<ChargingSession>,
+}
+
+/// `GET /v1/vehicles/{id}/events`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct EventsPage {
+    /// The vehicle.
+    vehicle_id: VehicleId,
+    /// The last events (up to 50), newest first.
+    events: Vec<FleetEvent>,
+    /// Ids of the geofences the vehicle is in.
+    geofences: BTreeSet<String>,
+    /// Ids of the alert rules currently raised for the vehicle.
+    active_alerts: BTreeSet<String>,
+    /// Positions not used, counted per reason (`invalid`, `zero`, `duplicate`, `future`,
+    /// `past`, `out_of_order`, `jump`).
+    #[schema(value_type = BTreeMap<String, u64>)]
+    filtered_positions: BTreeMap<FilterReason, u64>,
+}
+
+/// `GET /v1/geofences`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct GeofenceList {
+    /// The tenant's geofences.
+    geofences: Vec<Geofence>,
+}
+
+/// `GET /v1/alert-rules`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct AlertRuleList {
+    /// The tenant's alert rules.
+    alert_rules: Vec<AlertRule>,
+}
 
 /// Loads the vehicle's derived fleet state; 404 for a vehicle never seen.
 async fn derived(caller: &Caller, state: &ApiState, id: &str) -> Result<(VehicleId, FleetState), ApiError> {
@@ -34,54 +124,111 @@ async fn derived(caller: &Caller, state: &ApiState, id: &str) -> Result<(Vehicle
     }
 }
 
-/// `GET /v1/vehicles/{id}/trips`: the last finished trips, newest first, plus the open one.
+/// A vehicle's last finished trips, newest first, and the open one (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles/{id}/trips",
+    tag = "fleet",
+    params(("id" = VehicleId, Path, description = "The vehicle id (1–128 characters of `A-Z a-z 0-9 _ - . :`)")),
+    responses(
+        (status = 200, description = "The open trip and the last finished ones", body = TripsPage),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn trips(
     caller: Caller,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, derived) = derived(&caller, &state, &id).await?;
-    let open = derived.trip.open.as_ref().map(|t| {
-        serde_json::json!({"id": t.id, "started_at": t.started_at, "start_location": t.start_location,
-            "distance_m": t.distance_m, "max_speed_kmh": t.max_speed_kmh, "start_soc": t.start_soc})
+    let (vehicle_id, derived) = derived(&caller, &state, &id).await?;
+    let open = derived.trip.open.as_ref().map(|t| OpenTrip {
+        id: t.id.clone(),
+        started_at: t.started_at,
+        start_location: t.start_location,
+        distance_m: t.distance_m,
+        max_speed_kmh: t.max_speed_kmh,
+        start_soc: t.start_soc,
     });
-    let trips: Vec<_> = derived.trips.iter().rev().collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "vehicle_id": id, "open": open, "trips": trips })))
+    let trips = derived.trips.into_iter().rev().collect();
+    Ok(HttpResponse::Ok().json(TripsPage {
+        vehicle_id,
+        open,
+        trips,
+    }))
 }
 
-/// `GET /v1/vehicles/{id}/charging-sessions`: the last finished sessions, newest first,
-/// plus the open one.
+/// A vehicle's last finished charging sessions, newest first, and the open one (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles/{id}/charging-sessions",
+    tag = "fleet",
+    params(("id" = VehicleId, Path, description = "The vehicle id (1–128 characters of `A-Z a-z 0-9 _ - . :`)")),
+    responses(
+        (status = 200, description = "The open session and the last finished ones", body = ChargingSessionsPage),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn charging_sessions(
     caller: Caller,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, derived) = derived(&caller, &state, &id).await?;
-    let open = derived.charge.open.as_ref().map(|s| {
-        serde_json::json!({"id": s.id, "started_at": s.started_at, "location": s.location,
-            "start_soc": s.start_soc, "max_power_kw": s.max_power_kw})
+    let (vehicle_id, derived) = derived(&caller, &state, &id).await?;
+    let open = derived.charge.open.as_ref().map(|s| OpenChargingSession {
+        id: s.id.clone(),
+        started_at: s.started_at,
+        location: s.location,
+        start_soc: s.start_soc,
+        max_power_kw: s.max_power_kw,
     });
-    let sessions: Vec<_> = derived.charging_sessions.iter().rev().collect();
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "vehicle_id": id, "open": open, "charging_sessions": sessions })))
+    let charging_sessions = derived.charging_sessions.into_iter().rev().collect();
+    Ok(HttpResponse::Ok().json(ChargingSessionsPage {
+        vehicle_id,
+        open,
+        charging_sessions,
+    }))
 }
 
-/// `GET /v1/vehicles/{id}/events`: the last events, newest first, with the vehicle's
-/// geofence membership, active alerts and filtered-position counts.
+/// A vehicle's last events, newest first, with its geofence membership, active alerts
+/// and filtered-position counts (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles/{id}/events",
+    tag = "fleet",
+    params(("id" = VehicleId, Path, description = "The vehicle id (1–128 characters of `A-Z a-z 0-9 _ - . :`)")),
+    responses(
+        (status = 200, description = "The last events and the vehicle's geofences and alerts", body = EventsPage),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn events(
     caller: Caller,
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, derived) = derived(&caller, &state, &id).await?;
-    let events: Vec<_> = derived.events.iter().rev().collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "vehicle_id": id,
-        "events": events,
-        "geofences": derived.geofences,
-        "active_alerts": derived.alerts.active,
-        "filtered_positions": derived.filtered,
-    })))
+    let (vehicle_id, derived) = derived(&caller, &state, &id).await?;
+    Ok(HttpResponse::Ok().json(EventsPage {
+        vehicle_id,
+        events: derived.events.into_iter().rev().collect(),
+        geofences: derived.geofences,
+        active_alerts: derived.alerts.active,
+        filtered_positions: derived.filtered,
+    }))
 }
 
 /// Parses a JSON body into `T`; a bad body is a 400 that says what is wrong.
@@ -110,14 +257,40 @@ fn saved<T: Serialize>(created: bool, item: &T) -> HttpResponse {
     }
 }
 
-/// `GET /v1/geofences`
+/// The tenant's geofences (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/geofences",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "The tenant's geofences", body = GeofenceList),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn list_geofences(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     require(&caller, Role::Viewer)?;
     let rules = state.fleet_rules.tenant(&caller.tenant);
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "geofences": rules.geofences })))
+    Ok(HttpResponse::Ok().json(GeofenceList {
+        geofences: rules.geofences.clone(),
+    }))
 }
 
-/// `GET /v1/geofences/{id}`
+/// One geofence of the tenant (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/geofences/{id}",
+    tag = "fleet",
+    params(("id" = String, Path, description = "The geofence id")),
+    responses(
+        (status = 200, description = "The geofence", body = Geofence),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn get_geofence(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -131,7 +304,22 @@ pub async fn get_geofence(
     }
 }
 
-/// `POST /v1/geofences`
+/// Adds a geofence, or replaces the one with the same id (operator). Node-local: applies
+/// from each vehicle's next record on this node (docs/api.md).
+#[utoipa::path(
+    post,
+    path = "/v1/geofences",
+    tag = "fleet",
+    request_body(content = Geofence, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Added", body = Geofence),
+        (status = 200, description = "Replaced the geofence with this id", body = Geofence),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn put_geofence(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -146,7 +334,20 @@ pub async fn put_geofence(
     Ok(saved(created, &fence))
 }
 
-/// `DELETE /v1/geofences/{id}`
+/// Deletes a geofence (operator).
+#[utoipa::path(
+    delete,
+    path = "/v1/geofences/{id}",
+    tag = "fleet",
+    params(("id" = String, Path, description = "The geofence id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn delete_geofence(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -160,14 +361,42 @@ pub async fn delete_geofence(
     }
 }
 
-/// `GET /v1/alert-rules`
+/// The tenant's alert rules (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/alert-rules",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "The tenant's alert rules", body = AlertRuleList),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn list_alert_rules(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     require(&caller, Role::Viewer)?;
     let rules = state.fleet_rules.tenant(&caller.tenant);
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "alert_rules": rules.alert_rules })))
+    Ok(HttpResponse::Ok().json(AlertRuleList {
+        alert_rules: rules.alert_rules.clone(),
+    }))
 }
 
-/// `POST /v1/alert-rules`
+/// Adds an alert rule, or replaces the one with the same id (operator); a geofence rule
+/// needs an existing geofence. Node-local like geofences.
+#[utoipa::path(
+    post,
+    path = "/v1/alert-rules",
+    tag = "fleet",
+    request_body(content = AlertRule, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Added", body = AlertRule),
+        (status = 200, description = "Replaced the rule with this id", body = AlertRule),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn put_alert_rule(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -182,7 +411,20 @@ pub async fn put_alert_rule(
     Ok(saved(created, &rule))
 }
 
-/// `DELETE /v1/alert-rules/{id}`
+/// Deletes an alert rule (operator).
+#[utoipa::path(
+    delete,
+    path = "/v1/alert-rules/{id}",
+    tag = "fleet",
+    params(("id" = String, Path, description = "The alert rule id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn delete_alert_rule(
     caller: Caller,
     state: web::Data<ApiState>,

@@ -25,7 +25,8 @@ const MAX_RECORDS: usize = 10_000;
 const MAX_HOURS: usize = 10_000;
 
 /// Query of `GET /v1/vehicles/{id}/history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Start (RFC 3339, inclusive); default `to` minus one hour.
@@ -41,14 +42,14 @@ pub struct HistoryQuery {
 }
 
 /// One record of a history page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HistoryRow {
     timestamp: DateTime<Utc>,
     signals: BTreeMap<String, SignalValue>,
 }
 
 /// A page of history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HistoryPage {
     vehicle_id: VehicleId,
     records: Vec<HistoryRow>,
@@ -88,6 +89,22 @@ fn range(
 }
 
 /// A vehicle's records in a time range, oldest first (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles/{id}/history",
+    operation_id = "vehicle_history",
+    tag = "vehicles",
+    params(("id" = VehicleId, Path, description = "The vehicle id (1–128 characters of `A-Z a-z 0-9 _ - . :`)"), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of records; continue with `cursor=next_cursor`", body = HistoryPage),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn history(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -163,7 +180,8 @@ pub async fn history(
 }
 
 /// Query of `GET /v1/vehicles/{id}/aggregates`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AggregatesQuery {
     /// Start (RFC 3339); hours starting at or after it; default `to` minus 24 hours.
@@ -173,7 +191,7 @@ pub struct AggregatesQuery {
 }
 
 /// Stats of one numeric signal in an hour.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SignalRow {
     min: f64,
     max: f64,
@@ -182,7 +200,7 @@ struct SignalRow {
 }
 
 /// One hour.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HourRow {
     hour: DateTime<Utc>,
     count: u64,
@@ -190,13 +208,29 @@ struct HourRow {
 }
 
 /// A vehicle's hour aggregates.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct AggregatesPage {
     vehicle_id: VehicleId,
     hours: Vec<HourRow>,
 }
 
 /// A vehicle's hourly aggregates in a time range, oldest first (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles/{id}/aggregates",
+    operation_id = "vehicle_aggregates",
+    tag = "vehicles",
+    params(("id" = VehicleId, Path, description = "The vehicle id (1–128 characters of `A-Z a-z 0-9 _ - . :`)"), AggregatesQuery),
+    responses(
+        (status = 200, description = "The hours of the range that have data, oldest first", body = AggregatesPage),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn aggregates(
     caller: Caller,
     state: web::Data<ApiState>,

@@ -121,6 +121,27 @@ async fn read_body(
 /// 200 when every valid record is stored; 503 + `Retry-After` when some could not be
 /// stored right now (the body says which).
 /// Needs an ingest API key; records of vehicles of another tenant are `rejected`.
+#[utoipa::path(
+    post,
+    path = "/v1/ingest",
+    tag = "ingest",
+    request_body(
+        content = crate::ingest::IngestBatch,
+        description = "1 to `http.max_batch_records` (1000) records",
+        content_type = "application/json"
+    ),
+    responses(
+        (status = 200, description = "Every valid record is stored (`accepted`); invalid ones are `rejected`", body = crate::ingest::IngestReply),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 413, response = super::openapi::errors::PayloadTooLarge),
+        (status = 429, response = super::openapi::errors::TooManyRequests),
+        (status = 503, description = "Some valid records could not be stored now (a reply with `failed` records), or the key store is unavailable (an error body); resend after `Retry-After`",
+            body = crate::ingest::IngestUnavailable,
+            headers(("Retry-After" = u64, description = "Seconds to wait before resending"))),
+    ),
+    security(("api_key" = []), ("api_key_bearer" = []))
+)]
 pub async fn ingest(
     state: web::Data<ApiState>,
     req: HttpRequest,

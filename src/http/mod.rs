@@ -3,9 +3,10 @@
 //! - Public API ([`api_routes`]): `POST /v1/ingest`, `GET /v1/vehicles[/{id}]`,
 //!   the vehicle's `trips`, `charging-sessions` and `events`, geofence and alert-rule
 //!   CRUD (`/v1/geofences`, `/v1/alert-rules`), `GET /v1/stream` (SSE),
-//!   `POST /v1/stream-tickets` and the live page at `/` (its assets under `/page/`). Every
-//!   endpoint but the page authenticates its caller ([`auth`]) and works inside the
-//!   caller's tenant.
+//!   `POST /v1/stream-tickets`, the live page at `/` (its assets under `/page/`) and the
+//!   OpenAPI document at `/openapi.json` ([`openapi`]). Every endpoint but the page and the
+//!   document authenticates its caller ([`auth`]) and works inside the caller's tenant. A
+//!   route added here must be added to [`openapi::ApiDoc`] too (tests/openapi.rs checks).
 //! - Admin ([`admin_routes`]): `/admin/actors`, `/admin/leases`, `/admin/shards`,
 //!   `/metrics` (platform-admin token), `/healthz`, `/readyz` (open).
 //!   Meant for a private network.
@@ -22,6 +23,7 @@ pub mod hardening;
 mod history;
 mod ingest;
 mod limits;
+pub mod openapi;
 mod page;
 mod sse;
 mod tickets;
@@ -35,7 +37,7 @@ use fleetwire_actors::ports::StateStore;
 use fleetwire_actors::subscriber::SubscriberServices;
 
 pub use admin::{AdminState, Readiness};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, json_method_not_allowed};
 pub use limits::{ConnectionLimits, ConnectionPermit, LimitError};
 
 use crate::auth::Authenticator;
@@ -77,31 +79,46 @@ pub fn api_routes(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(state))
             .app_data(error::query_config())
             .app_data(error::path_config())
-            .route("/", web::get().to(page::index))
-            .route("/page/{file}", web::get().to(page::asset))
-            .route("/v1/ingest", web::post().to(ingest::ingest))
-            .route("/v1/vehicles", web::get().to(vehicles::list))
-            .route("/v1/vehicles/{id}", web::get().to(vehicles::get))
-            .route("/v1/vehicles/{id}/trips", web::get().to(fleet::trips))
-            .route("/v1/vehicles/{id}/history", web::get().to(history::history))
-            .route("/v1/vehicles/{id}/aggregates", web::get().to(history::aggregates))
-            .route(
-                "/v1/vehicles/{id}/charging-sessions",
-                web::get().to(fleet::charging_sessions),
+            // One resource per path, so another method on a known path is a 405 with `Allow`
+            // (made JSON by `error::json_method_not_allowed`), not a 404.
+            .service(web::resource("/").route(web::get().to(page::index)))
+            .service(web::resource("/page/{file}").route(web::get().to(page::asset)))
+            .service(web::resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
+            .service(web::resource("/v1/ingest").route(web::post().to(ingest::ingest)))
+            .service(web::resource("/v1/vehicles").route(web::get().to(vehicles::list)))
+            .service(web::resource("/v1/vehicles/{id}").route(web::get().to(vehicles::get)))
+            .service(web::resource("/v1/vehicles/{id}/trips").route(web::get().to(fleet::trips)))
+            .service(web::resource("/v1/vehicles/{id}/history").route(web::get().to(history::history)))
+            .service(web::resource("/v1/vehicles/{id}/aggregates").route(web::get().to(history::aggregates)))
+            .service(
+                web::resource("/v1/vehicles/{id}/charging-sessions")
+                    .route(web::get().to(fleet::charging_sessions)),
             )
-            .route("/v1/vehicles/{id}/events", web::get().to(fleet::events))
-            .route("/v1/geofences", web::get().to(fleet::list_geofences))
-            .route("/v1/geofences", web::post().to(fleet::put_geofence))
-            .route("/v1/geofences/{id}", web::get().to(fleet::get_geofence))
-            .route("/v1/geofences/{id}", web::delete().to(fleet::delete_geofence))
-            .route("/v1/alert-rules", web::get().to(fleet::list_alert_rules))
-            .route("/v1/alert-rules", web::post().to(fleet::put_alert_rule))
-            .route("/v1/alert-rules/{id}", web::delete().to(fleet::delete_alert_rule))
-            .route("/v1/stream", web::get().to(sse::stream))
-            .route("/v1/stream-tickets", web::post().to(tickets::create))
-            .route("/v1/api-keys", web::post().to(api_keys::create))
-            .route("/v1/api-keys", web::get().to(api_keys::list))
-            .route("/v1/api-keys/{id}", web::delete().to(api_keys::revoke))
+            .service(web::resource("/v1/vehicles/{id}/events").route(web::get().to(fleet::events)))
+            .service(
+                web::resource("/v1/geofences")
+                    .route(web::get().to(fleet::list_geofences))
+                    .route(web::post().to(fleet::put_geofence)),
+            )
+            .service(
+                web::resource("/v1/geofences/{id}")
+                    .route(web::get().to(fleet::get_geofence))
+                    .route(web::delete().to(fleet::delete_geofence)),
+            )
+            .service(
+                web::resource("/v1/alert-rules")
+                    .route(web::get().to(fleet::list_alert_rules))
+                    .route(web::post().to(fleet::put_alert_rule)),
+            )
+            .service(web::resource("/v1/alert-rules/{id}").route(web::delete().to(fleet::delete_alert_rule)))
+            .service(web::resource("/v1/stream").route(web::get().to(sse::stream)))
+            .service(web::resource("/v1/stream-tickets").route(web::post().to(tickets::create)))
+            .service(
+                web::resource("/v1/api-keys")
+                    .route(web::post().to(api_keys::create))
+                    .route(web::get().to(api_keys::list)),
+            )
+            .service(web::resource("/v1/api-keys/{id}").route(web::delete().to(api_keys::revoke)))
             .default_service(web::to(error::not_found));
     }
 }

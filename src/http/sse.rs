@@ -12,7 +12,7 @@ use actix_web_lab::sse;
 use fleetwire_actors::ports::EventId;
 use fleetwire_actors::subscriber::{FilterQuery, Resume, Subscriber, SubscriberSpec, SubscriptionFilter};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::auth::{require, stream_caller};
@@ -21,8 +21,9 @@ use super::{ApiError, ApiState};
 use crate::auth::{Role, now_secs};
 
 /// Query of `GET /v1/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Comma-separated vehicle ids; all vehicles when absent.
     vehicles: Option<String>,
@@ -30,17 +31,68 @@ pub struct StreamQuery {
     signals: Option<String>,
     /// Comma-separated event types (`vehicle`, `fleet_event`); all when absent.
     types: Option<String>,
-    /// Resume after this event id (like the `Last-Event-ID` header).
+    /// Resume after this event id, `<ms>-<seq>` (like the `Last-Event-ID` header, which
+    /// wins when both are sent).
+    #[param(example = "1767225600000-3")]
     last_event_id: Option<String>,
     /// A stream ticket from `POST /v1/stream-tickets`, for clients that cannot send an
     /// `Authorization` header (`EventSource`).
     ticket: Option<String>,
 }
 
+/// The `data` of an SSE `reset` event: the client missed updates it cannot be given and
+/// must reload `GET /v1/vehicles` (documentation only: the subscriber writes it).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StreamReset {
+    /// Why (docs/api.md, "Event ids and resume").
+    reason: ResetReasonDoc,
+}
+
+/// The reasons of a `reset` (`fleetwire_actors::subscriber` `ResetReason::as_str`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ResetReason)]
+#[allow(dead_code)]
+enum ResetReasonDoc {
+    Lagged,
+    Gap,
+    TooOld,
+    UnknownId,
+    InvalidId,
+    ReplayFailed,
+    ReplayTooLong,
+    ResumeOverflow,
+    Dropped,
+}
+
 /// Opens a stream of the caller's tenant's `vehicle` events (`id:` the event id, `data:`
 /// a VehicleUpdate as JSON), `fleet_event` events (`data:` a FleetEvent: trips, charging,
 /// geofences, alerts), `reset` events (reload the state), and keep-alive comments.
 /// Viewer, by bearer token or stream ticket; the stream ends when the token expires.
+#[utoipa::path(
+    get,
+    path = "/v1/stream",
+    tag = "stream",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (sent by `EventSource` when it reconnects)"),
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+            description = "Server-Sent Events until the credential expires. `event: vehicle`, `id:` \
+                the event id, `data:` a `VehicleUpdate` (the vehicle's full latest state and the signals \
+                that `changed`); `event: fleet_event`, `data:` a `FleetEvent` (without `id:`; the \
+                entry's id comes with its last frame); `event: reset`, `data:` a `StreamReset` (reload \
+                `GET /v1/vehicles`); `: keep-alive` comments and a `retry:` hint."),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 429, response = super::openapi::errors::TooManyRequests),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []), ("stream_ticket" = []))
+)]
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<ApiState>,

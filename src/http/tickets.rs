@@ -9,7 +9,7 @@ use super::{ApiError, ApiState};
 use crate::auth::{Caller, Role, now_secs};
 
 /// A new stream ticket.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StreamTicket {
     /// Pass as `?ticket=` to `GET /v1/stream`.
     pub ticket: String,
@@ -19,6 +19,18 @@ pub struct StreamTicket {
 }
 
 /// Issues a ticket bound to the caller's tenant and role (viewer).
+#[utoipa::path(
+    post,
+    path = "/v1/stream-tickets",
+    operation_id = "create_stream_ticket",
+    tag = "stream",
+    responses(
+        (status = 201, description = "A ticket for `GET /v1/stream?ticket=`", body = StreamTicket),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn create(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     require(&caller, Role::Viewer)?;
     let (ticket, expires_at) = state.auth.tickets.issue(&caller, now_secs())?;

@@ -12,17 +12,19 @@ use crate::auth::{Caller, Role};
 const MAX_PAGE: usize = 1000;
 
 /// Query of `GET /v1/vehicles`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Continue after this vehicle id (the previous page's `next_after`).
     after: Option<String>,
 }
 
 /// A page of vehicles.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct VehiclePage {
     vehicles: Vec<VehicleView>,
     /// Pass as `after` to get the next page; `null` on the last page.
@@ -30,11 +32,16 @@ struct VehiclePage {
 }
 
 /// What the API shows of a vehicle (the dedupe window is internal).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Vehicle)]
 struct VehicleView {
+    /// The vehicle.
     vehicle_id: VehicleId,
+    /// Latest reading per signal name: the value with the newest source timestamp.
     signals: std::collections::BTreeMap<String, fleetwire_actors::model::SignalReading>,
+    /// Newest source timestamp seen; `null` before the first record.
     last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    /// Records applied to the vehicle so far.
     version: u64,
 }
 
@@ -57,6 +64,21 @@ fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Lists the caller's tenant's vehicles with their latest state, ordered by id (viewer).
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles",
+    operation_id = "list_vehicles",
+    tag = "vehicles",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of vehicles; continue with `after=next_after`", body = VehiclePage),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn list(
     caller: Caller,
     state: web::Data<ApiState>,
@@ -86,6 +108,22 @@ pub async fn list(
 /// One vehicle's latest state (viewer). Another tenant's vehicle is a 404, exactly like
 /// a vehicle that does not exist (the store is keyed by tenant), so ids of other tenants
 /// cannot be probed.
+#[utoipa::path(
+    get,
+    path = "/v1/vehicles/{id}",
+    operation_id = "get_vehicle",
+    tag = "vehicles",
+    params(("id" = VehicleId, Path, description = "The vehicle id (1–128 characters of `A-Z a-z 0-9 _ - . :`)")),
+    responses(
+        (status = 200, description = "The vehicle", body = VehicleView),
+        (status = 400, response = super::openapi::errors::BadRequest),
+        (status = 401, response = super::openapi::errors::Unauthorized),
+        (status = 403, response = super::openapi::errors::Forbidden),
+        (status = 404, response = super::openapi::errors::NotFound),
+        (status = 503, response = super::openapi::errors::Unavailable),
+    ),
+    security(("bearer_jwt" = []))
+)]
 pub async fn get(
     caller: Caller,
     state: web::Data<ApiState>,

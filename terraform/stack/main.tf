@@ -133,6 +133,34 @@ resource "aws_secretsmanager_secret" "pseudonym_key" {
   tags                    = local.tags
 }
 
+# Platform-admin token (admin.token: /admin/* and /metrics) and stream-ticket key
+# (auth.ticket_key, the same on every task). Terraform creates the secrets, never their
+# values: docs/deploy.md puts them in with `aws secretsmanager put-secret-value`.
+resource "aws_secretsmanager_secret" "auth" {
+  #checkov:skip=CKV2_AWS_57:Rotated by an operator (docs/operations.md, "Platform-admin credential" and "Stream tickets"): a new admin token must reach the scrapers first, so no Lambda rotation.
+  for_each                = toset(["admin-token", "ticket-key"])
+  name                    = "${local.name_prefix}/auth/${each.key}"
+  description             = each.key == "admin-token" ? "Platform-admin bearer token (FLEETWIRE_ADMIN__TOKEN, >= 32 characters)" : "Stream-ticket HMAC key (FLEETWIRE_AUTH__TICKET_KEY, hex, >= 32 bytes)"
+  kms_key_id              = module.kms.data_key_arn
+  recovery_window_in_days = 7
+  tags                    = local.tags
+}
+
+# Who the API's users are: a Cognito user pool made here, or an existing OIDC provider.
+module "cognito" {
+  source              = "../modules/cognito"
+  count               = var.create_user_pool ? 1 : 0
+  name_prefix         = local.name_prefix
+  deletion_protection = var.deletion_protection
+  tags                = local.tags
+}
+
+locals {
+  auth_issuer    = var.create_user_pool ? module.cognito[0].issuer : var.auth_issuer
+  auth_jwks_url  = var.create_user_pool ? module.cognito[0].jwks_url : var.auth_jwks_url
+  auth_audiences = var.create_user_pool ? [module.cognito[0].client_id] : var.auth_audiences
+}
+
 module "cloudwatch" {
   source                           = "../modules/cloudwatch"
   name_prefix                      = local.name_prefix
@@ -164,6 +192,7 @@ module "iam" {
   enable_execute_command = var.enable_execute_command
   secret_arns = concat(
     [module.redis.url_secret_arn, aws_secretsmanager_secret.pseudonym_key.arn],
+    [for s in aws_secretsmanager_secret.auth : s.arn],
     var.enable_tesla_listener ? [for s in aws_secretsmanager_secret.tesla : s.arn] : [],
   )
   tags = local.tags
@@ -203,6 +232,11 @@ module "ecs" {
   kinesis_stream_name              = module.kinesis.vehicle_data_stream_name
   kinesis_topic_stream_names       = module.kinesis.stream_names
   pseudonym_key_secret_arn         = aws_secretsmanager_secret.pseudonym_key.arn
+  admin_token_secret_arn           = aws_secretsmanager_secret.auth["admin-token"].arn
+  ticket_key_secret_arn            = aws_secretsmanager_secret.auth["ticket-key"].arn
+  auth_issuer                      = local.auth_issuer
+  auth_jwks_url                    = local.auth_jwks_url
+  auth_audiences                   = local.auth_audiences
   lease_table_name                 = module.dynamodb.lease_table_name
   redis_url_secret_arn             = module.redis.url_secret_arn
   enable_tesla_listener            = var.enable_tesla_listener

@@ -62,3 +62,13 @@ output "tesla_secret_arns" {
   description = "Secrets to fill with the Tesla listener's PEM files (server-cert, server-key, client-ca)."
   value       = { for k, s in aws_secretsmanager_secret.tesla : k => s.arn }
 }
+
+output "user_pool_id" {
+  description = "The Cognito user pool of the API's users (null with create_user_pool = false)."
+  value       = var.create_user_pool ? module.cognito[0].user_pool_id : null
+}
+
+output "auth_secret_arns" {
+  description = "Secrets to fill before the first deploy: admin-token, ticket-key (docs/deploy.md)."
+  value       = { for k, s in aws_secretsmanager_secret.auth : k => s.arn }
+}

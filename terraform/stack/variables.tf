@@ -210,3 +210,27 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "create_user_pool" {
+  description = "Create a Cognito user pool and app client for the API's users (modules/cognito). false: bring your own OIDC provider with auth_issuer, auth_jwks_url and auth_audiences."
+  type        = bool
+  default     = true
+}
+
+variable "auth_issuer" {
+  description = "With create_user_pool = false: the token issuer (auth.issuer), e.g. https://cognito-idp.<region>.amazonaws.com/<pool id>."
+  type        = string
+  default     = null
+}
+
+variable "auth_jwks_url" {
+  description = "With create_user_pool = false: the issuer's JWKS (auth.jwks_url, https)."
+  type        = string
+  default     = null
+}
+
+variable "auth_audiences" {
+  description = "With create_user_pool = false: accepted token audiences / client ids (auth.audiences)."
+  type        = list(string)
+  default     = []
+}

@@ -300,7 +300,7 @@ def test_lease_table_permissions_are_the_calls_the_code_makes(dirs):
 def test_state_and_registry_permissions_are_the_calls_the_code_makes(dirs):
     shared = client_calls(ROOT / "src/backends/dynamodb/tables.rs")
     tables = mod(dirs, "dynamodb").locals["tables"]
-    for table, code in (("vehicles", "state_store.rs"), ("registry", "registry.rs")):
+    for table, code in (("vehicles", "state_store.rs"), ("registry", "registry.rs"), ("api_keys", "api_keys.rs")):
         called = client_calls(ROOT / "src/backends/dynamodb" / code) | shared
         assert {"GetItem", "UpdateItem", "Query", "BatchGetItem"} <= called, table
         assert set(tables[table]["task_actions"]) == called - DEV_ONLY_ACTIONS, table
@@ -433,6 +433,22 @@ def test_task_environment_variables_are_config_keys(dirs):
     assert not any(k.startswith("FLEETWIRE_") for k in ecs.locals["tesla_secrets"])
 
 
+def test_authentication_settings_reach_the_task(dirs):
+    """The node does not start without [auth]; its two shared secrets come from Secrets Manager."""
+    ecs, stack = mod(dirs, "ecs"), dirs["stack"]
+    env, secrets = ecs.locals["environment"], ecs.locals["secrets"]
+    assert {"FLEETWIRE_AUTH__ISSUER", "FLEETWIRE_AUTH__JWKS_URL", "FLEETWIRE_AUTH__AUDIENCES"} <= set(env)
+    assert {"FLEETWIRE_ADMIN__TOKEN", "FLEETWIRE_AUTH__TICKET_KEY"} <= set(secrets)
+    assert not any("TOKEN" in k or "KEY" in k for k in env if k.startswith("FLEETWIRE_AUTH") or k.startswith("FLEETWIRE_ADMIN"))
+    # The task may read those secrets, and nothing else is granted beyond the listed ones.
+    assert "aws_secretsmanager_secret.auth" in str(stack.modules["iam"]["secret_arns"])
+    # Cognito's groups are fleetwire's role names (src/auth/roles.rs).
+    roles = (ROOT / "src/auth/roles.rs").read_text()
+    groups = mod(dirs, "cognito").resources[("aws_cognito_user_group", "role")]["for_each"]
+    for group in ("viewer", "operator", "tenant-admin"):
+        assert group in groups and f'"{group}"' in roles, group
+
+
 def test_environment_check_detects_unknown_keys():
     schema = config_schema()
     assert env_var_problems({"FLEETWIRE_KINESIS__STREAM"}, schema) == ["FLEETWIRE_KINESIS__STREAM: no key stream in [kinesis]"]
@@ -443,7 +459,9 @@ def test_environment_check_detects_unknown_keys():
 
 def test_aws_profile_uses_the_provisioned_backends():
     aws = tomllib.loads((ROOT / "config/aws.toml").read_text())
-    assert aws["backends"] == {"stream": "kinesis", "leases": "dynamodb", "state": "dynamodb", "fanout": "redis"}
+    assert aws["backends"] == {
+        "stream": "kinesis", "leases": "dynamodb", "state": "dynamodb", "fanout": "redis", "api_keys": "dynamodb",
+    }
     assert aws.get("tenancy", {}).get("unknown_vehicles", "dead_letter") == "dead_letter", \
         "production never provisions unknown vehicles on its own"
     for section in ("kinesis", "dynamodb"):
@@ -463,6 +481,9 @@ def rendered_environment(dirs) -> dict[str, str]:
         "var.lease_table_name": "fleetwire-dev-leases",
         "var.name_prefix": "fleetwire-dev",
         "local.region": "us-east-1",
+        "var.auth_issuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+        "var.auth_jwks_url": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example/.well-known/jwks.json",
+        "local.auth_audiences_json": '["example-client-id"]',
     })
 
     def render(v):
@@ -499,6 +520,8 @@ def test_the_binary_accepts_the_task_configuration(dirs, tmp_path):
     assert effective["dynamodb"]["lease_table"] == "fleetwire-dev-leases"
     assert effective["dynamodb"]["table_prefix"] == "fleetwire-dev-"
     assert effective["http"]["listen"].endswith(":8080") and effective["admin"]["listen"].endswith(":9090")
+    assert effective["auth"]["audiences"] == ["example-client-id"]
+    assert effective["backends"]["api_keys"] == "dynamodb"
     # And a misspelt variable is refused, so the check above means something.
     env["FLEETWIRE_KINESIS__STREAM"] = "x"
     bad = subprocess.run([str(binary), "validate-config", str(ROOT / "config/aws.toml")],

@@ -128,5 +128,9 @@ fn a_filtered_stream_only_loses_the_vehicles_it_follows() {
     a.vehicle_event(1, 1, 1);
     a.vehicle_event(1, 2, 2);
     let counts = a.finish(&[5, 3, 7]);
-    assert_eq!(counts.lost(), 1, "vehicle 1's third record; 0 and 2 are not followed");
+    assert_eq!(
+        counts.lost(),
+        1,
+        "vehicle 1's third record; 0 and 2 are not followed"
+    );
 }

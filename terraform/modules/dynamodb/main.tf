@@ -101,7 +101,8 @@ locals {
       indexes = [
         { name = "by_tenant", hash_key = "tenant_id", hash_type = "S", range_key = "key_id", range_type = "S", projection = "ALL" },
       ]
-      task_actions = ["DescribeTable", "GetItem", "PutItem", "UpdateItem", "Query"]
+      # list = Query by_tenant + BatchGetItem (src/backends/dynamodb/api_keys.rs).
+      task_actions = ["DescribeTable", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"]
     }
     vin_vault = {
       hash_key      = "pk"

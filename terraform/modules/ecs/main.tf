@@ -4,7 +4,8 @@
 # config/aws.toml at /etc/fleetwire/aws.toml (the profile: backends, log format, shutdown
 # timeout) and this task definition adds FLEETWIRE_<SECTION>__<KEY> environment variables
 # for what depends on the environment (stream and table names, region, ports). Secrets come
-# from Secrets Manager as environment variables (FLEETWIRE_REDIS__URL), so they appear in
+# from Secrets Manager as environment variables (FLEETWIRE_REDIS__URL, the pseudonym key, the
+# platform-admin token, the stream-ticket key), so they appear in
 # neither the task definition nor the image. terraform/tests/test_consistency.py checks that
 # every variable name below is a real config key and that ports match the load balancers,
 # the Dockerfile and config/aws.toml.
@@ -44,7 +45,14 @@ locals {
     FLEETWIRE_KINESIS__ALERTS_STREAM_NAME       = var.kinesis_topic_stream_names["alerts"]
     FLEETWIRE_KINESIS__ERRORS_STREAM_NAME       = var.kinesis_topic_stream_names["errors"]
     FLEETWIRE_KINESIS__CONNECTIVITY_STREAM_NAME = var.kinesis_topic_stream_names["connectivity"]
+    # Who may call the API (docs/operations.md, "Authentication").
+    FLEETWIRE_AUTH__ISSUER    = var.auth_issuer
+    FLEETWIRE_AUTH__JWKS_URL  = var.auth_jwks_url
+    FLEETWIRE_AUTH__AUDIENCES = local.auth_audiences_json
   }
+
+  # A TOML array, which the config loader reads from an environment variable.
+  auth_audiences_json = jsonencode(var.auth_audiences)
 
   # Set only with enable_tesla_listener.
   tesla_environment = {
@@ -58,6 +66,8 @@ locals {
   secrets = {
     FLEETWIRE_REDIS__URL              = var.redis_url_secret_arn
     FLEETWIRE_SECURITY__PSEUDONYM_KEY = var.pseudonym_key_secret_arn
+    FLEETWIRE_ADMIN__TOKEN            = var.admin_token_secret_arn
+    FLEETWIRE_AUTH__TICKET_KEY        = var.ticket_key_secret_arn
   }
 
   # Not config: read by the init container only.

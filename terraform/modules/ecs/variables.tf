@@ -298,3 +298,32 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "admin_token_secret_arn" {
+  description = "Secrets Manager secret with the platform-admin token (FLEETWIRE_ADMIN__TOKEN)."
+  type        = string
+}
+
+variable "ticket_key_secret_arn" {
+  description = "Secrets Manager secret with the stream-ticket key (FLEETWIRE_AUTH__TICKET_KEY)."
+  type        = string
+}
+
+variable "auth_issuer" {
+  description = "Token issuer (FLEETWIRE_AUTH__ISSUER)."
+  type        = string
+}
+
+variable "auth_jwks_url" {
+  description = "The issuer's JWKS, https (FLEETWIRE_AUTH__JWKS_URL)."
+  type        = string
+}
+
+variable "auth_audiences" {
+  description = "Accepted audiences / client ids (FLEETWIRE_AUTH__AUDIENCES)."
+  type        = list(string)
+  validation {
+    condition     = length(var.auth_audiences) > 0
+    error_message = "auth_audiences needs at least one client id."
+  }
+}
