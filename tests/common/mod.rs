@@ -36,6 +36,10 @@ pub fn test_config(data_dir: Option<PathBuf>) -> Config {
     config.vehicles.arbiters = 2;
     // A closed client is noticed at the next write; keep-alives make that prompt.
     config.subscribers.keep_alive_ms = 200;
+    // Open history buckets hold the shard checkpoint back until they are written; closing
+    // them after a second of silence (not a minute) keeps checkpoints, drains and
+    // resharding as prompt as the tests expect.
+    config.history.idle_close_secs = 1;
     // Vehicles the tests invent belong to the default tenant (the tenant the API serves
     // until authentication picks one), as they did before the registry existed.
     config.tenancy =
