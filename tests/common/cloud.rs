@@ -100,7 +100,10 @@ pub fn spawn_node_process(shared: &Config, worker: &str, extra: &[(&str, String)
         ),
         ("CONSUMER__IDLE_POLL_MS", shared.consumer.idle_poll_ms.to_string()),
         ("CONSUMER__WORKER_ID", worker.to_owned()),
-        ("HISTORY__IDLE_CLOSE_SECS", shared.history.idle_close_secs.to_string()),
+        (
+            "HISTORY__IDLE_CLOSE_SECS",
+            shared.history.idle_close_secs.to_string(),
+        ),
         ("TENANCY__UNKNOWN_VEHICLES", "provision".to_owned()),
         ("TENANCY__PROVISION_TENANT", "default".to_owned()),
         ("HTTP__LISTEN", "127.0.0.1:0".to_owned()),

@@ -101,6 +101,13 @@ pub trait RecordRouter: Send + Sync + 'static {
     async fn release(&self, vehicles: Vec<VehicleId>) {
         let _ = vehicles;
     }
+
+    /// Asks these vehicles to write their deferred state and history now instead of at
+    /// their next coalescing or idle deadline (a shard ended and waits for them). Does not
+    /// wait for the writes: their durability holds tell the consumer.
+    async fn flush_deferred(&self, vehicles: Vec<VehicleId>) {
+        let _ = vehicles;
+    }
 }
 
 /// Where a consumer starts in a shard that has no parents and no checkpoint yet.

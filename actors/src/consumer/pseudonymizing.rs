@@ -49,6 +49,14 @@ impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
             .collect();
         self.inner.release(ids).await
     }
+
+    async fn flush_deferred(&self, vins: Vec<VehicleId>) {
+        let ids = vins
+            .iter()
+            .map(|vin| self.pseudonymizer.vehicle_id(vin.as_str()))
+            .collect();
+        self.inner.flush_deferred(ids).await
+    }
 }
 
 #[cfg(test)]

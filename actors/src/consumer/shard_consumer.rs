@@ -119,6 +119,16 @@ impl ShardConsumer {
                     is_wait: true,
                 });
             }
+            Step::FlushDeferred => {
+                let vehicles: Vec<VehicleId> = self.routed.iter().cloned().collect();
+                debug!(shard = %self.shard_id, vehicles = vehicles.len(), "Shard ended: flushing deferred writes.");
+                let router = self.router.clone();
+                self.run(
+                    ctx,
+                    async move { router.flush_deferred(vehicles).await },
+                    |_, ()| {},
+                );
+            }
             Step::GetIterator(position) => {
                 let (stream, shard) = (self.stream.clone(), self.shard_id.clone());
                 debug!(shard = %shard, ?position, "Getting a shard iterator.");

@@ -109,6 +109,11 @@ pub enum Step {
     Checkpoint(Checkpoint),
     /// Do nothing for this long, then ask again (idle poll or retry backoff).
     Wait(Duration),
+    /// Ask the vehicles this consumer routed to write their deferred state and history
+    /// now, then ask again: the shard has ended, and its children (and the `ShardEnd`
+    /// checkpoint) wait for those writes, which would otherwise come only when the
+    /// vehicles' buckets close by idleness.
+    FlushDeferred,
     /// Stop the actor.
     Stop(StopReason),
 }
@@ -183,6 +188,8 @@ pub struct ShardConsumerState {
     failures: u32,
     shutdown: Option<ShutdownReason>,
     final_checkpoint_attempts: u32,
+    /// `FlushDeferred` was returned at shard end (it is asked for once).
+    flush_requested: bool,
     records_processed: u64,
     millis_behind_latest: u64,
 }
@@ -200,6 +207,7 @@ impl ShardConsumerState {
             failures: 0,
             shutdown: None,
             final_checkpoint_attempts: 0,
+            flush_requested: false,
             records_processed: 0,
             millis_behind_latest: 0,
         }
@@ -219,7 +227,11 @@ impl ShardConsumerState {
         // Shard end: everything read and routed; the child shards wait for this write.
         if self.position == Position::Ended && self.pending.is_none() {
             if !self.deferred.is_empty() && !give_up {
-                // ShardEnd would pass records whose writes are still deferred.
+                // ShardEnd would pass records whose writes are still deferred: have them
+                // written now (once), then wait for them.
+                if !std::mem::replace(&mut self.flush_requested, true) {
+                    return Step::FlushDeferred;
+                }
                 return Step::Wait(self.config.idle_poll);
             }
             return if *self.checkpointer.written() == Checkpoint::ShardEnd {
@@ -675,6 +687,33 @@ mod tests {
         );
         s.on_checkpoint(Checkpoint::ShardEnd, Ok(()), now + d);
         assert_eq!(s.next_step(now + d), Step::Stop(StopReason::ShardEnd));
+    }
+
+    #[test]
+    fn shard_end_with_deferred_writes_asks_for_them_once_then_waits() {
+        use super::super::DurabilityHold;
+        let now = Instant::now();
+        let mut s = ShardConsumerState::new(Checkpoint::TrimHorizon, config());
+        s.next_step(now);
+        s.on_iterator(Ok(ShardIterator("it".into())), now);
+        s.next_step(now);
+        s.on_records(read(vec![record(1, "a")], None), now);
+        assert!(matches!(s.next_step(now), Step::Route(_)));
+        let (hold, tracker) = DurabilityHold::new();
+        let deferred = hold.clone();
+        hold.release();
+        s.on_routed_deferred(Ok(Some(tracker)), now);
+        assert_eq!(
+            s.next_step(now),
+            Step::FlushDeferred,
+            "the children wait: write now"
+        );
+        assert!(
+            matches!(s.next_step(now), Step::Wait(_)),
+            "asked once, then waits"
+        );
+        deferred.release();
+        assert_eq!(s.next_step(now), Step::Checkpoint(Checkpoint::ShardEnd));
     }
 
     #[test]

@@ -134,6 +134,10 @@ impl RecordRouter for TenantRouter {
         self.directory.release(&vehicles);
     }
 
+    async fn flush_deferred(&self, vehicles: Vec<VehicleId>) {
+        self.directory.flush_vehicles(&vehicles);
+    }
+
     async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
         self.route_held(vehicle_id, records, DurabilityHold::detached_released())
             .await

@@ -208,6 +208,23 @@ impl VehicleDirectory {
         }
     }
 
+    /// Like [`flush_deferred`](Self::flush_deferred), for the actors of these vehicles
+    /// only (any tenant).
+    pub fn flush_vehicles(&self, vehicles: &[VehicleId]) {
+        let wanted: std::collections::HashSet<&VehicleId> = vehicles.iter().collect();
+        let addrs: Vec<Addr<VehicleStateActor>> = self
+            .shared
+            .lock()
+            .actors
+            .iter()
+            .filter(|((_, id), _)| wanted.contains(id))
+            .map(|(_, e)| e.addr.clone())
+            .collect();
+        for addr in addrs {
+            addr.do_send(FlushDeferred);
+        }
+    }
+
     /// Vehicle actors currently in the directory.
     pub fn active_count(&self) -> usize {
         self.shared.lock().actors.len()
