@@ -34,7 +34,7 @@ use fleetwire_actors::consumer::{
     ConsumerStatus, GracefulShutdown, LeaseCoordinator, PartitionKeys, PseudonymizingRouter, RecordRouter,
 };
 use fleetwire_actors::ports::{Checkpoint, FanOut, LeaseStore, RecordStream, StateStore, VehicleRegistry};
-use fleetwire_actors::producer::{Producer, ProducerHandle};
+use fleetwire_actors::producer::{DeadLetterSink, Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
 use fleetwire_actors::fleet::FleetRules;
@@ -48,11 +48,11 @@ use tracing::{info, warn};
 use crate::auth::api_keys::{ApiKeyStore, ApiKeys};
 use crate::auth::{AdminCredential, Authenticator};
 use crate::backends::dynamodb::{
-    DynamoDbApiKeyStore, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry,
+    DynamoDbApiKeyStore, DynamoDbDeadLetters, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry,
 };
 use crate::backends::embedded::{
-    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbApiKeyStore, RedbLeaseStore,
-    RedbStateStore, RedbVehicleRegistry,
+    self, EmbeddedStream, InProcessFanOut, RedbApiKeyStore, RedbDeadLetters, RedbLeaseStore, RedbStateStore,
+    RedbVehicleRegistry,
 };
 use crate::backends::faults::FaultyStream;
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
@@ -76,6 +76,8 @@ pub struct Ports {
     pub registry: Arc<dyn VehicleRegistry>,
     /// Ingest API keys (hashes only).
     pub api_keys: Arc<dyn ApiKeyStore>,
+    /// Dead letters (same backend as `state`).
+    pub dead_letters: Arc<dyn DeadLetterSink>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
@@ -95,6 +97,7 @@ impl Ports {
                 && Arc::strong_count(&p.state) == 1
                 && Arc::strong_count(&p.registry) == 1
                 && Arc::strong_count(&p.api_keys) == 1
+                && Arc::strong_count(&p.dead_letters) == 1
                 && Arc::strong_count(&p.fanout) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
@@ -121,10 +124,16 @@ impl Ports {
         let b = &config.backends;
         let dir = config.embedded.data_dir.as_deref();
         let db = embedded::open_database(dir).context("opening the embedded database")?;
-        let (state, registry): (Arc<dyn StateStore>, Arc<dyn VehicleRegistry>) = match b.state {
+        type StateBackends = (
+            Arc<dyn StateStore>,
+            Arc<dyn VehicleRegistry>,
+            Arc<dyn DeadLetterSink>,
+        );
+        let (state, registry, dead_letters): StateBackends = match b.state {
             StateBackend::Embedded => (
                 Arc::new(RedbStateStore::new(db.clone()).context("opening the state store")?),
                 Arc::new(RedbVehicleRegistry::new(db.clone()).context("opening the vehicle registry")?),
+                Arc::new(RedbDeadLetters::new(db.clone()).context("opening the dead-letter store")?),
             ),
             StateBackend::Dynamodb => {
                 let cfg = &config.dynamodb;
@@ -139,6 +148,12 @@ impl Ports {
                         format!(
                             "connecting to registry table {}",
                             cfg.table(crate::backends::dynamodb::REGISTRY_TABLE)
+                        )
+                    })?),
+                    Arc::new(DynamoDbDeadLetters::connect(cfg).await.with_context(|| {
+                        format!(
+                            "connecting to dead-letter table {}",
+                            cfg.table(crate::backends::dynamodb::DEAD_LETTERS_TABLE)
                         )
                     })?),
                 )
@@ -199,6 +214,7 @@ impl Ports {
             state,
             registry,
             api_keys,
+            dead_letters,
             fanout,
         })
     }
@@ -258,7 +274,6 @@ pub struct Node {
     watermarks: AcceptedWatermarks,
     shutting_down: Arc<AtomicBool>,
     producer: ProducerHandle,
-    dead_letters: Arc<InMemoryDeadLetters>,
 }
 
 /// What shutdown did.
@@ -314,16 +329,20 @@ impl Node {
                 rules: fleet_rules.clone(),
             },
         );
-        // Records the producer gives up on and records of unprovisioned or suspended
-        // vehicles share the node's dead-letter sink.
-        let dead_letters = Arc::new(InMemoryDeadLetters::default());
+        // Records the producer gives up on, records of unprovisioned or suspended vehicles
+        // and undecodable records share the node's dead-letter store.
+        let dead_letters = ports.dead_letters.clone();
         let tenants = TenantRouter::new(
             &config.tenancy,
             directory.clone(),
             ports.registry.clone(),
             dead_letters.clone(),
         )
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_stream_name(match config.backends.stream {
+            StreamBackend::Embedded => "embedded".to_owned(),
+            StreamBackend::Kinesis => config.kinesis.stream_name.clone(),
+        });
         let router: Arc<dyn RecordRouter> = match config.consumer.partition_keys {
             PartitionKeys::VehicleIds => Arc::new(tenants),
             PartitionKeys::Vins => Arc::new(PseudonymizingRouter::new(
@@ -448,7 +467,6 @@ impl Node {
             watermarks,
             shutting_down,
             producer,
-            dead_letters,
         })
     }
 
@@ -483,10 +501,10 @@ impl Node {
         self.ports.registry.clone()
     }
 
-    /// Records the producer gave up on and records of unprovisioned or suspended vehicles
-    /// (the last ones, and counts by reason).
-    pub fn dead_letters(&self) -> &Arc<InMemoryDeadLetters> {
-        &self.dead_letters
+    /// The dead-letter store: records the producer gave up on, records of unprovisioned
+    /// or suspended vehicles, undecodable records.
+    pub fn dead_letters(&self) -> Arc<dyn DeadLetterSink> {
+        self.ports.dead_letters.clone()
     }
 
     /// Shuts down in order (see the module docs). `limit` bounds the producer flush and

@@ -10,10 +10,12 @@
 //! (PutRecords, GetShardIterator, GetRecords). The fan-out, state-store and vehicle-registry
 //! checks are in `conformance/`.
 
+mod dead_letters;
 mod fanout;
 mod registry;
 mod state_store;
 
+pub use dead_letters::{check_dead_letters_basics, check_dead_letters_large_payloads, dead_letter};
 pub use fanout::{
     check_fanout_delivers_to_every_subscriber, check_fanout_replay, check_fanout_replay_is_bounded, update_of,
 };

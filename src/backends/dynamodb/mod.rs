@@ -57,6 +57,7 @@
 //! does. dynalite does not, so there every failed condition would look like `NotFound`.
 
 mod api_keys;
+mod dead_letters;
 mod lease_store;
 mod registry;
 mod state_store;
@@ -67,6 +68,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use api_keys::{API_KEYS_TABLE, DynamoDbApiKeyStore};
+pub use dead_letters::{DEAD_LETTERS_TABLE, DynamoDbDeadLetters};
 pub use lease_store::DynamoDbLeaseStore;
 pub use registry::DynamoDbVehicleRegistry;
 pub use state_store::DynamoDbStateStore;

@@ -18,7 +18,7 @@
 
 mod api_keys;
 mod db;
-mod dead_letters;
+pub(crate) mod dead_letters;
 mod fanout;
 mod lease_store;
 mod registry;
@@ -32,7 +32,9 @@ use serde::{Deserialize, Serialize};
 
 pub use api_keys::RedbApiKeyStore;
 pub use db::{DATABASE_FILE_NAME, open_database};
-pub use dead_letters::{DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters};
+pub use dead_letters::{
+    DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters, RedbDeadLetters,
+};
 pub use fanout::InProcessFanOut;
 pub use lease_store::RedbLeaseStore;
 pub use registry::RedbVehicleRegistry;
