@@ -411,12 +411,18 @@ impl Node {
                 _ => None,
             },
         };
+        let dead_letter_service = http::dead_letters::DeadLetterService {
+            store: ports.dead_letters.clone(),
+            producer: producer.clone(),
+        };
+        let api_dead_letters = dead_letter_service.clone();
         let cors_origins = config.http.cors_allowed_origins.clone();
         let mut api = HttpServer::new(move || {
             App::new()
                 .wrap(http::hardening::cors(&cors_origins))
                 .wrap(http::hardening::security_headers())
                 .configure(http::api_routes(api_state.clone()))
+                .configure(http::dead_letters::api_routes(api_dead_letters.clone()))
         })
         .shutdown_timeout(config.http.shutdown_timeout_secs)
         .disable_signals();
@@ -441,12 +447,16 @@ impl Node {
             metrics,
             credential,
         };
-        let admin = HttpServer::new(move || App::new().configure(http::admin_routes(admin_state.clone())))
-            .workers(1)
-            .shutdown_timeout(1)
-            .disable_signals()
-            .listen(admin_listener)
-            .with_context(|| format!("listening on {}", config.admin.listen))?;
+        let admin = HttpServer::new(move || {
+            App::new()
+                .configure(http::admin_routes(admin_state.clone()))
+                .configure(http::dead_letters::admin_routes(dead_letter_service.clone()))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .disable_signals()
+        .listen(admin_listener)
+        .with_context(|| format!("listening on {}", config.admin.listen))?;
         let admin_addr = admin.addrs()[0];
         let admin = admin.run();
         let admin_server = admin.handle();

@@ -15,6 +15,7 @@
 mod admin;
 mod api_keys;
 pub mod auth;
+pub mod dead_letters;
 mod error;
 mod fleet;
 pub mod hardening;

@@ -304,6 +304,12 @@ pub trait DeadLetterSink: Send + Sync + 'static {
 
     /// Deletes one letter; `false` when there was none.
     async fn delete(&self, id: &DeadLetterId) -> Result<bool, DeadLetterError>;
+
+    /// Deletes `letter` only if it is still the version that was read (same
+    /// `received_at`); `false` otherwise. A replay deletes this way: the replayed record
+    /// may already have been dead-lettered again under the same id, and that new letter
+    /// must stay.
+    async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError>;
 }
 
 /// Letters of one `put` with duplicates (same id) removed, keeping the last: a batch

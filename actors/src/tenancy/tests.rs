@@ -123,6 +123,10 @@ impl DeadLetterSink for Letters {
         got.retain(|l| l.id() != *id);
         Ok(got.len() < before)
     }
+
+    async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
+        self.delete(&letter.id).await
+    }
 }
 
 struct Setup {

@@ -182,6 +182,23 @@ pub async fn check_dead_letters_basics(sink: &dyn DeadLetterSink) {
     .await;
     assert_eq!(others.len(), 1, "tenants are apart");
 
+    // A replay deletes the letter it read, not one rewritten since.
+    let read = sink.get(&ids[7]).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    sink.put(vec![letters[7].clone()]).await.unwrap();
+    assert!(
+        !sink.delete_unchanged(&read).await.unwrap(),
+        "rewritten since it was read: kept"
+    );
+    let reread = sink.get(&ids[7]).await.unwrap().expect("still there");
+    assert!(reread.received_at > read.received_at);
+    assert!(
+        sink.delete_unchanged(&reread).await.unwrap(),
+        "unchanged: deleted"
+    );
+    assert_eq!(sink.get(&ids[7]).await.unwrap(), None);
+    sink.put(vec![letters[7].clone()]).await.unwrap();
+
     assert!(sink.delete(&ids[5]).await.unwrap(), "deleted");
     assert!(!sink.delete(&ids[5]).await.unwrap(), "already gone");
     assert_eq!(sink.get(&ids[5]).await.unwrap(), None);

@@ -22,7 +22,8 @@
 //!   `limit` is among its shard's first `limit`. Expired items that DynamoDB's TTL has not
 //!   deleted yet are filtered out.
 //! - `get`: consistent GetItem; `delete`: DeleteItem (`ReturnValues=ALL_OLD` tells whether
-//!   there was one).
+//!   there was one); `delete_unchanged` (after a replay): DeleteItem conditioned on
+//!   `received_at = :read`, so a letter rewritten meanwhile stays.
 
 use std::time::Duration;
 
@@ -409,5 +410,22 @@ impl DeadLetterSink for DynamoDbDeadLetters {
             .await
             .map_err(|e| failed("DeleteItem", DisplayErrorContext(&e)))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&letter.id)))
+            .condition_expression("received_at = :r")
+            .expression_attribute_values(":r", n(letter.received_at.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if tables::is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(failed("DeleteItem", DisplayErrorContext(&e))),
+        }
     }
 }

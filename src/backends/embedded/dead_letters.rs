@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveTime, Utc};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use fleetwire_actors::model::TenantId;
@@ -252,6 +252,30 @@ impl DeadLetterSink for RedbDeadLetters {
         })
         .await
     }
+
+    async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
+        let (id, received_at) = (letter.id.clone(), letter.received_at);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(failed)?;
+            let removed = {
+                let mut table = txn.open_table(DEAD_LETTERS).map_err(failed)?;
+                let key = (id.tenant.as_str(), id.at_ms, id.hash);
+                let current = match table.get(key).map_err(failed)? {
+                    Some(row) => Some(decode(id.clone(), row.value())?.received_at),
+                    None => None,
+                };
+                if current == Some(received_at) {
+                    table.remove(key).map_err(failed)?;
+                    true
+                } else {
+                    false
+                }
+            };
+            txn.commit().map_err(failed)?;
+            Ok(removed)
+        })
+        .await
+    }
 }
 
 /// Letters per reason label, for [`DEAD_LETTERS_STORED_TOTAL`].
@@ -263,9 +287,12 @@ pub(crate) fn count_by_reason(letters: &[StoredDeadLetter]) -> BTreeMap<String, 
     counts
 }
 
-/// Counts letters a sink has stored.
+/// Counts letters a sink has stored, in the metric and in one log line per reason (the
+/// log line feeds the CloudWatch metric filter of `terraform/modules/cloudwatch`, which
+/// matches its message text and reads `letters`).
 pub(crate) fn record_stored(counts: BTreeMap<String, u64>) {
     for (reason, n) in counts {
+        tracing::info!(reason = %reason, letters = n, "Dead letters stored.");
         metrics::counter!(DEAD_LETTERS_STORED_TOTAL, "reason" => reason).increment(n);
     }
 }
@@ -378,6 +405,15 @@ impl DeadLetterSink for InMemoryDeadLetters {
         let mut state = self.lock();
         let before = state.recent.len();
         state.recent.retain(|l| l.id != *id);
+        Ok(state.recent.len() < before)
+    }
+
+    async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
+        let mut state = self.lock();
+        let before = state.recent.len();
+        state
+            .recent
+            .retain(|l| !(l.id == letter.id && l.received_at == letter.received_at));
         Ok(state.recent.len() < before)
     }
 }
