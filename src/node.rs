@@ -48,11 +48,12 @@ use tracing::{info, warn};
 use crate::auth::api_keys::{ApiKeyStore, ApiKeys};
 use crate::auth::{AdminCredential, Authenticator};
 use crate::backends::dynamodb::{
-    DynamoDbApiKeyStore, DynamoDbDeadLetters, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry,
+    DynamoDbApiKeyStore, DynamoDbDeadLetters, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVaultStore,
+    DynamoDbVehicleRegistry,
 };
 use crate::backends::embedded::{
     self, EmbeddedStream, InProcessFanOut, RedbApiKeyStore, RedbDeadLetters, RedbLeaseStore, RedbStateStore,
-    RedbVehicleRegistry,
+    RedbVaultStore, RedbVehicleRegistry,
 };
 use crate::backends::faults::FaultyStream;
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
@@ -62,6 +63,8 @@ use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
 use crate::tesla::{StreamSink, TeslaListener};
+use crate::vault::keys::{ConfigKeys, DataKeys, LocalKeyWrapper, StoredKeys};
+use crate::vault::{VaultStore, VinRecorder, VinVault};
 
 /// The ports, built from config.
 #[derive(Clone)]
@@ -78,6 +81,8 @@ pub struct Ports {
     pub api_keys: Arc<dyn ApiKeyStore>,
     /// Dead letters (same backend as `state`).
     pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// The VIN vault's items (same backend as `state`).
+    pub vault: Arc<dyn VaultStore>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// Streams of the Tesla topics other than `V` (which is `stream`); empty unless the
@@ -98,6 +103,7 @@ impl Ports {
                 && Arc::strong_count(&p.registry) == 1
                 && Arc::strong_count(&p.api_keys) == 1
                 && Arc::strong_count(&p.dead_letters) == 1
+                && Arc::strong_count(&p.vault) == 1
                 && Arc::strong_count(&p.fanout) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
         };
@@ -128,12 +134,14 @@ impl Ports {
             Arc<dyn StateStore>,
             Arc<dyn VehicleRegistry>,
             Arc<dyn DeadLetterSink>,
+            Arc<dyn VaultStore>,
         );
-        let (state, registry, dead_letters): StateBackends = match b.state {
+        let (state, registry, dead_letters, vault): StateBackends = match b.state {
             StateBackend::Embedded => (
                 Arc::new(RedbStateStore::new(db.clone()).context("opening the state store")?),
                 Arc::new(RedbVehicleRegistry::new(db.clone()).context("opening the vehicle registry")?),
                 Arc::new(RedbDeadLetters::new(db.clone()).context("opening the dead-letter store")?),
+                Arc::new(RedbVaultStore::new(db.clone()).context("opening the VIN vault")?),
             ),
             StateBackend::Dynamodb => {
                 let cfg = &config.dynamodb;
@@ -154,6 +162,12 @@ impl Ports {
                         format!(
                             "connecting to dead-letter table {}",
                             cfg.table(crate::backends::dynamodb::DEAD_LETTERS_TABLE)
+                        )
+                    })?),
+                    Arc::new(DynamoDbVaultStore::connect(cfg).await.with_context(|| {
+                        format!(
+                            "connecting to VIN vault table {}",
+                            cfg.table(crate::backends::dynamodb::VIN_VAULT_TABLE)
                         )
                     })?),
                 )
@@ -215,9 +229,33 @@ impl Ports {
             registry,
             api_keys,
             dead_letters,
+            vault,
             fanout,
         })
     }
+}
+
+/// The VIN vault's data keys: from `[vault] keys` on the embedded backend; on DynamoDB
+/// stored in the vault itself, wrapped by `vault.wrapping_key`.
+fn data_keys(config: &Config, ports: &Ports) -> anyhow::Result<Arc<dyn DataKeys>> {
+    let v = &config.vault;
+    Ok(match config.backends.state {
+        StateBackend::Embedded => {
+            let keys = ConfigKeys::from_config(v).map_err(anyhow::Error::msg)?;
+            if keys.is_development() {
+                warn!("vault.keys is not set: VINs are encrypted with the published development key.");
+            }
+            Arc::new(keys)
+        }
+        StateBackend::Dynamodb => {
+            let wrapper = LocalKeyWrapper::new(v.wrapping_key.as_ref().map(|k| k.expose()))?;
+            Arc::new(StoredKeys::new(
+                ports.vault.clone(),
+                Arc::new(wrapper),
+                v.key_version,
+            ))
+        }
+    })
 }
 
 /// Opens the streams of the Tesla topics other than `V`, on the same backend as the main
@@ -363,18 +401,21 @@ impl Node {
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
             .with_producer(producer.clone());
         let watermarks = ingestor.watermarks().clone();
+        let vin_vault = VinVault::new(ports.vault.clone(), data_keys(&config, &ports)?);
         let tesla = if let Some(listener) = vehicle_listener {
             let pseudonymizer = config.security.pseudonymizer()?;
             if config.security.pseudonym_key.is_none() {
                 warn!("security.pseudonym_key is not set: vehicle ids use the published development key.");
             }
             let sink = StreamSink::new(ingestor.clone(), ports.topic_streams.clone());
+            let recorder = VinRecorder::new(vin_vault.clone(), ports.registry.clone());
             Some(
                 TeslaListener::start(
                     &config.tesla,
                     listener,
                     Arc::new(sink),
                     pseudonymizer,
+                    Arc::new(recorder),
                     registry.clone(),
                 )
                 .await?,
@@ -416,6 +457,10 @@ impl Node {
             producer: producer.clone(),
         };
         let api_dead_letters = dead_letter_service.clone();
+        let vin_service = http::vin::VinService {
+            vault: vin_vault,
+            registry: ports.registry.clone(),
+        };
         let cors_origins = config.http.cors_allowed_origins.clone();
         let mut api = HttpServer::new(move || {
             App::new()
@@ -423,6 +468,7 @@ impl Node {
                 .wrap(http::hardening::security_headers())
                 .configure(http::api_routes(api_state.clone()))
                 .configure(http::dead_letters::api_routes(api_dead_letters.clone()))
+                .configure(http::vin::routes(vin_service.clone()))
         })
         .shutdown_timeout(config.http.shutdown_timeout_secs)
         .disable_signals();

@@ -25,6 +25,7 @@ mod page;
 mod sse;
 mod tickets;
 mod vehicles;
+pub mod vin;
 
 use std::sync::Arc;
 

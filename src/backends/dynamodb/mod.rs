@@ -62,6 +62,7 @@ mod lease_store;
 mod registry;
 mod state_store;
 mod tables;
+mod vin_vault;
 
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ pub use dead_letters::{DEAD_LETTERS_TABLE, DynamoDbDeadLetters};
 pub use lease_store::DynamoDbLeaseStore;
 pub use registry::DynamoDbVehicleRegistry;
 pub use state_store::DynamoDbStateStore;
+pub use vin_vault::{DynamoDbVaultStore, VIN_VAULT_TABLE};
 
 /// Configuration of the DynamoDB backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

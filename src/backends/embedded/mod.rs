@@ -24,6 +24,7 @@ mod lease_store;
 mod registry;
 mod state_store;
 mod stream;
+mod vin_vault;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,7 @@ pub use lease_store::RedbLeaseStore;
 pub use registry::RedbVehicleRegistry;
 pub use state_store::RedbStateStore;
 pub use stream::{EmbeddedStream, ITERATOR_TTL};
+pub use vin_vault::RedbVaultStore;
 
 /// Configuration of the embedded backends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
