@@ -40,6 +40,8 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// VIN pseudonymization.
     pub security: SecurityConfig,
+    /// Keys of the VIN vault (pseudonym → encrypted VIN; same backend as `backends.state`).
+    pub vault: crate::vault::VaultConfig,
     /// Which backend implements each port.
     pub backends: BackendsConfig,
     /// The Tesla Fleet Telemetry listener for vehicles (mTLS WebSocket).
@@ -351,6 +353,7 @@ impl Config {
         }
         problems.extend(self.tesla.problems());
         problems.extend(self.auth.problems());
+        problems.extend(self.vault.problems());
         if let Some(bad) = self
             .http
             .cors_allowed_origins

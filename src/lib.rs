@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod node;
 pub mod observability;
 pub mod tesla;
+pub mod vault;
 
 /// Installs aws-lc-rs as the process's rustls crypto provider (idempotent). rustls is built
 /// with that provider only, but HTTP clients built without a provider of their own

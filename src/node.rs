@@ -36,7 +36,7 @@ use fleetwire_actors::consumer::{
 use fleetwire_actors::ports::{
     Checkpoint, FanOut, HistoryStore, LeaseStore, RecordStream, StateStore, VehicleRegistry,
 };
-use fleetwire_actors::producer::{Producer, ProducerHandle};
+use fleetwire_actors::producer::{DeadLetterSink, Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
 use fleetwire_actors::fleet::FleetRules;
@@ -50,11 +50,12 @@ use tracing::{info, warn};
 use crate::auth::api_keys::{ApiKeyStore, ApiKeys};
 use crate::auth::{AdminCredential, Authenticator};
 use crate::backends::dynamodb::{
-    DynamoDbApiKeyStore, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVehicleRegistry,
+    DynamoDbApiKeyStore, DynamoDbDeadLetters, DynamoDbLeaseStore, DynamoDbStateStore, DynamoDbVaultStore,
+    DynamoDbVehicleRegistry,
 };
 use crate::backends::embedded::{
-    self, EmbeddedStream, InMemoryDeadLetters, InProcessFanOut, RedbApiKeyStore, RedbLeaseStore,
-    RedbStateStore, RedbVehicleRegistry,
+    self, EmbeddedStream, InProcessFanOut, RedbApiKeyStore, RedbDeadLetters, RedbLeaseStore, RedbStateStore,
+    RedbVaultStore, RedbVehicleRegistry,
 };
 use crate::backends::faults::FaultyStream;
 use crate::backends::kinesis::{KinesisConfig, KinesisStream};
@@ -64,6 +65,8 @@ use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
 use crate::tesla::{StreamSink, TeslaListener};
+use crate::vault::keys::{ConfigKeys, DataKeys, LocalKeyWrapper, StoredKeys};
+use crate::vault::{VaultStore, VinRecorder, VinVault};
 
 /// The ports, built from config.
 #[derive(Clone)]
@@ -78,6 +81,10 @@ pub struct Ports {
     pub registry: Arc<dyn VehicleRegistry>,
     /// Ingest API keys (hashes only).
     pub api_keys: Arc<dyn ApiKeyStore>,
+    /// Dead letters (same backend as `state`).
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// The VIN vault's items (same backend as `state`).
+    pub vault: Arc<dyn VaultStore>,
     /// Update fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// History buckets and hour aggregates (same backend as `state`).
@@ -99,6 +106,8 @@ impl Ports {
                 && Arc::strong_count(&p.state) == 1
                 && Arc::strong_count(&p.registry) == 1
                 && Arc::strong_count(&p.api_keys) == 1
+                && Arc::strong_count(&p.dead_letters) == 1
+                && Arc::strong_count(&p.vault) == 1
                 && Arc::strong_count(&p.fanout) == 1
                 && Arc::strong_count(&p.history) == 1
                 && p.topic_streams.values().all(|s| Arc::strong_count(s) == 1)
@@ -126,10 +135,18 @@ impl Ports {
         let b = &config.backends;
         let dir = config.embedded.data_dir.as_deref();
         let db = embedded::open_database(dir).context("opening the embedded database")?;
-        let (state, registry): (Arc<dyn StateStore>, Arc<dyn VehicleRegistry>) = match b.state {
+        type StateBackends = (
+            Arc<dyn StateStore>,
+            Arc<dyn VehicleRegistry>,
+            Arc<dyn DeadLetterSink>,
+            Arc<dyn VaultStore>,
+        );
+        let (state, registry, dead_letters, vault): StateBackends = match b.state {
             StateBackend::Embedded => (
                 Arc::new(RedbStateStore::new(db.clone()).context("opening the state store")?),
                 Arc::new(RedbVehicleRegistry::new(db.clone()).context("opening the vehicle registry")?),
+                Arc::new(RedbDeadLetters::new(db.clone()).context("opening the dead-letter store")?),
+                Arc::new(RedbVaultStore::new(db.clone()).context("opening the VIN vault")?),
             ),
             StateBackend::Dynamodb => {
                 let cfg = &config.dynamodb;
@@ -144,6 +161,18 @@ impl Ports {
                         format!(
                             "connecting to registry table {}",
                             cfg.table(crate::backends::dynamodb::REGISTRY_TABLE)
+                        )
+                    })?),
+                    Arc::new(DynamoDbDeadLetters::connect(cfg).await.with_context(|| {
+                        format!(
+                            "connecting to dead-letter table {}",
+                            cfg.table(crate::backends::dynamodb::DEAD_LETTERS_TABLE)
+                        )
+                    })?),
+                    Arc::new(DynamoDbVaultStore::connect(cfg).await.with_context(|| {
+                        format!(
+                            "connecting to VIN vault table {}",
+                            cfg.table(crate::backends::dynamodb::VIN_VAULT_TABLE)
                         )
                     })?),
                 )
@@ -216,10 +245,35 @@ impl Ports {
             state,
             registry,
             api_keys,
+            dead_letters,
+            vault,
             fanout,
             history,
         })
     }
+}
+
+/// The VIN vault's data keys: from `[vault] keys` on the embedded backend; on DynamoDB
+/// stored in the vault itself, wrapped by `vault.wrapping_key`.
+fn data_keys(config: &Config, ports: &Ports) -> anyhow::Result<Arc<dyn DataKeys>> {
+    let v = &config.vault;
+    Ok(match config.backends.state {
+        StateBackend::Embedded => {
+            let keys = ConfigKeys::from_config(v).map_err(anyhow::Error::msg)?;
+            if keys.is_development() {
+                warn!("vault.keys is not set: VINs are encrypted with the published development key.");
+            }
+            Arc::new(keys)
+        }
+        StateBackend::Dynamodb => {
+            let wrapper = LocalKeyWrapper::new(v.wrapping_key.as_ref().map(|k| k.expose()))?;
+            Arc::new(StoredKeys::new(
+                ports.vault.clone(),
+                Arc::new(wrapper),
+                v.key_version,
+            ))
+        }
+    })
 }
 
 /// Opens the streams of the Tesla topics other than `V`, on the same backend as the main
@@ -276,7 +330,6 @@ pub struct Node {
     watermarks: AcceptedWatermarks,
     shutting_down: Arc<AtomicBool>,
     producer: ProducerHandle,
-    dead_letters: Arc<InMemoryDeadLetters>,
 }
 
 /// What shutdown did.
@@ -340,16 +393,20 @@ impl Node {
         } else {
             directory
         };
-        // Records the producer gives up on and records of unprovisioned or suspended
-        // vehicles share the node's dead-letter sink.
-        let dead_letters = Arc::new(InMemoryDeadLetters::default());
+        // Records the producer gives up on, records of unprovisioned or suspended vehicles
+        // and undecodable records share the node's dead-letter store.
+        let dead_letters = ports.dead_letters.clone();
         let tenants = TenantRouter::new(
             &config.tenancy,
             directory.clone(),
             ports.registry.clone(),
             dead_letters.clone(),
         )
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_stream_name(match config.backends.stream {
+            StreamBackend::Embedded => "embedded".to_owned(),
+            StreamBackend::Kinesis => config.kinesis.stream_name.clone(),
+        });
         let router: Arc<dyn RecordRouter> = match config.consumer.partition_keys {
             PartitionKeys::VehicleIds => Arc::new(tenants),
             PartitionKeys::Vins => Arc::new(PseudonymizingRouter::new(
@@ -370,18 +427,21 @@ impl Node {
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
             .with_producer(producer.clone());
         let watermarks = ingestor.watermarks().clone();
+        let vin_vault = VinVault::new(ports.vault.clone(), data_keys(&config, &ports)?);
         let tesla = if let Some(listener) = vehicle_listener {
             let pseudonymizer = config.security.pseudonymizer()?;
             if config.security.pseudonym_key.is_none() {
                 warn!("security.pseudonym_key is not set: vehicle ids use the published development key.");
             }
             let sink = StreamSink::new(ingestor.clone(), ports.topic_streams.clone());
+            let recorder = VinRecorder::new(vin_vault.clone(), ports.registry.clone());
             Some(
                 TeslaListener::start(
                     &config.tesla,
                     listener,
                     Arc::new(sink),
                     pseudonymizer,
+                    Arc::new(recorder),
                     registry.clone(),
                 )
                 .await?,
@@ -420,6 +480,15 @@ impl Node {
                 _ => None,
             },
         };
+        let dead_letter_service = http::dead_letters::DeadLetterService {
+            store: ports.dead_letters.clone(),
+            producer: producer.clone(),
+        };
+        let api_dead_letters = dead_letter_service.clone();
+        let vin_service = http::vin::VinService {
+            vault: vin_vault,
+            registry: ports.registry.clone(),
+        };
         let cors_origins = config.http.cors_allowed_origins.clone();
         let mut api = HttpServer::new(move || {
             App::new()
@@ -430,6 +499,8 @@ impl Node {
                     http::json_method_not_allowed,
                 ))
                 .configure(http::api_routes(api_state.clone()))
+                .configure(http::dead_letters::api_routes(api_dead_letters.clone()))
+                .configure(http::vin::routes(vin_service.clone()))
         })
         .shutdown_timeout(config.http.shutdown_timeout_secs)
         .disable_signals();
@@ -454,12 +525,16 @@ impl Node {
             metrics,
             credential,
         };
-        let admin = HttpServer::new(move || App::new().configure(http::admin_routes(admin_state.clone())))
-            .workers(1)
-            .shutdown_timeout(1)
-            .disable_signals()
-            .listen(admin_listener)
-            .with_context(|| format!("listening on {}", config.admin.listen))?;
+        let admin = HttpServer::new(move || {
+            App::new()
+                .configure(http::admin_routes(admin_state.clone()))
+                .configure(http::dead_letters::admin_routes(dead_letter_service.clone()))
+        })
+        .workers(1)
+        .shutdown_timeout(1)
+        .disable_signals()
+        .listen(admin_listener)
+        .with_context(|| format!("listening on {}", config.admin.listen))?;
         let admin_addr = admin.addrs()[0];
         let admin = admin.run();
         let admin_server = admin.handle();
@@ -480,7 +555,6 @@ impl Node {
             watermarks,
             shutting_down,
             producer,
-            dead_letters,
         })
     }
 
@@ -515,10 +589,10 @@ impl Node {
         self.ports.registry.clone()
     }
 
-    /// Records the producer gave up on and records of unprovisioned or suspended vehicles
-    /// (the last ones, and counts by reason).
-    pub fn dead_letters(&self) -> &Arc<InMemoryDeadLetters> {
-        &self.dead_letters
+    /// The dead-letter store: records the producer gave up on, records of unprovisioned
+    /// or suspended vehicles, undecodable records.
+    pub fn dead_letters(&self) -> Arc<dyn DeadLetterSink> {
+        self.ports.dead_letters.clone()
     }
 
     /// Shuts down in order (see the module docs). `limit` bounds the producer flush and

@@ -19,6 +19,7 @@ use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
 use fleetwire_actors::ports::{
     Checkpoint, Lease, LeaseStore, PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId,
 };
+use fleetwire_actors::producer::DeadLetter;
 use fleetwire_actors::registry::{ActorKind, ActorRegistry};
 
 /// Longest any single wait in these tests may take.
@@ -32,6 +33,8 @@ struct RecordingRouter {
     failures: AtomicUsize,
     /// Time each call takes (a slow vehicle store).
     delay: Option<Duration>,
+    /// Undecodable records handed over as dead letters.
+    dead: Mutex<Vec<DeadLetter>>,
 }
 
 #[async_trait]
@@ -58,6 +61,20 @@ impl RecordRouter for RecordingRouter {
             };
             routed.push((vehicle_id.0.clone(), n));
         }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError> {
+        let failing = self
+            .fail_remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err(RouteError::DeadLetterFailed {
+                reason: "dead-letter store down".into(),
+            });
+        }
+        self.dead.lock().unwrap().extend(letters);
         Ok(())
     }
 }
@@ -286,6 +303,61 @@ async fn a_failing_router_is_retried_without_advancing_the_checkpoint() {
     let (shard, seq) = last.into_iter().next().unwrap();
     wait_until("the checkpoint reaches the last record", || async {
         leases(&b).await[&shard.0].checkpoint == Checkpoint::Sequence(seq.clone())
+    })
+    .await;
+    shut_down(&addr).await;
+}
+
+#[actix_rt::test]
+async fn undecodable_records_become_dead_letters_before_the_checkpoint_passes_them() {
+    let b = backends(1);
+    let router = Arc::new(RecordingRouter::default());
+    // The dead-letter store is down at first: nothing may be checkpointed.
+    router.fail_remaining.store(usize::MAX, Ordering::SeqCst);
+    let (addr, _status) = start(&b, config("solo", 3000), &router);
+    put(&b.stream, 1, 0, 1).await;
+    let outcomes = b
+        .stream
+        .put_records(vec![PutEntry {
+            partition_key: "car-0".into(),
+            data: bytes::Bytes::from_static(b"{not json"),
+        }])
+        .await
+        .unwrap();
+    let PutOutcome::Stored {
+        shard_id,
+        sequence_number,
+    } = outcomes[0].clone()
+    else {
+        panic!("stored")
+    };
+    put(&b.stream, 1, 1, 1).await;
+    wait_until("the router has failed a few times", || async {
+        router.failures.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    assert_eq!(
+        leases(&b).await[&shard_id.0].checkpoint,
+        Checkpoint::TrimHorizon,
+        "no checkpoint past a record that is neither applied nor dead-lettered"
+    );
+    router.fail_remaining.store(0, Ordering::SeqCst);
+    wait_until("both good records are routed", || async { router.count() >= 2 }).await;
+    let dead = router.dead.lock().unwrap().clone();
+    assert!(!dead.is_empty());
+    assert!(
+        dead.iter().all(|l| l.id() == dead[0].id()),
+        "a retried batch hands over the same letter (same id)"
+    );
+    let letter = &dead[0];
+    assert_eq!(letter.reason.label(), "undecodable");
+    assert_eq!(letter.entry.data.as_ref(), b"{not json");
+    assert_eq!(letter.entry.partition_key, "car-0");
+    let source = letter.source.clone().expect("a source");
+    assert_eq!(source.shard, shard_id.0);
+    assert_eq!(source.sequence, Some(sequence_number.0.clone()));
+    wait_until("the checkpoint passes the undecodable record", || async {
+        matches!(&leases(&b).await[&shard_id.0].checkpoint, Checkpoint::Sequence(s) if *s > sequence_number)
     })
     .await;
     shut_down(&addr).await;

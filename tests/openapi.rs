@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 
 /// The source that mounts the public routes.
 const ROUTES_SOURCE: &str = include_str!("../src/http/mod.rs");
+/// Public routes mounted by their own modules (`api_routes` / `routes` there).
+const MODULE_ROUTES: [&str; 2] = [
+    include_str!("../src/http/dead_letters.rs"),
+    include_str!("../src/http/vin.rs"),
+];
 
 /// `(METHOD, path)` of every route in `api_routes` (`web::resource("<path>")` followed by
 /// its `.route(web::<method>()…)`s), paths in OpenAPI syntax (`{id}` is the same in both).
@@ -43,6 +48,22 @@ fn mounted_routes() -> BTreeSet<(String, String)> {
         routes.len() >= 20,
         "parsed too few routes from src/http/mod.rs: {routes:?}"
     );
+    for source in MODULE_ROUTES {
+        let start = source
+            .find("pub fn api_routes")
+            .or_else(|| source.find("pub fn routes"))
+            .expect("a public routes function");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+        assert!(!body.contains(".route(\""), "routes outside resources");
+        for resource in body.split("web::resource(\"").skip(1) {
+            let path = &resource[..resource.find('"').unwrap()];
+            for method in resource.split(".route(web::").skip(1) {
+                let method = &method[..method.find('(').unwrap()];
+                routes.insert((method.to_uppercase(), path.to_owned()));
+            }
+        }
+    }
     routes
 }
 

@@ -152,6 +152,14 @@ pub const PRODUCER_PRODUCE_SECONDS: &str = "fleetwire_producer_produce_seconds";
 /// Records the consumer dead-lettered because of their vehicle's registration; label
 /// `reason` = `unprovisioned` | `suspended`.
 pub const TENANCY_DEAD_LETTERS_TOTAL: &str = "fleetwire_tenancy_dead_letters_total";
+/// Dead letters stored durably (by any writer: producer, tenancy router, consumer); label
+/// `reason` = the reason label (`undecodable`, `unprovisioned`, `suspended`,
+/// `attempts_exhausted`, `retry_time_exhausted`, `shutdown`). A retried batch that
+/// rewrites the same letter counts it again. The `dead-letters-growing` alarm watches it.
+pub const DEAD_LETTERS_STORED_TOTAL: &str = "fleetwire_dead_letters_stored_total";
+/// Dead letters replayed onto the stream (admin or tenant-admin), by result
+/// (`stored`, `failed`).
+pub const DEAD_LETTERS_REPLAYED_TOTAL: &str = "fleetwire_dead_letters_replayed_total";
 /// Tenant lookups of the consumer; label `source` = `cache` | `registry`.
 pub const TENANCY_LOOKUPS_TOTAL: &str = "fleetwire_tenancy_lookups_total";
 /// Unknown vehicles this node provisioned (`tenancy.unknown_vehicles = "provision"`).
@@ -168,6 +176,14 @@ pub fn describe() {
     describe_counter!(
         TENANCY_DEAD_LETTERS_TOTAL,
         "Records dead-lettered because their vehicle is unprovisioned or suspended, by reason."
+    );
+    describe_counter!(
+        DEAD_LETTERS_STORED_TOTAL,
+        "Dead letters stored durably, by reason."
+    );
+    describe_counter!(
+        DEAD_LETTERS_REPLAYED_TOTAL,
+        "Dead letters replayed onto the stream, by result."
     );
     describe_counter!(
         TENANCY_LOOKUPS_TOTAL,

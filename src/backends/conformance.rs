@@ -10,10 +10,13 @@
 //! (PutRecords, GetShardIterator, GetRecords). The fan-out, state-store and vehicle-registry
 //! checks are in `conformance/`.
 
+mod dead_letters;
 mod fanout;
 mod registry;
 mod state_store;
+mod vin_vault;
 
+pub use dead_letters::{check_dead_letters_basics, check_dead_letters_large_payloads, dead_letter};
 pub use fanout::{
     check_fanout_delivers_to_every_subscriber, check_fanout_replay, check_fanout_replay_is_bounded, update_of,
 };
@@ -21,6 +24,9 @@ pub use registry::{check_registry_basics, check_registry_provision_race, registr
 pub use state_store::{
     check_state_store_is_order_safe, check_state_store_racing_writers, check_state_store_tenant_isolation,
     snapshot,
+};
+pub use vin_vault::{
+    check_vault_store_basics, check_vin_vault_with_config_keys, check_vin_vault_with_stored_keys,
 };
 
 use std::collections::{BTreeMap, HashMap};

@@ -17,6 +17,7 @@
 mod admin;
 mod api_keys;
 pub mod auth;
+pub mod dead_letters;
 mod error;
 mod fleet;
 pub mod hardening;
@@ -28,6 +29,7 @@ mod page;
 mod sse;
 mod tickets;
 mod vehicles;
+pub mod vin;
 
 use std::sync::Arc;
 

@@ -13,7 +13,7 @@ use actix_web::http::header::ContentType;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, error, fleet, history, ingest, sse, tickets, vehicles};
+use super::{api_keys, dead_letters, error, fleet, history, ingest, sse, tickets, vehicles, vin};
 
 /// Name of the user-token security scheme (`Authorization: Bearer <JWT>`).
 pub const BEARER_JWT: &str = "bearer_jwt";
@@ -58,6 +58,10 @@ pub const STREAM_TICKET: &str = "stream_ticket";
         api_keys::create,
         api_keys::list,
         api_keys::revoke,
+        dead_letters::tenant_list,
+        dead_letters::tenant_get,
+        dead_letters::tenant_replay,
+        vin::resolve,
     ),
     components(
         schemas(
@@ -83,6 +87,7 @@ pub const STREAM_TICKET: &str = "stream_ticket";
         (name = "fleet", description = "Trips, charging sessions, events, geofences, alert rules"),
         (name = "stream", description = "Live updates (Server-Sent Events)"),
         (name = "api-keys", description = "Ingest keys of the caller's tenant"),
+        (name = "dead-letters", description = "Records the pipeline could not apply (tenant admin)"),
         (name = "meta", description = "The page and this document"),
     )
 )]

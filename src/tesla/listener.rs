@@ -32,6 +32,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info, warn};
 
 use super::{MAX_WEBSOCKET_MESSAGE_BYTES, TeslaConfig, tls};
+use crate::vault::VinRecorder;
 
 /// Per-connection WebSocket read buffer (larger messages still arrive, in several reads).
 const READ_BUFFER_BYTES: usize = 8 * 1024;
@@ -46,6 +47,8 @@ struct Shared {
     connection: Arc<ConnectionConfig>,
     sink: Arc<dyn RecordSink>,
     pseudonymizer: Pseudonymizer,
+    /// Keeps each vehicle's VIN in the vault at its first connection.
+    vins: Arc<VinRecorder>,
     directory: ConnectionDirectory,
     registry: ActorRegistry,
 }
@@ -65,6 +68,7 @@ impl TeslaListener {
         listener: std::net::TcpListener,
         sink: Arc<dyn RecordSink>,
         pseudonymizer: Pseudonymizer,
+        vins: Arc<VinRecorder>,
         registry: ActorRegistry,
     ) -> anyhow::Result<Self> {
         let (Some(cert), Some(key)) = (&config.server_cert_file, &config.server_key_file) else {
@@ -86,6 +90,7 @@ impl TeslaListener {
             connection: Arc::new(config.connection.clone()),
             sink,
             pseudonymizer,
+            vins,
             directory: directory.clone(),
             registry,
         });
@@ -196,6 +201,11 @@ async fn serve(tcp: TcpStream, remote: SocketAddr, shared: Arc<Shared>) {
         Err(error) => return refuse(remote, "bad_certificate", &error),
     };
     let vehicle_id = shared.pseudonymizer.vehicle_id(&vin);
+    // The vault write does not hold up the connection; it is the only place the VIN goes.
+    {
+        let (vins, vehicle, vin) = (shared.vins.clone(), vehicle_id.clone(), vin.clone());
+        actix_rt::spawn(async move { vins.first_sight(&vehicle, &vin).await });
+    }
     let mut info = UpgradeInfo::default();
     // tungstenite's `Callback` trait fixes the (large) error type.
     #[allow(clippy::result_large_err)]

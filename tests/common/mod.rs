@@ -103,6 +103,12 @@ impl TestNode {
         self.node.shutdown(limit).await
     }
 
+    /// The dead letters of `tenants` of today and yesterday (UTC), read from the node's
+    /// store, newest first per tenant and day.
+    pub async fn dead_letters(&self, tenants: &[&str]) -> Vec<fleetwire_actors::producer::StoredDeadLetter> {
+        dead_letters_of(&*self.node.dead_letters(), tenants).await
+    }
+
     /// POSTs a JSON body to the ingest endpoint.
     pub async fn ingest(&self, body: &Value) -> (u16, Value) {
         let r = self
@@ -306,4 +312,45 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Every dead letter of `tenants` of today and yesterday (UTC) in `store`.
+pub async fn dead_letters_of(
+    store: &dyn fleetwire_actors::producer::DeadLetterSink,
+    tenants: &[&str],
+) -> Vec<fleetwire_actors::producer::StoredDeadLetter> {
+    use fleetwire_actors::producer::DeadLetterQuery;
+    let today = chrono::Utc::now().date_naive();
+    let mut out = Vec::new();
+    for tenant in tenants {
+        for day in [today, today.pred_opt().unwrap()] {
+            let mut query = DeadLetterQuery {
+                tenant: fleetwire_actors::model::TenantId::parse(tenant).unwrap(),
+                day,
+                reason: None,
+                limit: 100,
+                after: None,
+            };
+            loop {
+                let page = store.list(&query).await.expect("dead letters list");
+                out.extend(page.letters);
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Letters counted by reason.
+pub fn by_reason(
+    letters: &[fleetwire_actors::producer::StoredDeadLetter],
+) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for l in letters {
+        *counts.entry(l.reason.clone()).or_default() += 1;
+    }
+    counts
 }

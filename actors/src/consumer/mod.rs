@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::ports::Checkpoint;
+use crate::producer::DeadLetter;
 
 pub mod checkpointer;
 pub mod durability;
@@ -66,6 +67,13 @@ pub enum RouteError {
     /// The node is shutting down and no longer accepts records.
     #[error("shutting down")]
     ShuttingDown,
+    /// Records the consumer could not decode were not kept as dead letters; retried like a
+    /// store error, so an undecodable record is never skipped unrecorded.
+    #[error("undecodable records not dead-lettered: {reason}")]
+    DeadLetterFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The consumer's output: hands a vehicle's records, in stream order, to whatever keeps
@@ -108,6 +116,11 @@ pub trait RecordRouter: Send + Sync + 'static {
     async fn flush_deferred(&self, vehicles: Vec<VehicleId>) {
         let _ = vehicles;
     }
+
+    /// Keeps records the consumer could not decode (reason
+    /// [`DeadLetterReason::Undecodable`](crate::producer::DeadLetterReason), source set) and
+    /// returns once they are stored; an error holds the batch back like a failed route.
+    async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError>;
 }
 
 /// Where a consumer starts in a shard that has no parents and no checkpoint yet.

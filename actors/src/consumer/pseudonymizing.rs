@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::{DurabilityHold, RecordRouter, RouteError};
 use crate::model::{TelemetryRecord, VehicleId};
+use crate::producer::DeadLetter;
 use crate::pseudonym::Pseudonymizer;
 
 /// A [`RecordRouter`] that pseudonymizes VIN-keyed records, then hands them on.
@@ -57,6 +58,16 @@ impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
             .collect();
         self.inner.flush_deferred(ids).await
     }
+
+    /// The partition key (a VIN) becomes the pseudonym. The body is kept as read: it could
+    /// not be decoded, so its `vin` field cannot be rewritten (docs/operations.md, dead
+    /// letters on a VIN-keyed stream).
+    async fn dead_letter(&self, mut letters: Vec<DeadLetter>) -> Result<(), RouteError> {
+        for letter in &mut letters {
+            letter.entry.partition_key = self.pseudonymizer.vehicle_id(&letter.entry.partition_key).0;
+        }
+        self.inner.dead_letter(letters).await
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +86,15 @@ mod tests {
         async fn route(&self, id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
             let ids = records.into_iter().map(|r| r.vehicle_id).collect();
             self.0.lock().unwrap().push((id, ids));
+            Ok(())
+        }
+
+        async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError> {
+            let keys = letters
+                .into_iter()
+                .map(|l| VehicleId(l.entry.partition_key))
+                .collect();
+            self.0.lock().unwrap().push((VehicleId("dead".into()), keys));
             Ok(())
         }
     }
@@ -101,6 +121,30 @@ mod tests {
         assert_eq!(
             seen.as_slice(),
             &[(pseudonym.clone(), vec![pseudonym.clone(), pseudonym])]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn dead_letters_carry_the_pseudonym_not_the_vin() {
+        let recorder: &'static Recorder = Box::leak(Box::default());
+        let p = Pseudonymizer::development();
+        let router = PseudonymizingRouter::new(recorder, p.clone());
+        let vin = "5YJ3E1EA7RF261422";
+        let letter = DeadLetter {
+            entry: crate::ports::PutEntry {
+                partition_key: vin.into(),
+                data: bytes::Bytes::from_static(b"\x01garbage"),
+            },
+            reason: crate::producer::DeadLetterReason::Undecodable { error: "bad".into() },
+            at: Utc::now(),
+            tenant: None,
+            source: None,
+        };
+        router.dead_letter(vec![letter]).await.unwrap();
+        let seen = recorder.0.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            &[(VehicleId("dead".into()), vec![p.vehicle_id(vin)])]
         );
     }
 }

@@ -15,10 +15,11 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::shard_state::{Backoff, ShardConsumerState, StateConfig, Step, StopReason};
+use super::shard_state::{Backoff, Batch, ShardConsumerState, StateConfig, Step, StopReason};
 use super::{ConsumerConfig, DurabilityHold, RecordRouter, ShardEnded};
 use crate::model::VehicleId;
-use crate::ports::{Checkpoint, Lease, LeaseError, LeaseStore, RecordStream, ShardId};
+use crate::ports::{Checkpoint, Lease, LeaseError, LeaseStore, PutEntry, RecordStream, ShardId};
+use crate::producer::{DeadLetter, DeadLetterReason, DeadLetterSource};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
 
@@ -151,7 +152,7 @@ impl ShardConsumer {
                     }
                     let undecodable = act.state.on_records(result, Instant::now());
                     for error in &undecodable {
-                        warn!(shard = %act.shard_id, %error, "Skipping an undecodable record.");
+                        warn!(shard = %act.shard_id, %error, "An undecodable record goes to the dead letters.");
                     }
                     if !undecodable.is_empty() {
                         metrics::counter!(telemetry::ROUTE_RECORDS_TOTAL, "result" => "undecodable")
@@ -167,7 +168,13 @@ impl ShardConsumer {
                 self.routed
                     .extend(batch.groups.iter().map(|(vehicle, _)| vehicle.clone()));
                 let router = self.router.clone();
+                let letters = undecodable_letters(&self.shard_id, &batch);
                 let fut = async move {
+                    // Kept first: if that fails, nothing of the batch is applied yet and
+                    // the whole batch is retried.
+                    if !letters.is_empty() {
+                        router.dead_letter(letters).await?;
+                    }
                     // One hold per attempt: a failed attempt's clones never count.
                     let (hold, tracker) = DurabilityHold::new();
                     let routes = batch.groups.iter().map(|(vehicle, records)| {
@@ -261,6 +268,32 @@ impl ShardConsumer {
             reg.set_detail("millis_behind_latest", self.state.millis_behind_latest());
         }
     }
+}
+
+/// Dead letters for the batch's undecodable records, with their source. Their time is the
+/// stream's arrival time, so a retried batch rewrites the same letters.
+fn undecodable_letters(shard: &ShardId, batch: &Batch) -> Vec<DeadLetter> {
+    batch
+        .undecodable
+        .iter()
+        .map(|(record, error)| DeadLetter {
+            entry: PutEntry {
+                partition_key: record.partition_key.clone(),
+                data: record.data.clone(),
+            },
+            reason: DeadLetterReason::Undecodable {
+                error: error.to_string(),
+            },
+            at: record.approximate_arrival,
+            tenant: None,
+            source: Some(DeadLetterSource {
+                // Filled in by the router, which knows the stream's name.
+                stream: String::new(),
+                shard: shard.0.clone(),
+                sequence: Some(record.sequence_number.0.clone()),
+            }),
+        })
+        .collect()
 }
 
 /// A checkpoint as shown on the admin page.

@@ -127,11 +127,14 @@ pub struct Batch {
     pub last_sequence: SequenceNumber,
     /// Records in the batch, undecodable ones included.
     pub records: usize,
+    /// Records that cannot be decoded, with the decode error: dead-lettered as part of the
+    /// route, so the checkpoint passes them only once they are kept.
+    pub undecodable: Vec<(StreamRecord, DecodeError)>,
 }
 
 impl Batch {
-    /// Decodes and groups `records`. Returns `None` for an empty read and the decode
-    /// errors of records that can never be routed (they count as processed).
+    /// Decodes and groups `records`. Returns `None` for an empty read, and the decode
+    /// errors (for the log; the records are in [`Batch::undecodable`]).
     pub fn decode(records: &[StreamRecord]) -> (Option<Batch>, Vec<DecodeError>) {
         let Some(last) = records.last() else {
             return (None, Vec::new());
@@ -139,6 +142,7 @@ impl Batch {
         let mut groups: Vec<(VehicleId, Vec<TelemetryRecord>)> = Vec::new();
         let mut index: HashMap<VehicleId, usize> = HashMap::new();
         let mut errors = Vec::new();
+        let mut undecodable = Vec::new();
         for record in records {
             match decode_record(record) {
                 Ok(decoded) => {
@@ -149,13 +153,17 @@ impl Batch {
                     });
                     groups[slot].1.push(decoded);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e.clone());
+                    undecodable.push((record.clone(), e));
+                }
             }
         }
         let batch = Batch {
             groups,
             last_sequence: last.sequence_number.clone(),
             records: records.len(),
+            undecodable,
         };
         (Some(batch), errors)
     }
@@ -303,8 +311,8 @@ impl ShardConsumerState {
         }
     }
 
-    /// Result of a [`Step::GetRecords`]. Returns the records that cannot be decoded (the
-    /// actor logs them); they count as processed.
+    /// Result of a [`Step::GetRecords`]. Returns the decode errors of records that cannot
+    /// be decoded (the actor logs them); the route step dead-letters those records.
     pub fn on_records(
         &mut self,
         result: Result<GetRecordsOutput, StreamError>,
@@ -335,7 +343,7 @@ impl ShardConsumerState {
         match batch {
             None if self.position != Position::Ended => self.not_before = Some(now + self.config.idle_poll),
             None => {}
-            Some(batch) if batch.groups.is_empty() => self.processed(&batch),
+            Some(batch) if batch.groups.is_empty() && batch.undecodable.is_empty() => self.processed(&batch),
             Some(batch) => self.pending = Some(Arc::new(batch)),
         }
         errors
@@ -625,7 +633,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_reads_idle_and_undecodable_records_are_processed() {
+    fn empty_reads_idle_and_undecodable_records_are_dead_lettered_before_the_checkpoint() {
         let now = Instant::now();
         let mut s = ShardConsumerState::new(seq_cp("5"), config());
         assert_eq!(
@@ -643,7 +651,29 @@ mod tests {
         let errors = s.on_records(read(vec![bad], Some("it")), later);
         assert_eq!(errors.len(), 1);
         assert!(errors[0].to_string().contains("record 6"));
-        assert_eq!(s.next_step(later), Step::Checkpoint(seq_cp("6")));
+        // Dead-lettering is the route: a failure keeps the batch and holds the checkpoint.
+        let Step::Route(batch) = s.next_step(later) else {
+            panic!("the undecodable record is routed to the dead letters")
+        };
+        assert!(batch.groups.is_empty());
+        assert_eq!(batch.undecodable.len(), 1);
+        assert_eq!(batch.undecodable[0].0.sequence_number, SequenceNumber("6".into()));
+        s.on_routed(
+            Err(RouteError::DeadLetterFailed {
+                reason: "down".into(),
+            }),
+            later,
+        );
+        let Step::Wait(_) = s.next_step(later) else {
+            panic!("backs off")
+        };
+        let retry = later + Duration::from_secs(60);
+        assert!(
+            matches!(s.next_step(retry), Step::Route(_)),
+            "the same batch again"
+        );
+        s.on_routed(Ok(()), retry);
+        assert_eq!(s.next_step(retry), Step::Checkpoint(seq_cp("6")));
     }
 
     #[test]

@@ -152,6 +152,10 @@ impl Producer {
                         entry: c.entry,
                         reason: reason.clone(),
                         at: Utc::now(),
+                        // The producer knows neither (records carry no tenant here, and
+                        // they never reached the stream).
+                        tenant: None,
+                        source: None,
                     });
                     "dead_lettered"
                 }

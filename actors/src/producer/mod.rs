@@ -44,7 +44,10 @@ use crate::ports::{PutOutcome, SequenceNumber, ShardId, StreamError};
 
 pub use actor::{Close, Produce, Producer, ProducerHandle};
 pub use batcher::{Batch, BatchId, BatchReport, Batcher, CallResult, Completion};
-pub use dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink};
+pub use dead_letter::{
+    DeadLetter, DeadLetterCursor, DeadLetterError, DeadLetterId, DeadLetterPage, DeadLetterQuery,
+    DeadLetterSink, DeadLetterSource, StoredDeadLetter, UNKNOWN_TENANT,
+};
 
 /// What happened to one record given to the producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,11 +131,17 @@ pub enum DeadLetterReason {
         /// The owning tenant.
         tenant: TenantId,
     },
+    /// The consumer read a record it cannot decode (neither a valid JSON record nor a
+    /// Tesla payload, or its vehicle differs from its partition key).
+    Undecodable {
+        /// The decode error (never the record's content).
+        error: String,
+    },
 }
 
 impl DeadLetterReason {
     /// Low-cardinality label for metrics: `attempts_exhausted` | `retry_time_exhausted` |
-    /// `shutdown` | `unprovisioned` | `suspended`.
+    /// `shutdown` | `unprovisioned` | `suspended` | `undecodable`.
     pub fn label(&self) -> &'static str {
         match self {
             DeadLetterReason::AttemptsExhausted { .. } => "attempts_exhausted",
@@ -140,6 +149,7 @@ impl DeadLetterReason {
             DeadLetterReason::Shutdown { .. } => "shutdown",
             DeadLetterReason::Unprovisioned => "unprovisioned",
             DeadLetterReason::Suspended { .. } => "suspended",
+            DeadLetterReason::Undecodable { .. } => "undecodable",
         }
     }
 
@@ -149,7 +159,9 @@ impl DeadLetterReason {
             DeadLetterReason::AttemptsExhausted { attempts, .. }
             | DeadLetterReason::RetryTimeExhausted { attempts, .. }
             | DeadLetterReason::Shutdown { attempts, .. } => *attempts,
-            DeadLetterReason::Unprovisioned | DeadLetterReason::Suspended { .. } => 0,
+            DeadLetterReason::Unprovisioned
+            | DeadLetterReason::Suspended { .. }
+            | DeadLetterReason::Undecodable { .. } => 0,
         }
     }
 }
@@ -172,6 +184,7 @@ impl std::fmt::Display for DeadLetterReason {
             DeadLetterReason::Suspended { tenant } => {
                 write!(f, "the vehicle is suspended by tenant {tenant}")
             }
+            DeadLetterReason::Undecodable { error } => write!(f, "undecodable: {error}"),
             DeadLetterReason::Shutdown { attempts, last_error } => {
                 write!(
                     f,

@@ -48,6 +48,8 @@ pub struct TenantRouter {
     unknown: UnknownVehiclePolicy,
     /// Recent lookups. A std mutex: never held across an await.
     cache: Mutex<RegistrationCache>,
+    /// Name of the stream the consumers read, for the source of undecodable records.
+    stream_name: String,
 }
 
 impl TenantRouter {
@@ -64,7 +66,14 @@ impl TenantRouter {
             dead_letters,
             unknown: config.policy()?,
             cache: Mutex::new(RegistrationCache::new(config.cache_ttl(), config.cache_capacity)),
+            stream_name: String::new(),
         })
+    }
+
+    /// Names the stream the consumers read (the `stream` of undecodable records' source).
+    pub fn with_stream_name(mut self, name: impl Into<String>) -> Self {
+        self.stream_name = name.into();
+        self
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, RegistrationCache> {
@@ -166,8 +175,11 @@ impl RecordRouter for TenantRouter {
                 return Err(unresolved(e.to_string()));
             }
         };
-        let at = Utc::now();
         let count = records.len() as u64;
+        let tenant = match &reason {
+            DeadLetterReason::Suspended { tenant } => Some(tenant.clone()),
+            _ => None,
+        };
         let letters = records
             .iter()
             .map(|record| DeadLetter {
@@ -176,7 +188,11 @@ impl RecordRouter for TenantRouter {
                     data: encode_record(record),
                 },
                 reason: reason.clone(),
-                at,
+                // The record's own edge time, not now: a retried batch must rewrite the
+                // same letter (the time is part of its key).
+                at: record.ingest_received_at,
+                tenant: tenant.clone(),
+                source: None,
             })
             .collect();
         self.dead_letters
@@ -187,5 +203,21 @@ impl RecordRouter for TenantRouter {
         debug!(vehicle = %vehicle_id, records = count, %reason, "Records dead-lettered.");
         hold.release();
         Ok(())
+    }
+
+    async fn dead_letter(&self, mut letters: Vec<DeadLetter>) -> Result<(), RouteError> {
+        for letter in &mut letters {
+            if let Some(source) = &mut letter.source
+                && source.stream.is_empty()
+            {
+                source.stream = self.stream_name.clone();
+            }
+        }
+        self.dead_letters
+            .put(letters)
+            .await
+            .map_err(|e| RouteError::DeadLetterFailed {
+                reason: e.to_string(),
+            })
     }
 }

@@ -12,7 +12,10 @@ use super::*;
 use crate::consumer::{RecordRouter, RouteError};
 use crate::model::{TenantId, VehicleId};
 use crate::ports::{ProvisionOutcome, Registration, StoreError, VehicleRegistry, VehicleStatus};
-use crate::producer::{DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink};
+use crate::producer::{
+    DeadLetter, DeadLetterError, DeadLetterId, DeadLetterPage, DeadLetterQuery, DeadLetterReason,
+    DeadLetterSink, StoredDeadLetter,
+};
 use crate::registry::ActorRegistry;
 use crate::vehicle::fakes::{FakeFanOut, FakeStore, ports, record};
 use crate::vehicle::{VehicleConfig, VehicleDirectory};
@@ -89,6 +92,40 @@ impl DeadLetterSink for Letters {
         }
         self.got.lock().unwrap().extend(letters);
         Ok(())
+    }
+
+    // The router only writes; reads go over what was written, for completeness.
+    async fn list(&self, query: &DeadLetterQuery) -> Result<DeadLetterPage, DeadLetterError> {
+        let mut letters: Vec<StoredDeadLetter> = self
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.clone().into_stored(Utc::now()))
+            .filter(|l| l.id.tenant == query.tenant && l.id.at().date_naive() == query.day)
+            .collect();
+        letters.sort_by_key(|l| std::cmp::Reverse(l.id.cursor()));
+        letters.truncate(query.limit);
+        Ok(DeadLetterPage { letters, next: None })
+    }
+
+    async fn get(&self, id: &DeadLetterId) -> Result<Option<StoredDeadLetter>, DeadLetterError> {
+        let got = self.got.lock().unwrap();
+        Ok(got
+            .iter()
+            .find(|l| l.id() == *id)
+            .map(|l| l.clone().into_stored(Utc::now())))
+    }
+
+    async fn delete(&self, id: &DeadLetterId) -> Result<bool, DeadLetterError> {
+        let mut got = self.got.lock().unwrap();
+        let before = got.len();
+        got.retain(|l| l.id() != *id);
+        Ok(got.len() < before)
+    }
+
+    async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
+        self.delete(&letter.id).await
     }
 }
 

@@ -57,21 +57,25 @@
 //! does. dynalite does not, so there every failed condition would look like `NotFound`.
 
 mod api_keys;
+mod dead_letters;
 mod history;
 mod lease_store;
 mod registry;
 mod state_store;
 mod tables;
+mod vin_vault;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use api_keys::{API_KEYS_TABLE, DynamoDbApiKeyStore};
+pub use dead_letters::{DEAD_LETTERS_TABLE, DynamoDbDeadLetters};
 pub use history::{AGGREGATES_TABLE, BatchFaults, DynamoDbHistoryStore, HISTORY_TABLE};
 pub use lease_store::DynamoDbLeaseStore;
 pub use registry::DynamoDbVehicleRegistry;
 pub use state_store::DynamoDbStateStore;
+pub use vin_vault::{DynamoDbVaultStore, VIN_VAULT_TABLE};
 
 /// Configuration of the DynamoDB backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,13 +18,14 @@
 
 mod api_keys;
 mod db;
-mod dead_letters;
+pub(crate) mod dead_letters;
 mod fanout;
 mod history;
 mod lease_store;
 mod registry;
 mod state_store;
 mod stream;
+mod vin_vault;
 
 use std::path::PathBuf;
 
@@ -33,13 +34,16 @@ use serde::{Deserialize, Serialize};
 
 pub use api_keys::RedbApiKeyStore;
 pub use db::{DATABASE_FILE_NAME, open_database};
-pub use dead_letters::{DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters};
+pub use dead_letters::{
+    DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters, RedbDeadLetters,
+};
 pub use fanout::InProcessFanOut;
 pub use history::RedbHistoryStore;
 pub use lease_store::RedbLeaseStore;
 pub use registry::RedbVehicleRegistry;
 pub use state_store::RedbStateStore;
 pub use stream::{EmbeddedStream, ITERATOR_TTL};
+pub use vin_vault::RedbVaultStore;
 
 /// Configuration of the embedded backends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

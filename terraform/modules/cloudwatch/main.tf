@@ -12,6 +12,8 @@
 locals {
   runbook = "docs/runbooks"
   actions = [aws_sns_topic.alarms.arn]
+  # Metrics fed by fleetwire's log lines (metric filters), one namespace per environment.
+  metric_namespace = "fleetwire/${var.name_prefix}"
 }
 
 resource "aws_cloudwatch_log_group" "tasks" {
@@ -53,18 +55,34 @@ resource "aws_cloudwatch_metric_alarm" "kinesis_iterator_age" {
   tags               = var.tags
 }
 
+# fleetwire_dead_letters_stored_total in CloudWatch: every dead-letter store logs
+# `Dead letters stored.` with `letters` (count) and `reason` once per write (JSON logs,
+# config/aws.toml). Counting letters, not table writes, keeps replays and deletes (which
+# also consume write units) out of the alarm.
+resource "aws_cloudwatch_log_metric_filter" "dead_letters_stored" {
+  name           = "${var.name_prefix}-dead-letters-stored"
+  log_group_name = aws_cloudwatch_log_group.tasks.name
+  pattern        = "{ $.message = \"Dead letters stored.\" }"
+  metric_transformation {
+    name          = "DeadLettersStored"
+    namespace     = local.metric_namespace
+    value         = "$.letters"
+    default_value = 0
+    unit          = "Count"
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "dead_letters_growing" {
   alarm_name          = "${var.name_prefix}-dead-letters-growing"
-  alarm_description   = "Records keep going to ${var.dead_letters_table_name} (writes in 3 consecutive 5-minute periods). Runbook: ${local.runbook}/dead-letters-growing.md"
-  namespace           = "AWS/DynamoDB"
-  metric_name         = "ConsumedWriteCapacityUnits"
-  dimensions          = { TableName = var.dead_letters_table_name }
+  alarm_description   = "Records keep going to ${var.dead_letters_table_name} (letters stored in 3 consecutive 5-minute periods). Runbook: ${local.runbook}/dead-letters-growing.md"
+  namespace           = local.metric_namespace
+  metric_name         = aws_cloudwatch_log_metric_filter.dead_letters_stored.metric_transformation[0].name
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 3
   datapoints_to_alarm = 3
   comparison_operator = "GreaterThanThreshold"
-  threshold           = var.dead_letter_write_units_threshold
+  threshold           = var.dead_letters_threshold
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.actions
   ok_actions          = local.actions

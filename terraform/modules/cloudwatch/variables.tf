@@ -48,8 +48,8 @@ variable "dead_letters_table_name" {
   type        = string
 }
 
-variable "dead_letter_write_units_threshold" {
-  description = "Write units per 5 minutes on the dead_letters table above which the period counts (0: any dead letter)."
+variable "dead_letters_threshold" {
+  description = "Dead letters stored per 5 minutes above which the period counts (0: any dead letter)."
   type        = number
   default     = 0
 }

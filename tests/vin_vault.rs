@@ -1,0 +1,49 @@
+//! The VIN vault on redb and on DynamoDB Local: the shared store and vault checks
+//! (write-once, ciphertext bound to its key, rotation with config keys and with stored
+//! wrapped keys). The DynamoDB test needs `FLEETWIRE_TEST_DYNAMODB_ENDPOINT`.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::cloud::unique;
+use fleetwire::backends::conformance;
+use fleetwire::backends::dynamodb::{DynamoDbConfig, DynamoDbVaultStore};
+use fleetwire::backends::embedded::{RedbVaultStore, open_database};
+use fleetwire::vault::VaultStore;
+
+#[tokio::test]
+async fn redb_vault() {
+    let store: Arc<dyn VaultStore> = Arc::new(RedbVaultStore::new(open_database(None).unwrap()).unwrap());
+    conformance::check_vault_store_basics(store.as_ref()).await;
+    conformance::check_vin_vault_with_config_keys(store.clone()).await;
+    conformance::check_vin_vault_with_stored_keys(store).await;
+}
+
+#[tokio::test]
+async fn dynamodb_vault() {
+    let cfg = DynamoDbConfig {
+        endpoint_url: Some(
+            std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")
+                .expect("FLEETWIRE_TEST_DYNAMODB_ENDPOINT is not set: scripts/emulators start dynamodb"),
+        ),
+        static_credentials: true,
+        table_prefix: format!("{}-", unique("fw-vault")),
+        create_tables_if_missing: true,
+        ..DynamoDbConfig::default()
+    };
+    let store = Arc::new(DynamoDbVaultStore::connect(&cfg).await.expect("table created"));
+    let outcome = tokio::spawn({
+        let store: Arc<dyn VaultStore> = store.clone();
+        async move {
+            conformance::check_vault_store_basics(store.as_ref()).await;
+            conformance::check_vin_vault_with_config_keys(store.clone()).await;
+            conformance::check_vin_vault_with_stored_keys(store).await;
+        }
+    })
+    .await;
+    store.delete_table().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
