@@ -311,7 +311,7 @@ fn own_id(caller: &Caller, raw: &str) -> Result<DeadLetterId, ApiError> {
     path = "/v1/dead-letters",
     operation_id = "list_dead_letters",
     tag = "dead-letters",
-    params(("day" = Option<String>, Query, description = "UTC day `YYYY-MM-DD`, default today"), ("reason" = Option<String>, Query, description = "Only this reason"), ("limit" = Option<usize>, Query, description = "1..=500, default 50"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    params(("day" = Option<chrono::NaiveDate>, Query, description = "UTC day `YYYY-MM-DD`, default today"), ("reason" = Option<String>, Query, description = "Only this reason"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 500, description = "1..=500, default 50"), ("cursor" = Option<String>, Query, pattern = r"^[0-9]{13}\.[0-9a-f]{16}$", description = "`next_cursor` of the previous page")),
     responses(
         (status = 200, description = "A page of the tenant's dead letters of one day, newest first; continue with `cursor=next_cursor`", body = Object),
         (status = 400, response = super::openapi::errors::BadRequest),
@@ -343,7 +343,7 @@ pub async fn tenant_list(
     path = "/v1/dead-letters/{id}",
     operation_id = "get_dead_letter",
     tag = "dead-letters",
-    params(("id" = String, Path, description = "A dead-letter id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,64}\.[0-9]{13}\.[0-9a-f]{16}$", description = "A dead-letter id: `<tenant>.<ms>.<hash>`")),
     responses(
         (status = 200, description = "The letter with its payload (base64) and the decoded record, when it is one", body = Object),
         (status = 400, response = super::openapi::errors::BadRequest),
@@ -370,7 +370,7 @@ pub async fn tenant_get(
     path = "/v1/dead-letters/{id}/replay",
     operation_id = "replay_dead_letter",
     tag = "dead-letters",
-    params(("id" = String, Path, description = "A dead-letter id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,64}\.[0-9]{13}\.[0-9a-f]{16}$", description = "A dead-letter id: `<tenant>.<ms>.<hash>`")),
     responses(
         (status = 200, description = "The record is back on the stream (shard, sequence number) and whether the letter was deleted", body = Object),
         (status = 400, response = super::openapi::errors::BadRequest),

@@ -36,8 +36,10 @@ pub struct HistoryQuery {
     /// Comma-separated signal names to return; default all.
     fields: Option<String>,
     /// Most records per page, 1..=10000 (default 1000). A page ends on a bucket boundary.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
     /// The previous page's `next_cursor`.
+    #[param(pattern = r"^-?[0-9]{1,19}$")]
     cursor: Option<String>,
 }
 
@@ -81,10 +83,8 @@ fn range(
     default: Duration,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let to = to.unwrap_or_else(Utc::now);
-    let from = from.unwrap_or(to - default);
-    if from >= to {
-        return Err(bad("bad_query", "from must be before to"));
-    }
+    // An empty or inverted range is a question with no records, not a bad request.
+    let from = from.unwrap_or(to - default).min(to);
     Ok((from, to))
 }
 

@@ -40,7 +40,7 @@ pub fn routes(service: VinService) -> impl FnOnce(&mut web::ServiceConfig) {
     path = "/v1/vehicles/{id}/vin",
     operation_id = "resolve_vin",
     tag = "vehicles",
-    params(("id" = String, Path, description = "The vehicle id (its pseudonym)")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.:-]{1,128}$", description = "The vehicle id (its pseudonym)")),
     responses(
         (status = 200, description = "`{vehicle_id, vin}`, never cached; every attempt is audit-logged", body = Object),
         (status = 400, response = super::openapi::errors::BadRequest),
