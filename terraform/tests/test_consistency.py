@@ -611,7 +611,8 @@ def test_image_runs_serve_with_the_aws_profile(dirs):
     assert entry == ["/usr/local/bin/fleetwire", "serve", "--config", "/etc/fleetwire/aws.toml"]
     assert "COPY --chmod=0644 config/aws.toml /etc/fleetwire/aws.toml" in text
     cli = (ROOT / "src/cli.rs").read_text()
-    assert re.search(r"Serve \{[^}]*#\[arg\(long\)\]\s*config: Option<PathBuf>", cli, re.S)
+    # `--config` (repeatable: later files win) is what the entrypoint passes.
+    assert re.search(r"Serve \{[^}]*#\[arg\(long\)\]\s*config: (Option|Vec)<PathBuf>", cli, re.S)
     assert re.search(r"#\[arg\(long, global = true[^)]*\)\]\s*pub shutdown_limit_secs", cli)
     ecs = mod(dirs, "ecs")
     assert ecs.locals["fleetwire_container"]["command"] == ["--shutdown-limit-secs", "${tostring(var.shutdown_limit_secs)}"]
