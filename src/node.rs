@@ -657,27 +657,33 @@ impl Node {
                 last_flush = Some(Instant::now());
             }
             if let Ok(leases) = self.ports.leases.list_leases().await {
+                let reached = |shard: &str, target| {
+                    leases.iter().any(|l| {
+                        l.lease_key == shard
+                            && match &l.checkpoint {
+                                Checkpoint::ShardEnd => true,
+                                Checkpoint::Sequence(seq) => seq >= target,
+                                _ => false,
+                            }
+                    })
+                };
+                let open: Vec<&str> = targets
+                    .iter()
+                    .filter(|(shard, target)| !reached(&shard.0, target))
+                    .map(|(shard, _)| shard.0.as_str())
+                    .collect();
+                if open.is_empty() {
+                    return true;
+                }
                 // A missing lease is either not created yet (a new shard: not drained) or
                 // deleted after its shard ended (an ancestor of a leased shard: drained).
-                let shards = self.ports.stream.list_shards().await.unwrap_or_default();
-                let retired = retired_ancestors(&shards, &leases);
-                let done: HashMap<&str, bool> = targets
-                    .iter()
-                    .map(|(shard, target)| {
-                        let reached = retired.contains(&shard.0)
-                            || leases.iter().any(|l| {
-                                l.lease_key == shard.0
-                                    && match &l.checkpoint {
-                                        Checkpoint::ShardEnd => true,
-                                        Checkpoint::Sequence(seq) => seq >= target,
-                                        _ => false,
-                                    }
-                            });
-                        (shard.0.as_str(), reached)
-                    })
-                    .collect();
-                if done.values().all(|d| *d) {
-                    return true;
+                // Only then are the shards listed.
+                if !open.iter().any(|s| leases.iter().any(|l| l.lease_key == *s)) {
+                    let shards = self.ports.stream.list_shards().await.unwrap_or_default();
+                    let retired = retired_ancestors(&shards, &leases);
+                    if open.iter().all(|s| retired.contains(*s)) {
+                        return true;
+                    }
                 }
             }
             if Instant::now() >= deadline {

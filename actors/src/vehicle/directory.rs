@@ -195,32 +195,27 @@ impl VehicleDirectory {
     /// Asks every vehicle actor to write its deferred state and open history buckets now
     /// (the node's drain before shutdown). Does not wait.
     pub fn flush_deferred(&self) {
-        let addrs: Vec<Addr<VehicleStateActor>> = self
-            .shared
-            .lock()
-            .actors
-            .values()
-            .map(|e| e.addr.clone())
-            .collect();
-        for addr in addrs {
-            // A control message: it must not wait behind blocked senders.
-            addr.do_send(FlushDeferred);
-        }
+        self.flush_where(|_| true);
     }
 
     /// Like [`flush_deferred`](Self::flush_deferred), for the actors of these vehicles
     /// only (any tenant).
     pub fn flush_vehicles(&self, vehicles: &[VehicleId]) {
         let wanted: std::collections::HashSet<&VehicleId> = vehicles.iter().collect();
+        self.flush_where(|id| wanted.contains(id));
+    }
+
+    fn flush_where(&self, pick: impl Fn(&VehicleId) -> bool) {
         let addrs: Vec<Addr<VehicleStateActor>> = self
             .shared
             .lock()
             .actors
             .iter()
-            .filter(|((_, id), _)| wanted.contains(id))
+            .filter(|((_, id), _)| pick(id))
             .map(|(_, e)| e.addr.clone())
             .collect();
         for addr in addrs {
+            // A control message: it must not wait behind blocked senders.
             addr.do_send(FlushDeferred);
         }
     }
