@@ -41,8 +41,8 @@ use fleetwire_actors::registry::ActorRegistry;
 
 use fleetwire_actors::fleet::FleetRules;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
-use fleetwire_actors::tenancy::TenantRouter;
 use fleetwire_actors::tenancy::UnknownVehiclePolicy;
+use fleetwire_actors::tenancy::{RegistrationCache, TenantRouter};
 use fleetwire_actors::tesla::Topic;
 use fleetwire_actors::vehicle::{FleetServices, HistoryServices, VehicleDirectory};
 use tracing::{info, warn};
@@ -475,6 +475,10 @@ impl Node {
                 std::num::NonZeroU32::new(config.auth.ingest_burst).unwrap_or(std::num::NonZeroU32::MIN),
             )),
             registry: ports.registry.clone(),
+            registrations: Arc::new(std::sync::Mutex::new(RegistrationCache::new(
+                config.tenancy.cache_ttl(),
+                config.tenancy.cache_capacity,
+            ))),
             unknown_vehicles_to: match config.tenancy.policy() {
                 Ok(UnknownVehiclePolicy::Provision(tenant)) => Some(tenant),
                 _ => None,

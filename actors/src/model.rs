@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fleet::{FleetEvent, FleetState};
 
+mod signal_de;
+
 /// Identifier of a vehicle inside fleetwire. Once pseudonymization lands this is the
 /// pseudonym, never a clear VIN; it is also the stream partition key.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -125,7 +127,9 @@ pub struct Location {
 
 /// One signal value. JSON numbers that are integers stay integers so counters and
 /// enums survive a round trip; everything else a vehicle reports is one of these shapes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serialized untagged (the bare JSON value); deserialized by [`signal_de`], which picks
+/// the variant from the JSON token in one pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SignalValue {
     /// `true` / `false`.

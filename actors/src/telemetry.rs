@@ -149,6 +149,12 @@ pub const PRODUCER_PENDING: &str = "fleetwire_producer_pending_records";
 pub const PRODUCER_LINGER_SECONDS: &str = "fleetwire_producer_linger_seconds";
 /// From `Produce` to a record's outcome (stored, failed or dead-lettered), in seconds.
 pub const PRODUCER_PRODUCE_SECONDS: &str = "fleetwire_producer_produce_seconds";
+/// AWS SDK calls (Kinesis, DynamoDB), by `service`, `operation` and `result` (`ok`,
+/// `client_error` — throttling and failed conditions included —, `server_error`,
+/// `timeout`, `connection`).
+pub const AWS_CALLS_TOTAL: &str = "fleetwire_aws_calls_total";
+/// Duration of AWS SDK calls, retries included, by `service` and `operation`.
+pub const AWS_CALL_SECONDS: &str = "fleetwire_aws_call_seconds";
 /// Records the consumer dead-lettered because of their vehicle's registration; label
 /// `reason` = `unprovisioned` | `suspended`.
 pub const TENANCY_DEAD_LETTERS_TOTAL: &str = "fleetwire_tenancy_dead_letters_total";
@@ -208,6 +214,15 @@ pub fn describe() {
         INGEST_TO_PUBLISH_SECONDS,
         metrics::Unit::Seconds,
         "Ingest to publish latency of the newest record of each update."
+    );
+    describe_counter!(
+        AWS_CALLS_TOTAL,
+        "AWS SDK calls, by service, operation and result."
+    );
+    describe_histogram!(
+        AWS_CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of AWS SDK calls (retries included), by service and operation."
     );
     describe_counter!(CHECKPOINTS_TOTAL, "Shard checkpoint writes, by result.");
     describe_counter!(LEASE_EVENTS_TOTAL, "Shard lease transitions on this node.");

@@ -49,6 +49,13 @@ pub(crate) async fn sdk_config(
     loader.load().await
 }
 
+/// The interceptors every AWS client of fleetwire carries: per-call metrics
+/// ([`super::aws_calls`]). Install with the service's config builder, e.g.
+/// `aws_sdk_dynamodb::config::Builder::from(&shared).interceptor(call_metrics())`.
+pub(crate) fn call_metrics() -> super::aws_calls::CallMetrics {
+    super::aws_calls::CallMetrics
+}
+
 /// Checks the connection settings both AWS backends share, so a bad region or endpoint is
 /// named at start instead of failing the first call. `section` names the config section.
 pub(crate) fn check_connection(

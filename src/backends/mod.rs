@@ -9,6 +9,7 @@
 //!   the backends' integration tests).
 
 mod aws;
+mod aws_calls;
 #[doc(hidden)]
 pub mod conformance;
 pub mod dynamodb;

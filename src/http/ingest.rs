@@ -7,9 +7,11 @@ use futures_util::StreamExt;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use fleetwire_actors::model::{TenantId, VehicleId};
-use fleetwire_actors::ports::VehicleRegistry;
+use fleetwire_actors::ports::{Registration, StoreError, VehicleRegistry};
+use fleetwire_actors::tenancy::RegistrationCache;
 
 use super::{ApiError, ApiState};
 use crate::auth::AuthError;
@@ -19,13 +21,34 @@ use crate::ingest::{GateVerdict, RecordGate};
 /// Admits records of vehicles registered to `tenant`. An unregistered vehicle is admitted
 /// only when the node provisions unknown vehicles (`[tenancy]`) to this very tenant — the
 /// consumer will register it there; otherwise it must be provisioned first, so a key can
-/// never write into a tenant it does not belong to. Lookups are remembered for the batch.
+/// never write into a tenant it does not belong to. Lookups are remembered for the batch,
+/// and registrations found for the node's registry cache TTL: like the consumer's cache, a
+/// transfer or removal reaches this edge within `tenancy.cache_ttl_secs`. Absent vehicles
+/// are not cached here, so a vehicle provisioned a moment later is admitted at once.
 struct TenantGate {
     tenant: TenantId,
     /// Where the consumer provisions unregistered vehicles, if anywhere.
     unknown_to: Option<TenantId>,
     registry: Arc<dyn VehicleRegistry>,
+    /// The node's recent registrations (shared by all requests).
+    cache: Arc<Mutex<RegistrationCache>>,
     seen: Mutex<HashMap<VehicleId, GateVerdict>>,
+}
+
+impl TenantGate {
+    /// The vehicle's registration: from the node's cache when fresh, else the registry.
+    async fn lookup(&self, vehicle: &VehicleId) -> Result<Option<Registration>, StoreError> {
+        let now = Instant::now();
+        let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Some(found)) = lock().get(vehicle, now) {
+            return Ok(Some(found.clone()));
+        }
+        let found = self.registry.lookup(vehicle).await?;
+        if let Some(registration) = &found {
+            lock().insert(vehicle.clone(), Some(registration.clone()), now);
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait::async_trait]
@@ -34,7 +57,7 @@ impl RecordGate for TenantGate {
         if let Some(v) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(vehicle) {
             return v.clone();
         }
-        let verdict = match self.registry.lookup(vehicle).await {
+        let verdict = match self.lookup(vehicle).await {
             Ok(Some(r)) if r.tenant == self.tenant => GateVerdict::Admit,
             // Same words as "not provisioned": which tenant owns it is not this caller's business.
             Ok(Some(_)) => {
@@ -153,6 +176,7 @@ pub async fn ingest(
             tenant: key.tenant,
             unknown_to: state.unknown_vehicles_to.clone(),
             registry: state.registry.clone(),
+            cache: state.registrations.clone(),
             seen: Mutex::default(),
         };
         let body = read_body(&req, payload, state.max_body_bytes).await?;

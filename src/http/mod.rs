@@ -69,6 +69,10 @@ pub struct ApiState {
     /// The tenant unregistered vehicles are provisioned to (`[tenancy]`), if any: ingest
     /// admits unregistered vehicles only from that tenant's keys.
     pub unknown_vehicles_to: Option<fleetwire_actors::model::TenantId>,
+    /// Registrations ingest looked up recently (`tenancy.cache_ttl_secs`), shared by all
+    /// requests: without it every batch costs one registry read per vehicle (a DynamoDB
+    /// GetItem per record at 1 Hz). A std mutex: never held across an await.
+    pub registrations: Arc<std::sync::Mutex<fleetwire_actors::tenancy::RegistrationCache>>,
     /// History buckets and hour aggregates (`src/http/history.rs`).
     pub history: Arc<dyn fleetwire_actors::ports::HistoryStore>,
     /// `history.bucket_secs` in ms (a history range starts at its first bucket).

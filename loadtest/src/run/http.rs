@@ -142,6 +142,11 @@ pub async fn drive(
                         }
                         pending = retry;
                     }
+                    Err(PostError::Status(429)) => {
+                        // Rate-limited: nothing was accepted; resend the same records
+                        // after the backoff, as a vehicle would, so they are not lost.
+                        live.error("http_429");
+                    }
                     Err(PostError::Status(status)) if (400..500).contains(&status) => {
                         // Our request is wrong (or unauthorized): resending will not help.
                         live.error(&format!("http_{status}"));

@@ -140,7 +140,10 @@ impl DynamoDbConfig {
             self.static_credentials,
         )
         .await;
-        aws_sdk_dynamodb::Client::new(&shared)
+        let config = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .interceptor(crate::backends::aws::call_metrics())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
     }
 
     /// Checks what DynamoDB would reject later with a less helpful message: the table name

@@ -57,7 +57,12 @@ impl KinesisStream {
             config.static_credentials,
         )
         .await;
-        let stream = Self::from_client(Client::new(&shared), config.stream_name.clone());
+        let client = Client::from_conf(
+            aws_sdk_kinesis::config::Builder::from(&shared)
+                .interceptor(crate::backends::aws::call_metrics())
+                .build(),
+        );
+        let stream = Self::from_client(client, config.stream_name.clone());
         if let Some(shards) = config.create_if_missing {
             stream.create_if_missing(shards).await?;
         }
