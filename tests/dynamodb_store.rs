@@ -121,15 +121,15 @@ async fn state_store_racing_writers_on_two_clients() {
 
 #[tokio::test]
 async fn vehicle_items_follow_the_data_model() {
-    with_state(|store, _| async move {
+    with_state(|store, cfg| async move {
+        let client = cfg.client().await;
         let tenant = TenantId::parse("acme").unwrap();
         let mut snap = conformance::snapshot(&tenant, "car-9", 1);
         snap.last_seen = Some("2026-03-01T10:00:00.123Z".parse().unwrap());
         store.save(&snap).await.unwrap();
         snap.version = 2;
         store.save(&snap).await.unwrap();
-        let item = store
-            .client()
+        let item = client
             .get_item()
             .table_name(store.table())
             .key("pk", AttributeValue::S("acme#car-9".into()))
@@ -145,8 +145,7 @@ async fn vehicle_items_follow_the_data_model() {
         assert_eq!(item["source_ts"], item["last_seen"]);
         assert!(item["signals"].is_m() && item["recent"].is_b());
         // The tenant listing index is KEYS_ONLY on tenant_id / vehicle_id.
-        let table = store
-            .client()
+        let table = client
             .describe_table()
             .table_name(store.table())
             .send()
