@@ -11,7 +11,7 @@ mod common;
 use std::future::Future;
 use std::sync::Arc;
 
-use common::cloud::unique;
+use common::cloud::dynamodb_local;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use fleetwire::backends::conformance;
@@ -19,31 +19,13 @@ use fleetwire::backends::dynamodb::{DynamoDbConfig, DynamoDbStateStore, DynamoDb
 use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::StateStore;
 
-const ENDPOINT_VAR: &str = "FLEETWIRE_TEST_DYNAMODB_ENDPOINT";
-
-fn config(prefix: &str) -> DynamoDbConfig {
-    let endpoint = std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{ENDPOINT_VAR} is not set: these tests need DynamoDB Local. Run \
-             `scripts/emulators start dynamodb` and `eval \"$(scripts/emulators env)\"`."
-        )
-    });
-    DynamoDbConfig {
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
-        table_prefix: prefix.to_owned(),
-        create_tables_if_missing: true,
-        ..DynamoDbConfig::default()
-    }
-}
-
 /// Runs `test` on a registry over a fresh table, deleting it afterwards (panics re-raised).
 async fn with_registry<F, Fut>(test: F)
 where
     F: FnOnce(Arc<DynamoDbVehicleRegistry>, DynamoDbConfig) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let cfg = config(&format!("{}-", unique("fw-test")));
+    let cfg = dynamodb_local("fw-test");
     let registry = Arc::new(
         DynamoDbVehicleRegistry::connect(&cfg)
             .await
@@ -83,7 +65,7 @@ where
     F: FnOnce(Arc<DynamoDbStateStore>, DynamoDbConfig) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let cfg = config(&format!("{}-", unique("fw-test")));
+    let cfg = dynamodb_local("fw-test");
     let store = Arc::new(
         DynamoDbStateStore::connect(&cfg)
             .await
@@ -169,7 +151,7 @@ async fn vehicle_items_follow_the_data_model() {
 
 #[tokio::test]
 async fn a_missing_table_is_unavailable_not_a_panic() {
-    let cfg = config(&format!("{}-", unique("fw-missing")));
+    let cfg = dynamodb_local("fw-missing");
     let store = DynamoDbStateStore::connect(&DynamoDbConfig {
         create_tables_if_missing: false,
         ..cfg
