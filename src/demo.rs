@@ -21,8 +21,8 @@ use fleetwire_actors::model::{Location, TenantId};
 use fleetwire_actors::tenancy::{TenancyConfig, UnknownVehiclePolicy};
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig, IngestRecord};
 use fleetwire_loadtest::pki::DevPki;
-use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
-use tokio::sync::{mpsc, watch};
+use fleetwire_loadtest::tesla::{DriverStats, Drivers};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::auth::Role;
@@ -302,26 +302,8 @@ async fn drive_tesla_fleet(
     interval_ms: u64,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let target = Target {
-        addr,
-        server_name: addr.ip().to_string(),
-    };
     let stats = Arc::new(DriverStats::default());
-    let mut queues = Vec::new();
-    let mut tasks = Vec::new();
-    for vin in fleet.vehicle_ids() {
-        let tls = pki.vehicle_client_config(&vin)?;
-        let (tx, rx) = mpsc::channel(VEHICLE_QUEUE);
-        queues.push(tx);
-        tasks.push(tokio::spawn(drive_vehicle(
-            target.clone(),
-            tls,
-            vin,
-            rx,
-            stats.clone(),
-            stop.clone(),
-        )));
-    }
+    let drivers = Drivers::start(fleet.vehicle_ids(), &pki, addr, VEHICLE_QUEUE, &stats, &stop)?;
     let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms.max(10)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_report = (tokio::time::Instant::now(), 0u64);
@@ -330,7 +312,7 @@ async fn drive_tesla_fleet(
             _ = ticker.tick() => {}
             _ = stop.changed() => break,
         }
-        for (queue, record) in queues.iter().zip(fleet.tick(chrono::Utc::now())) {
+        for (queue, record) in drivers.queues.iter().zip(fleet.tick(chrono::Utc::now())) {
             if queue.try_send(record).is_err() {
                 metrics::counter!("fleetwire_demo_records_dropped_total").increment(1);
             }
@@ -350,10 +332,7 @@ async fn drive_tesla_fleet(
             last_report = (tokio::time::Instant::now(), acked);
         }
     }
-    drop(queues);
-    for task in tasks {
-        let _ = task.await;
-    }
+    drivers.finish().await;
     Ok(())
 }
 

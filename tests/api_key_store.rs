@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use common::auth::tenant;
-use common::cloud::unique;
+use common::cloud::dynamodb_local;
 use fleetwire::auth::api_keys::{self, ApiKeyStore};
-use fleetwire::backends::dynamodb::{DynamoDbApiKeyStore, DynamoDbConfig};
+use fleetwire::backends::dynamodb::DynamoDbApiKeyStore;
 use fleetwire::backends::embedded::{RedbApiKeyStore, open_database};
 
 async fn check(store: Arc<dyn ApiKeyStore>) {
@@ -78,15 +78,7 @@ async fn redb_store() {
 #[tokio::test]
 async fn dynamodb_store() {
     fleetwire::install_crypto_provider();
-    let endpoint = std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")
-        .expect("FLEETWIRE_TEST_DYNAMODB_ENDPOINT (scripts/emulators start dynamodb; eval \"$(scripts/emulators env)\")");
-    let config = DynamoDbConfig {
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
-        table_prefix: format!("{}_", unique("fwkeys")),
-        create_tables_if_missing: true,
-        ..DynamoDbConfig::default()
-    };
+    let config = dynamodb_local("fwkeys");
     let store = Arc::new(DynamoDbApiKeyStore::connect(&config).await.unwrap());
     let outcome = tokio::spawn(check(store.clone())).await;
     store.delete_table().await.unwrap();

@@ -9,7 +9,7 @@ mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Duration, TimeZone, Utc};
-use common::cloud::unique;
+use common::cloud::dynamodb_local;
 use fleetwire::backends::conformance;
 use fleetwire::backends::dynamodb::{DynamoDbConfig, DynamoDbDeadLetters};
 use fleetwire::backends::embedded::{InMemoryDeadLetters, RedbDeadLetters, open_database};
@@ -45,21 +45,9 @@ async fn redb_keeps_letters_across_a_restart() {
     assert_eq!(back.payload.as_ref(), br#"{"n":1}"#);
 }
 
-fn dynamodb_config() -> DynamoDbConfig {
-    let endpoint = std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")
-        .expect("FLEETWIRE_TEST_DYNAMODB_ENDPOINT is not set: run scripts/emulators start dynamodb");
-    DynamoDbConfig {
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
-        table_prefix: format!("{}-", unique("fw-dl")),
-        create_tables_if_missing: true,
-        ..DynamoDbConfig::default()
-    }
-}
-
 #[tokio::test]
 async fn dynamodb_conformance_and_item_layout() {
-    let cfg = dynamodb_config();
+    let cfg = dynamodb_local("fw-dl");
     let store = DynamoDbDeadLetters::connect(&cfg).await.expect("table created");
     // A second connect finds the table (and its TTL) in place.
     DynamoDbDeadLetters::connect(&cfg).await.expect("connect again");

@@ -11,7 +11,7 @@ mod common;
 use std::future::Future;
 use std::sync::Arc;
 
-use common::cloud::unique;
+use common::cloud::dynamodb_local;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use fleetwire::backends::conformance;
@@ -19,31 +19,13 @@ use fleetwire::backends::dynamodb::{DynamoDbConfig, DynamoDbStateStore, DynamoDb
 use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::StateStore;
 
-const ENDPOINT_VAR: &str = "FLEETWIRE_TEST_DYNAMODB_ENDPOINT";
-
-fn config(prefix: &str) -> DynamoDbConfig {
-    let endpoint = std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{ENDPOINT_VAR} is not set: these tests need DynamoDB Local. Run \
-             `scripts/emulators start dynamodb` and `eval \"$(scripts/emulators env)\"`."
-        )
-    });
-    DynamoDbConfig {
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
-        table_prefix: prefix.to_owned(),
-        create_tables_if_missing: true,
-        ..DynamoDbConfig::default()
-    }
-}
-
 /// Runs `test` on a registry over a fresh table, deleting it afterwards (panics re-raised).
 async fn with_registry<F, Fut>(test: F)
 where
     F: FnOnce(Arc<DynamoDbVehicleRegistry>, DynamoDbConfig) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let cfg = config(&format!("{}-", unique("fw-test")));
+    let cfg = dynamodb_local("fw-test");
     let registry = Arc::new(
         DynamoDbVehicleRegistry::connect(&cfg)
             .await
@@ -83,7 +65,7 @@ where
     F: FnOnce(Arc<DynamoDbStateStore>, DynamoDbConfig) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let cfg = config(&format!("{}-", unique("fw-test")));
+    let cfg = dynamodb_local("fw-test");
     let store = Arc::new(
         DynamoDbStateStore::connect(&cfg)
             .await
@@ -121,15 +103,15 @@ async fn state_store_racing_writers_on_two_clients() {
 
 #[tokio::test]
 async fn vehicle_items_follow_the_data_model() {
-    with_state(|store, _| async move {
+    with_state(|store, cfg| async move {
+        let client = cfg.client().await;
         let tenant = TenantId::parse("acme").unwrap();
         let mut snap = conformance::snapshot(&tenant, "car-9", 1);
         snap.last_seen = Some("2026-03-01T10:00:00.123Z".parse().unwrap());
         store.save(&snap).await.unwrap();
         snap.version = 2;
         store.save(&snap).await.unwrap();
-        let item = store
-            .client()
+        let item = client
             .get_item()
             .table_name(store.table())
             .key("pk", AttributeValue::S("acme#car-9".into()))
@@ -145,8 +127,7 @@ async fn vehicle_items_follow_the_data_model() {
         assert_eq!(item["source_ts"], item["last_seen"]);
         assert!(item["signals"].is_m() && item["recent"].is_b());
         // The tenant listing index is KEYS_ONLY on tenant_id / vehicle_id.
-        let table = store
-            .client()
+        let table = client
             .describe_table()
             .table_name(store.table())
             .send()
@@ -170,7 +151,7 @@ async fn vehicle_items_follow_the_data_model() {
 
 #[tokio::test]
 async fn a_missing_table_is_unavailable_not_a_panic() {
-    let cfg = config(&format!("{}-", unique("fw-missing")));
+    let cfg = dynamodb_local("fw-missing");
     let store = DynamoDbStateStore::connect(&DynamoDbConfig {
         create_tables_if_missing: false,
         ..cfg

@@ -7,14 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use chrono::DateTime;
-use fleetwire::backends::dynamodb::{BatchFaults, DynamoDbConfig, DynamoDbHistoryStore};
+use fleetwire::backends::dynamodb::{BatchFaults, DynamoDbHistoryStore};
 use fleetwire::backends::embedded::{RedbHistoryStore, open_database};
 use fleetwire_actors::history::{HistoryConfig, HistoryRecord, codec};
 use fleetwire_actors::model::{SignalValue, TenantId, VehicleId};
 use fleetwire_actors::ports::{HistoryStore, HourAggregate, SignalStats};
 use fleetwire_actors::vehicle::persist::encode_bucket;
 
-use common::cloud::unique;
+use common::cloud::dynamodb_local;
 
 /// An hour start two hours ago (fixed dates would fall out of the TTL filter).
 fn t0() -> i64 {
@@ -145,15 +145,7 @@ async fn redb_history_store() {
 #[tokio::test]
 async fn dynamodb_history_store_with_unprocessed_items() {
     fleetwire::install_crypto_provider();
-    let endpoint = std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")
-        .expect("FLEETWIRE_TEST_DYNAMODB_ENDPOINT (scripts/emulators start dynamodb; eval \"$(scripts/emulators env)\")");
-    let config = DynamoDbConfig {
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
-        table_prefix: format!("{}_", unique("fwhist")),
-        create_tables_if_missing: true,
-        ..DynamoDbConfig::default()
-    };
+    let config = dynamodb_local("fwhist");
     let store = DynamoDbHistoryStore::connect(&config, Arc::new(HistoryConfig::default()))
         .await
         .unwrap()

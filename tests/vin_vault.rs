@@ -6,9 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::cloud::unique;
+use common::cloud::dynamodb_local;
 use fleetwire::backends::conformance;
-use fleetwire::backends::dynamodb::{DynamoDbConfig, DynamoDbVaultStore};
+use fleetwire::backends::dynamodb::DynamoDbVaultStore;
 use fleetwire::backends::embedded::{RedbVaultStore, open_database};
 use fleetwire::vault::VaultStore;
 
@@ -22,16 +22,7 @@ async fn redb_vault() {
 
 #[tokio::test]
 async fn dynamodb_vault() {
-    let cfg = DynamoDbConfig {
-        endpoint_url: Some(
-            std::env::var("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")
-                .expect("FLEETWIRE_TEST_DYNAMODB_ENDPOINT is not set: scripts/emulators start dynamodb"),
-        ),
-        static_credentials: true,
-        table_prefix: format!("{}-", unique("fw-vault")),
-        create_tables_if_missing: true,
-        ..DynamoDbConfig::default()
-    };
+    let cfg = dynamodb_local("fw-vault");
     let store = Arc::new(DynamoDbVaultStore::connect(&cfg).await.expect("table created"));
     let outcome = tokio::spawn({
         let store: Arc<dyn VaultStore> = store.clone();

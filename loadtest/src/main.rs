@@ -22,8 +22,8 @@ use fleetwire_loadtest::fleet::{Fleet, FleetConfig};
 use fleetwire_loadtest::pki::DevPki;
 use fleetwire_loadtest::run::{RunOptions, run};
 use fleetwire_loadtest::scenario::{Protocol, Scenario};
-use fleetwire_loadtest::tesla::{DriverStats, Target, drive_vehicle};
-use tokio::sync::{mpsc, watch};
+use fleetwire_loadtest::tesla::{DriverStats, Drivers};
+use tokio::sync::watch;
 
 /// Load generator for fleetwire.
 #[derive(Debug, Parser)]
@@ -280,10 +280,6 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
         "load tests target loopback addresses only"
     );
     let pki = DevPki::load_or_create(&pki).context("reading the CA")?;
-    let target = Target {
-        addr: target,
-        server_name: target.ip().to_string(),
-    };
     let mut fleet = Fleet::new(FleetConfig {
         vehicles,
         id_prefix: vin_prefix,
@@ -291,21 +287,7 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
     });
     let (stop_tx, stop) = watch::channel(false);
     let stats = Arc::new(DriverStats::default());
-    let mut queues = Vec::with_capacity(vehicles);
-    let mut tasks = Vec::with_capacity(vehicles);
-    for vin in fleet.vehicle_ids() {
-        let (tx, rx) = mpsc::channel(4);
-        queues.push(tx);
-        let tls = pki.vehicle_client_config(&vin)?;
-        tasks.push(tokio::spawn(drive_vehicle(
-            target.clone(),
-            tls,
-            vin,
-            rx,
-            stats.clone(),
-            stop.clone(),
-        )));
-    }
+    let drivers = Drivers::start(fleet.vehicle_ids(), &pki, target, 4, &stats, &stop)?;
     let interval = Duration::from_millis(interval_ms.max(10));
     let wave_gap = interval / WAVES as u32;
     let started = tokio::time::Instant::now();
@@ -317,7 +299,7 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
         ticker.tick().await;
         let records = fleet.tick(chrono::Utc::now());
         let per_wave = records.len().div_ceil(WAVES).max(1);
-        let mut records = records.into_iter().zip(queues.iter());
+        let mut records = records.into_iter().zip(drivers.queues.iter());
         for _ in 0..WAVES {
             for (record, queue) in records.by_ref().take(per_wave) {
                 // A vehicle still waiting for an ack skips a tick, like a real buffer.
@@ -341,10 +323,7 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
-    drop(queues);
-    for task in tasks {
-        let _ = task.await;
-    }
+    drivers.finish().await;
     println!(
         "done: {} frames acked, {} connects, {} errors, {dropped} ticks skipped",
         stats.acked.load(Ordering::Relaxed),

@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::fleet::IngestRecord;
+use crate::pki::DevPki;
 
 /// Envelope message type of an ack (FlatBuffers union tag of `FlatbuffersStreamAck`).
 pub const ACK_MESSAGE_TYPE: u8 = 5;
@@ -167,6 +168,53 @@ impl DriverStats {
         );
         h.reset();
         out
+    }
+}
+
+/// A fleet's drivers: one [`drive_vehicle`] task per vehicle, each fed through its own
+/// bounded queue (a full queue means the vehicle still waits for an ack).
+pub struct Drivers {
+    /// Each vehicle's record queue, in the order of the VINs the drivers were started with
+    /// (`Fleet::vehicle_ids`, which is also the order of `Fleet::tick`).
+    pub queues: Vec<mpsc::Sender<IngestRecord>>,
+    /// The driver tasks, awaited by [`Drivers::finish`].
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drivers {
+    /// Starts a driver per VIN against the vehicle listener `addr` (server name: its IP, as
+    /// the dev PKI issues it), each with its TLS identity from `pki` and a queue of `queue`
+    /// records. Drivers end when their queue closes or `stop` turns true.
+    pub fn start(
+        vins: Vec<String>,
+        pki: &DevPki,
+        addr: SocketAddr,
+        queue: usize,
+        stats: &Arc<DriverStats>,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let target = Target {
+            addr,
+            server_name: addr.ip().to_string(),
+        };
+        let mut queues = Vec::with_capacity(vins.len());
+        let mut tasks = Vec::with_capacity(vins.len());
+        for vin in vins {
+            let tls = pki.vehicle_client_config(&vin)?;
+            let (tx, rx) = mpsc::channel(queue);
+            queues.push(tx);
+            let driver = drive_vehicle(target.clone(), tls, vin, rx, Arc::clone(stats), stop.clone());
+            tasks.push(tokio::spawn(driver));
+        }
+        Ok(Self { queues, tasks })
+    }
+
+    /// Closes the queues and waits until every driver has ended.
+    pub async fn finish(self) {
+        drop(self.queues);
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 

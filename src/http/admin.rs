@@ -166,10 +166,7 @@ pub async fn leases(_admin: PlatformAdmin, state: web::Data<AdminState>) -> Resu
         .leases
         .list_leases()
         .await
-        .map_err(|e| ApiError::Unavailable {
-            message: format!("lease store: {e}"),
-            retry_after_secs: 1,
-        })?;
+        .map_err(|e| ApiError::store_unavailable("lease store", e))?;
     let rows: Vec<serde_json::Value> = leases
         .into_iter()
         .map(|lease| {
@@ -201,10 +198,7 @@ pub async fn shards(_admin: PlatformAdmin, state: web::Data<AdminState>) -> Resu
         .stream
         .list_shards()
         .await
-        .map_err(|e| ApiError::Unavailable {
-            message: format!("stream: {e}"),
-            retry_after_secs: 1,
-        })?;
+        .map_err(|e| ApiError::store_unavailable("stream", e))?;
     let rows: Vec<serde_json::Value> = shards
         .into_iter()
         .map(|s| {

@@ -69,10 +69,7 @@ impl From<ApiKeyRecord> for KeyView {
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable {
-        message: format!("API key store: {e}"),
-        retry_after_secs: 1,
-    }
+    ApiError::store_unavailable("API key store", e)
 }
 
 /// Creates a key for the caller's tenant (tenant-admin); answers 201 with the key, once.

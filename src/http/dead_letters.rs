@@ -84,36 +84,29 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        code,
-        message: message.into(),
-    }
-}
-
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable {
-        message: format!("dead-letter store: {e}"),
-        retry_after_secs: 1,
-    }
+    ApiError::store_unavailable("dead-letter store", e)
 }
 
 fn parse_query(tenant: TenantId, q: &ListQuery) -> Result<DeadLetterQuery, ApiError> {
     let day = match &q.day {
         None => Utc::now().date_naive(),
         Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-            .map_err(|_| bad("bad_day", format!("day {d:?} is not YYYY-MM-DD")))?,
+            .map_err(|_| ApiError::bad_request("bad_day", format!("day {d:?} is not YYYY-MM-DD")))?,
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad("bad_limit", format!("limit must be 1 to {MAX_LIMIT}")));
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit must be 1 to {MAX_LIMIT}"),
+        ));
     }
     let after = q
         .cursor
         .as_deref()
         .map(str::parse::<DeadLetterCursor>)
         .transpose()
-        .map_err(|e| bad("bad_cursor", e))?;
+        .map_err(|e| ApiError::bad_request("bad_cursor", e))?;
     Ok(DeadLetterQuery {
         tenant,
         day,
@@ -124,7 +117,7 @@ fn parse_query(tenant: TenantId, q: &ListQuery) -> Result<DeadLetterQuery, ApiEr
 }
 
 fn parse_id(raw: &str) -> Result<DeadLetterId, ApiError> {
-    raw.parse().map_err(|e| bad("bad_id", e))
+    raw.parse().map_err(|e| ApiError::bad_request("bad_id", e))
 }
 
 /// A letter without its payload (listings).
@@ -189,7 +182,7 @@ async fn find(service: &DeadLetterService, id: &DeadLetterId) -> Result<StoredDe
 async fn replay(service: &DeadLetterService, id: &DeadLetterId, by: &str) -> Result<HttpResponse, ApiError> {
     let letter = find(service, id).await?;
     let entry = letter.replay_entry().ok_or_else(|| {
-        bad(
+        ApiError::bad_request(
             "not_replayable",
             format!(
                 "dead letter {id} kept only the first {} of {} bytes; it can be inspected and deleted, not replayed",
@@ -250,12 +243,12 @@ pub async fn admin_list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = query.tenant.as_deref().ok_or_else(|| {
-        bad(
+        ApiError::bad_request(
             "missing_tenant",
             "tenant is required (letters of no tenant are under `_unknown`)",
         )
     })?;
-    let tenant = TenantId::parse(tenant).map_err(|e| bad("bad_tenant", e))?;
+    let tenant = TenantId::parse(tenant).map_err(|e| ApiError::bad_request("bad_tenant", e))?;
     let query = parse_query(tenant, &query)?;
     list(&service, query).await
 }
@@ -328,7 +321,7 @@ pub async fn tenant_list(
 ) -> Result<HttpResponse, ApiError> {
     require(&caller, Role::TenantAdmin)?;
     if query.tenant.is_some() {
-        return Err(bad(
+        return Err(ApiError::bad_request(
             "bad_query",
             "tenant is the caller's own; it cannot be chosen here",
         ));

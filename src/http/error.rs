@@ -93,6 +93,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 with the machine-readable `code`.
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 503 for a failed call to `store` (e.g. `"history store"`); clients retry after a
+    /// second, as the store usually recovers (throttling, a failover).
+    pub(crate) fn store_unavailable(store: &str, e: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            message: format!("{store}: {e}"),
+            retry_after_secs: 1,
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. }

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use fleetwire_actors::fleet::{
-    AlertRule, ChargingSession, FilterReason, FleetEvent, FleetState, Geofence, RulesError, Trip,
+    AlertRule, ChargingSession, FilterReason, FleetEvent, FleetRules, FleetState, Geofence, RulesError, Trip,
 };
-use fleetwire_actors::model::{Location, VehicleId};
+use fleetwire_actors::model::{Location, TenantId, VehicleId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -117,10 +117,7 @@ async fn derived(caller: &Caller, state: &ApiState, id: &str) -> Result<(Vehicle
     match state.store.load(&caller.tenant, &id).await {
         Ok(Some(snapshot)) => Ok((id, snapshot.derived)),
         Ok(None) => Err(ApiError::NotFound(format!("no vehicle {id}"))),
-        Err(e) => Err(ApiError::Unavailable {
-            message: format!("vehicle store: {e}"),
-            retry_after_secs: 1,
-        }),
+        Err(e) => Err(ApiError::store_unavailable("vehicle store", e)),
     }
 }
 
@@ -249,11 +246,56 @@ fn rules_error(e: RulesError) -> ApiError {
     }
 }
 
-fn saved<T: Serialize>(created: bool, item: &T) -> HttpResponse {
-    if created {
-        HttpResponse::Created().json(item)
+/// One of the tenant's two rule collections in the [`FleetRules`] book: the geofence and
+/// alert-rule endpoints differ only in which collection they change.
+trait RuleKind: Serialize + DeserializeOwned + Clone {
+    /// What a 404 calls a missing item.
+    const NOUN: &'static str;
+    /// Adds or replaces `item` by its id; whether it was new.
+    fn put(book: &FleetRules, tenant: &TenantId, item: Self) -> Result<bool, RulesError>;
+    /// Removes the item `id`; whether it existed.
+    fn delete(book: &FleetRules, tenant: &TenantId, id: &str) -> bool;
+}
+
+impl RuleKind for Geofence {
+    const NOUN: &'static str = "geofence";
+    fn put(book: &FleetRules, tenant: &TenantId, item: Self) -> Result<bool, RulesError> {
+        book.put_geofence(tenant, item)
+    }
+    fn delete(book: &FleetRules, tenant: &TenantId, id: &str) -> bool {
+        book.delete_geofence(tenant, id)
+    }
+}
+
+impl RuleKind for AlertRule {
+    const NOUN: &'static str = "alert rule";
+    fn put(book: &FleetRules, tenant: &TenantId, item: Self) -> Result<bool, RulesError> {
+        book.put_alert_rule(tenant, item)
+    }
+    fn delete(book: &FleetRules, tenant: &TenantId, id: &str) -> bool {
+        book.delete_alert_rule(tenant, id)
+    }
+}
+
+/// `POST` of a rule (operator): 201 with the item when new, 200 when it replaced one.
+fn put_rule<K: RuleKind>(caller: &Caller, state: &ApiState, bytes: &[u8]) -> Result<HttpResponse, ApiError> {
+    require(caller, Role::Operator)?;
+    let item: K = body(bytes)?;
+    let mut response = if K::put(&state.fleet_rules, &caller.tenant, item.clone()).map_err(rules_error)? {
+        HttpResponse::Created()
     } else {
-        HttpResponse::Ok().json(item)
+        HttpResponse::Ok()
+    };
+    Ok(response.json(item))
+}
+
+/// `DELETE` of a rule (operator): 204, or 404 when there is no such item.
+fn delete_rule<K: RuleKind>(caller: &Caller, state: &ApiState, id: &str) -> Result<HttpResponse, ApiError> {
+    require(caller, Role::Operator)?;
+    if K::delete(&state.fleet_rules, &caller.tenant, id) {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(format!("no {} {id}", K::NOUN)))
     }
 }
 
@@ -325,13 +367,7 @@ pub async fn put_geofence(
     state: web::Data<ApiState>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    require(&caller, Role::Operator)?;
-    let fence: Geofence = body(&bytes)?;
-    let created = state
-        .fleet_rules
-        .put_geofence(&caller.tenant, fence.clone())
-        .map_err(rules_error)?;
-    Ok(saved(created, &fence))
+    put_rule::<Geofence>(&caller, &state, &bytes)
 }
 
 /// Deletes a geofence (operator).
@@ -353,12 +389,7 @@ pub async fn delete_geofence(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&caller, Role::Operator)?;
-    if state.fleet_rules.delete_geofence(&caller.tenant, &id) {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound(format!("no geofence {id}")))
-    }
+    delete_rule::<Geofence>(&caller, &state, &id)
 }
 
 /// The tenant's alert rules (viewer).
@@ -402,13 +433,7 @@ pub async fn put_alert_rule(
     state: web::Data<ApiState>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    require(&caller, Role::Operator)?;
-    let rule: AlertRule = body(&bytes)?;
-    let created = state
-        .fleet_rules
-        .put_alert_rule(&caller.tenant, rule.clone())
-        .map_err(rules_error)?;
-    Ok(saved(created, &rule))
+    put_rule::<AlertRule>(&caller, &state, &bytes)
 }
 
 /// Deletes an alert rule (operator).
@@ -430,10 +455,5 @@ pub async fn delete_alert_rule(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&caller, Role::Operator)?;
-    if state.fleet_rules.delete_alert_rule(&caller.tenant, &id) {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound(format!("no alert rule {id}")))
-    }
+    delete_rule::<AlertRule>(&caller, &state, &id)
 }

@@ -59,33 +59,26 @@ struct HistoryPage {
     next_cursor: Option<String>,
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::BadRequest {
-        code,
-        message: message.into(),
-    }
-}
-
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable {
-        message: format!("history store: {e}"),
-        retry_after_secs: 1,
-    }
+    ApiError::store_unavailable("history store", e)
 }
 
-fn vehicle(id: &str) -> Result<VehicleId, ApiError> {
-    VehicleId::parse(id).map_err(|m| bad("bad_vehicle_id", m))
-}
-
-fn range(
+/// What both endpoints check first: the viewer role, the vehicle id, and the time range
+/// (`to` defaults to now, `from` to `default` before `to`). Another tenant's vehicle needs
+/// no check here: the store is keyed by the caller's tenant.
+fn vehicle_range(
+    caller: &Caller,
+    id: &str,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     default: Duration,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+) -> Result<(VehicleId, DateTime<Utc>, DateTime<Utc>), ApiError> {
+    require(caller, Role::Viewer)?;
+    let id = VehicleId::parse(id).map_err(|m| ApiError::bad_request("bad_vehicle_id", m))?;
     let to = to.unwrap_or_else(Utc::now);
     // An empty or inverted range is a question with no records, not a bad request.
     let from = from.unwrap_or(to - default).min(to);
-    Ok((from, to))
+    Ok((id, from, to))
 }
 
 /// A vehicle's records in a time range, oldest first (viewer).
@@ -111,12 +104,13 @@ pub async fn history(
     id: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&caller, Role::Viewer)?;
-    let id = vehicle(&id)?;
-    let (from, to) = range(query.from, query.to, Duration::hours(1))?;
+    let (id, from, to) = vehicle_range(&caller, &id, query.from, query.to, Duration::hours(1))?;
     let limit = query.limit.unwrap_or(1000);
     if !(1..=MAX_RECORDS).contains(&limit) {
-        return Err(bad("bad_query", format!("limit must be 1 to {MAX_RECORDS}")));
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("limit must be 1 to {MAX_RECORDS}"),
+        ));
     }
     let fields: Option<BTreeSet<&str>> = query
         .fields
@@ -126,7 +120,7 @@ pub async fn history(
         None => None,
         Some(c) => Some(
             c.parse::<i64>()
-                .map_err(|_| bad("bad_cursor", "cursor is not one this API gave"))?,
+                .map_err(|_| ApiError::bad_request("bad_cursor", "cursor is not one this API gave"))?,
         ),
     };
     let (from_ms, to_ms) = (from.timestamp_millis(), to.timestamp_millis());
@@ -237,9 +231,7 @@ pub async fn aggregates(
     id: web::Path<String>,
     query: web::Query<AggregatesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require(&caller, Role::Viewer)?;
-    let id = vehicle(&id)?;
-    let (from, to) = range(query.from, query.to, Duration::hours(24))?;
+    let (id, from, to) = vehicle_range(&caller, &id, query.from, query.to, Duration::hours(24))?;
     let rows = state
         .history
         .query_aggregates(

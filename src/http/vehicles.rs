@@ -57,10 +57,7 @@ impl From<VehicleSnapshot> for VehicleView {
 }
 
 fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable {
-        message: format!("vehicle store: {e}"),
-        retry_after_secs: 1,
-    }
+    ApiError::store_unavailable("vehicle store", e)
 }
 
 /// Lists the caller's tenant's vehicles with their latest state, ordered by id (viewer).

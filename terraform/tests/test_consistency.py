@@ -42,7 +42,9 @@ DOCKERFILE = ROOT / "Dockerfile"
 # Client calls that only create or reshape resources for local development and tests
 # (kinesis.create_if_missing, dynamodb.create_tables_if_missing); terraform owns those
 # resources in AWS, so the task role must not get them.
-DEV_ONLY_ACTIONS = {"CreateStream", "SplitShard", "MergeShards", "DeleteStream", "CreateTable", "DeleteTable"}
+DEV_ONLY_ACTIONS = {
+    "CreateStream", "SplitShard", "MergeShards", "DeleteStream", "CreateTable", "DeleteTable", "UpdateTimeToLive",
+}
 
 
 @pytest.fixture(scope="session")
@@ -206,19 +208,30 @@ DYNAMODB_SRC = ROOT / "src/backends/dynamodb"
 
 
 def table_spec_from_code(file: str) -> dict:
-    """The TableSpec a backend hands to tables.rs create_table_if_missing (what
+    """The TableSpec a backend hands to tables.rs `Table::connect` (what
     create_tables_if_missing builds locally): hash key and its one KEYS_ONLY index."""
     src = (DYNAMODB_SRC / file).read_text()
     const = dict(re.findall(r'const (\w+): &str = "([^"]+)";', src))
     const.update(re.findall(r'const (\w+): &str = "([^"]+)";', (DYNAMODB_SRC / "tables.rs").read_text()))
-    spec = re.search(r"TableSpec \{\s*name: [^,]+,\s*hash: (\w+),\s*index: (None|Some\(KeysOnlyIndex \{(.*?)\}\)),", src, re.S)
+    spec = re.search(
+        r"TableSpec \{\s*hash: (\w+),\s*range: None,\s*index: (None|Some\((?:KeysOnlyIndex \{(.*?)\}|(\w+))\)),\s*ttl: None,",
+        src,
+        re.S,
+    )
     assert spec, f"{file}: TableSpec not found"
-    index = None
-    if spec.group(3):
-        fields = dict(re.findall(r"(\w+): (\w+)", spec.group(3)))
-        index = {const[fields["name"]]: (const[fields["hash"]], const[fields["range"]])}
-    # tables.rs defines every key attribute as S and never a sort key on the table.
     shared = (DYNAMODB_SRC / "tables.rs").read_text()
+    index = None
+    fields_text = spec.group(3)
+    if spec.group(4):
+        # A KeysOnlyIndex constant shared through tables.rs.
+        shared_index = rf"const {spec.group(4)}: KeysOnlyIndex = KeysOnlyIndex \{{(.*?)\}};"
+        fields_text = re.search(shared_index, shared, re.S).group(1)
+    if fields_text:
+        # Each field is a &str constant or a string literal.
+        fields = {k: const.get(v, v.strip('"')) for k, v in re.findall(r'(\w+): (\w+|"\w+")', fields_text)}
+        index = {fields["name"]: (fields["hash"], fields["range"])}
+    # The spec has no sort key (`range: None` above), and tables.rs makes the hash key and
+    # the index keys S.
     assert "ScalarAttributeType::S" in shared and "ScalarAttributeType::N" not in shared
     assert "KeyType::Range" not in src
     return {"hash": (const[spec.group(1)], "S"), "index": index}

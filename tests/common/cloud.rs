@@ -2,7 +2,7 @@
 //! cleanup, shared by the multi-node tests. `scripts/test` starts the services and exports
 //! their endpoints.
 
-use fleetwire::backends::dynamodb::DynamoDbLeaseStore;
+use fleetwire::backends::dynamodb::{DynamoDbConfig, DynamoDbLeaseStore};
 use fleetwire::backends::kinesis::KinesisStream;
 use fleetwire::backends::redis::RedisConfig;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +24,18 @@ pub fn unique(prefix: &str) -> String {
 fn endpoint(var: &str) -> String {
     std::env::var(var)
         .unwrap_or_else(|_| panic!("{var} is not set: run scripts/test (it starts the emulators)"))
+}
+
+/// DynamoDB Local (`FLEETWIRE_TEST_DYNAMODB_ENDPOINT`) with tables of a fresh prefix
+/// `<unique(prefix)>-`, created on connect: a store test's own tables.
+pub fn dynamodb_local(prefix: &str) -> DynamoDbConfig {
+    DynamoDbConfig {
+        endpoint_url: Some(endpoint("FLEETWIRE_TEST_DYNAMODB_ENDPOINT")),
+        static_credentials: true,
+        table_prefix: format!("{}-", unique(prefix)),
+        create_tables_if_missing: true,
+        ..DynamoDbConfig::default()
+    }
 }
 
 /// A node on a fresh Kinesis stream (2 shards) with the Redis fan-out under `redis_prefix`;

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Plan;
 use super::live::Live;
 use crate::fleet::{Fleet, FleetConfig};
 use crate::pki::DevPki;
-use crate::tesla::{DriverStats, Target, drive_vehicle};
+use crate::tesla::{DriverStats, Drivers};
 
 /// Frames a vehicle may have queued; a vehicle still waiting for acks skips ticks beyond.
 const VEHICLE_QUEUE: usize = 4;
@@ -34,10 +34,6 @@ async fn drive_inner(plan: &Plan, live: &Live, stop: &mut watch::Receiver<bool>)
         .next()
         .ok_or_else(|| anyhow::anyhow!("the vehicle listener address does not resolve"))?;
     let pki = DevPki::load_or_create(t.pki.as_deref().unwrap_or(std::path::Path::new(".")))?;
-    let target = Target {
-        addr,
-        server_name: addr.ip().to_string(),
-    };
     let vehicles = plan.scenario.fleet.vehicles;
     let mut fleet = Fleet::new(FleetConfig {
         vehicles,
@@ -47,21 +43,14 @@ async fn drive_inner(plan: &Plan, live: &Live, stop: &mut watch::Receiver<bool>)
     });
     let stats = Arc::new(DriverStats::default());
     let (vehicle_stop_tx, vehicle_stop) = watch::channel(false);
-    let mut queues = Vec::with_capacity(vehicles);
-    let mut tasks = Vec::with_capacity(vehicles);
-    for vin in fleet.vehicle_ids() {
-        let (tx, rx) = mpsc::channel(VEHICLE_QUEUE);
-        queues.push(tx);
-        let tls = pki.vehicle_client_config(&vin)?;
-        tasks.push(tokio::spawn(drive_vehicle(
-            target.clone(),
-            tls,
-            vin,
-            rx,
-            stats.clone(),
-            vehicle_stop.clone(),
-        )));
-    }
+    let drivers = Drivers::start(
+        fleet.vehicle_ids(),
+        &pki,
+        addr,
+        VEHICLE_QUEUE,
+        &stats,
+        &vehicle_stop,
+    )?;
     let mut last = (0u64, 0u64);
     let mut tick_start = Instant::now();
     while let Some(hz) = plan.hz_at(plan.elapsed()) {
@@ -70,7 +59,7 @@ async fn drive_inner(plan: &Plan, live: &Live, stop: &mut watch::Receiver<bool>)
         }
         let records = fleet.tick(chrono::Utc::now());
         live.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
-        for (record, queue) in records.into_iter().zip(&queues) {
+        for (record, queue) in records.into_iter().zip(&drivers.queues) {
             if queue.try_send(record).is_err() {
                 // The vehicle still waits for acks: a skipped send, counted as a failed one.
                 live.attempts.fetch_add(1, Ordering::Relaxed);
@@ -86,10 +75,7 @@ async fn drive_inner(plan: &Plan, live: &Live, stop: &mut watch::Receiver<bool>)
         }
     }
     let _ = vehicle_stop_tx.send(true);
-    drop(queues);
-    for task in tasks {
-        let _ = task.await;
-    }
+    drivers.finish().await;
     fold(&stats, live, last);
     Ok(())
 }

@@ -16,14 +16,13 @@
 //!   `SET revoked_at = if_not_exists(revoked_at, :at)` conditioned on the tenant.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::StoreError;
 
-use super::tables::{self, Item, KeysOnlyIndex, TableSpec, is_condition_failure, store_error};
+use super::tables::{self, Item, KeysOnlyIndex, Table, TableSpec, is_condition_failure, store_error};
 use super::{DynamoDbConfig, DynamoDbError};
 use crate::auth::api_keys::{ApiKeyRecord, ApiKeyStore};
 
@@ -34,11 +33,23 @@ const KEY_ID: &str = "key_id";
 const TENANT_ID: &str = "tenant_id";
 const BY_TENANT: &str = "by_tenant";
 
+/// The table: hash `key_hash`, index `by_tenant` (`tenant_id`, `key_id`).
+const SPEC: TableSpec = TableSpec {
+    hash: KEY_HASH,
+    range: None,
+    index: Some(KeysOnlyIndex {
+        name: BY_TENANT,
+        hash: TENANT_ID,
+        range: KEY_ID,
+    }),
+    ttl: None,
+};
+
 /// The DynamoDB [`ApiKeyStore`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DynamoDbApiKeyStore {
-    client: Client,
-    table: String,
+    /// The table and the client that reaches it.
+    table: Table,
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -86,39 +97,13 @@ impl DynamoDbApiKeyStore {
     /// Builds the client from `config` (table `<table_prefix>api_keys`) and, with
     /// `create_tables_if_missing`, creates the table and its index.
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        config.validate()?;
-        let store = Self::from_client(config.client().await, config.table(API_KEYS_TABLE));
-        if config.create_tables_if_missing {
-            store.create_table_if_missing().await?;
-        }
-        Ok(store)
-    }
-
-    /// Wraps an existing client. Makes no call.
-    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// Creates the table (hash `key_hash`, index `by_tenant`) unless it exists.
-    pub async fn create_table_if_missing(&self) -> Result<(), DynamoDbError> {
-        let spec = TableSpec {
-            name: &self.table,
-            hash: KEY_HASH,
-            index: Some(KeysOnlyIndex {
-                name: BY_TENANT,
-                hash: TENANT_ID,
-                range: KEY_ID,
-            }),
-        };
-        tables::create_table_if_missing(&self.client, spec).await
+        let table = Table::connect(config, config.table(API_KEYS_TABLE), &SPEC).await?;
+        Ok(Self { table })
     }
 
     /// Deletes the table (tests, local tear-down).
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        tables::delete_table(&self.client, &self.table).await
+        self.table.delete().await
     }
 
     /// Key hashes of `tenant` from the index, optionally only `key_id`'s.
@@ -127,9 +112,10 @@ impl DynamoDbApiKeyStore {
         let mut start: Option<Item> = None;
         loop {
             let mut query = self
+                .table
                 .client
                 .query()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .index_name(BY_TENANT)
                 .expression_attribute_names("#t", TENANT_ID)
                 .expression_attribute_values(":t", s(tenant.as_str()))
@@ -167,9 +153,10 @@ impl ApiKeyStore for DynamoDbApiKeyStore {
         if let Some(at) = &record.revoked_at {
             item.insert("revoked_at".to_owned(), time(at));
         }
-        self.client
+        self.table
+            .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(key_hash)")
             .send()
@@ -186,9 +173,10 @@ impl ApiKeyStore for DynamoDbApiKeyStore {
 
     async fn by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let out = self
+            .table
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(KEY_HASH, s(key_hash))
             .consistent_read(true)
             .send()
@@ -204,7 +192,7 @@ impl ApiKeyStore for DynamoDbApiKeyStore {
             .into_iter()
             .map(|h| Item::from([(KEY_HASH.to_owned(), s(&h))]))
             .collect();
-        let mut records = tables::batch_get(&self.client, &self.table, keys)
+        let mut records = tables::batch_get(&self.table.client, &self.table.name, keys)
             .await?
             .iter()
             .map(from_item)
@@ -225,9 +213,10 @@ impl ApiKeyStore for DynamoDbApiKeyStore {
             return Ok(None);
         };
         let out = self
+            .table
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(KEY_HASH, s(&hash))
             .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
             .condition_expression("tenant_id = :t")

@@ -28,13 +28,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest, ReturnValue,
-    ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, ScalarAttributeType, WriteRequest};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::future::try_join_all;
@@ -45,7 +41,7 @@ use fleetwire_actors::producer::{
     DeadLetterSource, StoredDeadLetter,
 };
 
-use super::tables::{self, Item};
+use super::tables::{self, Item, Table, TableSpec};
 use super::{DynamoDbConfig, DynamoDbError};
 use crate::backends::embedded::dead_letters::{count_by_reason, record_stored};
 
@@ -62,11 +58,19 @@ const BATCH_WRITE_ATTEMPTS: u32 = 8;
 /// First pause before retrying unprocessed items; doubles per attempt, full jitter.
 const BATCH_WRITE_BACKOFF: Duration = Duration::from_millis(25);
 
+/// The table: hash `pk`, range `sk`, TTL on `expires_at`.
+const SPEC: TableSpec = TableSpec {
+    hash: PK,
+    range: Some((SK, ScalarAttributeType::S)),
+    index: None,
+    ttl: Some(EXPIRES_AT),
+};
+
 /// The DynamoDB dead-letter store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DynamoDbDeadLetters {
-    client: Client,
-    table: String,
+    /// The table and the client that reaches it.
+    table: Table,
 }
 
 fn failed(op: &str, e: impl std::fmt::Display) -> DeadLetterError {
@@ -90,100 +94,18 @@ impl DynamoDbDeadLetters {
     /// Builds the client from `config` (table `<table_prefix>dead_letters`) and, with
     /// `create_tables_if_missing`, creates the table.
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        config.validate()?;
-        let store = Self::from_client(config.client().await, config.table(DEAD_LETTERS_TABLE));
-        if config.create_tables_if_missing {
-            store.create_table_if_missing().await?;
-        }
-        Ok(store)
-    }
-
-    /// Wraps an existing client. Makes no call.
-    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        let table = Table::connect(config, config.table(DEAD_LETTERS_TABLE), &SPEC).await?;
+        Ok(Self { table })
     }
 
     /// The table's name.
     pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// Creates the table (hash `pk`, range `sk`, TTL `expires_at`) unless it exists.
-    pub async fn create_table_if_missing(&self) -> Result<(), DynamoDbError> {
-        let admin = |op: &str, e: String| DynamoDbError::Admin {
-            table: self.table.clone(),
-            message: format!("{op}: {e}"),
-        };
-        match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(_) => {
-                return tables::wait_until_active(&self.client, &self.table, tables::ACTIVE_TIMEOUT).await;
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_not_found_exception()) => {}
-            Err(e) => return Err(admin("DescribeTable", DisplayErrorContext(&e).to_string())),
-        }
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("name and type are set")
-        };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .expect("name and type are set")
-        };
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.table)
-            .attribute_definitions(attr(PK))
-            .attribute_definitions(attr(SK))
-            .key_schema(key(PK, KeyType::Hash))
-            .key_schema(key(SK, KeyType::Range))
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match created {
-            Ok(_) => tracing::info!(table = %self.table, "Created a DynamoDB table."),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_in_use_exception()) => {}
-            Err(e) => return Err(admin("CreateTable", DisplayErrorContext(&e).to_string())),
-        }
-        tables::wait_until_active(&self.client, &self.table, tables::ACTIVE_TIMEOUT).await?;
-        let ttl = TimeToLiveSpecification::builder()
-            .attribute_name(EXPIRES_AT)
-            .enabled(true)
-            .build()
-            .expect("name and flag are set");
-        // Already enabled (another node won the race) is fine; anything else is not.
-        if let Err(e) = self
-            .client
-            .update_time_to_live()
-            .table_name(&self.table)
-            .time_to_live_specification(ttl)
-            .send()
-            .await
-        {
-            let text = DisplayErrorContext(&e).to_string();
-            if !text.contains("already enabled") {
-                return Err(admin("UpdateTimeToLive", text));
-            }
-        }
-        Ok(())
+        &self.table.name
     }
 
     /// Deletes the table (tests, local tear-down).
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        tables::delete_table(&self.client, &self.table).await
+        self.table.delete().await
     }
 
     fn key(id: &DeadLetterId) -> Item {
@@ -199,7 +121,7 @@ impl DynamoDbDeadLetters {
                 if attempt >= BATCH_WRITE_ATTEMPTS {
                     return Err(DeadLetterError(format!(
                         "BatchWriteItem on {}: {} items still unprocessed after {attempt} attempts",
-                        self.table,
+                        self.table.name,
                         pending.len()
                     )));
                 }
@@ -208,14 +130,15 @@ impl DynamoDbDeadLetters {
             }
             attempt += 1;
             let out = self
+                .table
                 .client
                 .batch_write_item()
-                .request_items(&self.table, std::mem::take(&mut pending))
+                .request_items(&self.table.name, std::mem::take(&mut pending))
                 .send()
                 .await
                 .map_err(|e| failed("BatchWriteItem", DisplayErrorContext(&e)))?;
             if let Some(mut unprocessed) = out.unprocessed_items
-                && let Some(rest) = unprocessed.remove(&self.table)
+                && let Some(rest) = unprocessed.remove(&self.table.name)
             {
                 pending = rest;
             }
@@ -236,9 +159,10 @@ impl DynamoDbDeadLetters {
         loop {
             let mut condition = "pk = :pk".to_owned();
             let mut req = self
+                .table
                 .client
                 .query()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .scan_index_forward(false)
                 .limit(want as i32)
                 .expression_attribute_values(":pk", s(pk.clone()))
@@ -386,9 +310,10 @@ impl DeadLetterSink for DynamoDbDeadLetters {
 
     async fn get(&self, id: &DeadLetterId) -> Result<Option<StoredDeadLetter>, DeadLetterError> {
         let out = self
+            .table
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(id)))
             .consistent_read(true)
             .send()
@@ -401,9 +326,10 @@ impl DeadLetterSink for DynamoDbDeadLetters {
 
     async fn delete(&self, id: &DeadLetterId) -> Result<bool, DeadLetterError> {
         let out = self
+            .table
             .client
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(id)))
             .return_values(ReturnValue::AllOld)
             .send()
@@ -414,9 +340,10 @@ impl DeadLetterSink for DynamoDbDeadLetters {
 
     async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
         let result = self
+            .table
             .client
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(&letter.id)))
             .condition_expression("received_at = :r")
             .expression_attribute_values(":r", n(letter.received_at.timestamp_millis()))

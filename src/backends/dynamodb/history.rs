@@ -15,12 +15,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest,
-    ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ScalarAttributeType, WriteRequest};
 
 use fleetwire_actors::history::{CODEC, HistoryConfig, codec};
 use fleetwire_actors::model::{TenantId, VehicleId};
@@ -29,7 +27,7 @@ use fleetwire_actors::ports::{
 };
 use fleetwire_actors::vehicle::persist::encode_bucket;
 
-use super::tables::{Item, store_error, wait_until_active};
+use super::tables::{Item, Table, TableSpec, store_error};
 use super::{DynamoDbConfig, DynamoDbError};
 
 /// Logical name of the history table.
@@ -147,64 +145,18 @@ impl DynamoDbHistoryStore {
 
     /// Creates `history` (pk/bucket) and `aggregates` (pk/hour) with TTL on `expires_at`.
     pub async fn create_tables_if_missing(&self) -> Result<(), DynamoDbError> {
-        for (table, range) in [(&self.history, "bucket"), (&self.aggregates, "hour")] {
-            let admin = |op: &str, e: String| DynamoDbError::Admin {
-                table: table.clone(),
-                message: format!("{op}: {e}"),
+        for (name, range) in [(&self.history, "bucket"), (&self.aggregates, "hour")] {
+            let spec = TableSpec {
+                hash: "pk",
+                range: Some((range, ScalarAttributeType::N)),
+                index: None,
+                ttl: Some("expires_at"),
             };
-            match self.client.describe_table().table_name(table).send().await {
-                Ok(_) => continue,
-                Err(e) if e.code() == Some("ResourceNotFoundException") => {}
-                Err(e) => return Err(admin("DescribeTable", DisplayErrorContext(&e).to_string())),
-            }
-            let attr = |name: &str, t: ScalarAttributeType| {
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(t)
-                    .build()
-                    .expect("name and type set")
+            let table = Table {
+                client: self.client.clone(),
+                name: name.clone(),
             };
-            let key = |name: &str, t: KeyType| {
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(t)
-                    .build()
-                    .expect("name and type set")
-            };
-            let created = self
-                .client
-                .create_table()
-                .table_name(table)
-                .attribute_definitions(attr("pk", ScalarAttributeType::S))
-                .attribute_definitions(attr(range, ScalarAttributeType::N))
-                .key_schema(key("pk", KeyType::Hash))
-                .key_schema(key(range, KeyType::Range))
-                .billing_mode(BillingMode::PayPerRequest)
-                .send()
-                .await;
-            match created {
-                Ok(_) => tracing::info!(table = %table, "Created a DynamoDB table."),
-                Err(e) if e.code() == Some("ResourceInUseException") => {}
-                Err(e) => return Err(admin("CreateTable", DisplayErrorContext(&e).to_string())),
-            }
-            wait_until_active(&self.client, table, Duration::from_secs(30)).await?;
-            let ttl = TimeToLiveSpecification::builder()
-                .attribute_name("expires_at")
-                .enabled(true)
-                .build()
-                .expect("name and flag set");
-            if let Err(e) = self
-                .client
-                .update_time_to_live()
-                .table_name(table)
-                .time_to_live_specification(ttl)
-                .send()
-                .await
-            {
-                // Enabled already (another node) is fine; anything else is logged, as TTL
-                // only affects storage, not correctness.
-                tracing::warn!(table = %table, error = %DisplayErrorContext(&e), "Enabling TTL failed.");
-            }
+            table.create_if_missing(&spec).await?;
         }
         Ok(())
     }
@@ -244,6 +196,32 @@ impl DynamoDbHistoryStore {
                 .ok_or_else(|| HistoryError::Corrupt("data missing".into()))?,
             expires_at: get_n(item, "expires_at").unwrap_or(i64::MAX),
         })
+    }
+
+    /// One Query page of the vehicle's items in `table` whose sort key `key` is in
+    /// `[from_ms, to_ms)`, oldest first: at most `limit` items (default: DynamoDB's 1 MB),
+    /// from `start_key` (the previous page's `LastEvaluatedKey`) on.
+    async fn query_range(
+        &self,
+        tenant: &TenantId,
+        vehicle_id: &VehicleId,
+        (table, key, from_ms, to_ms): (&str, &str, i64, i64),
+        limit: Option<i32>,
+        start_key: Option<Item>,
+    ) -> Result<QueryOutput, HistoryError> {
+        self.client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :p AND #k BETWEEN :lo AND :hi")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(":p", AttributeValue::S(pk(tenant, vehicle_id)))
+            .expression_attribute_values(":lo", n(from_ms))
+            .expression_attribute_values(":hi", n(to_ms - 1))
+            .set_limit(limit)
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(|e| err("Query", e))
     }
 
     /// One BatchWriteItem of ≤ 25 puts, retrying unprocessed items.
@@ -388,20 +366,11 @@ impl HistoryStore for DynamoDbHistoryStore {
         let now = chrono::Utc::now().timestamp();
         let mut start_key = None;
         loop {
+            let want = i32::try_from(limit + 1 - page.buckets.len()).unwrap_or(i32::MAX);
+            let range = (self.history.as_str(), "bucket", lo, to_ms);
             let out = self
-                .client
-                .query()
-                .table_name(&self.history)
-                .key_condition_expression("pk = :p AND #b BETWEEN :lo AND :hi")
-                .expression_attribute_names("#b", "bucket")
-                .expression_attribute_values(":p", AttributeValue::S(pk(tenant, vehicle_id)))
-                .expression_attribute_values(":lo", n(lo))
-                .expression_attribute_values(":hi", n(to_ms - 1))
-                .limit(i32::try_from(limit + 1 - page.buckets.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| err("Query", e))?;
+                .query_range(tenant, vehicle_id, range, Some(want), start_key)
+                .await?;
             for item in out.items() {
                 let bucket = Self::bucket_of(tenant, vehicle_id, item)?;
                 // TTL deletion runs late (up to days): expired items are filtered here.
@@ -474,19 +443,10 @@ impl HistoryStore for DynamoDbHistoryStore {
         let now = chrono::Utc::now().timestamp();
         let mut start_key = None;
         loop {
+            let range = (self.aggregates.as_str(), "hour", from_ms, to_ms);
             let out = self
-                .client
-                .query()
-                .table_name(&self.aggregates)
-                .key_condition_expression("pk = :p AND #h BETWEEN :lo AND :hi")
-                .expression_attribute_names("#h", "hour")
-                .expression_attribute_values(":p", AttributeValue::S(pk(tenant, vehicle_id)))
-                .expression_attribute_values(":lo", n(from_ms))
-                .expression_attribute_values(":hi", n(to_ms - 1))
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(|e| err("Query", e))?;
+                .query_range(tenant, vehicle_id, range, None, start_key)
+                .await?;
             for item in out.items() {
                 let expires_at = get_n(item, "expires_at").unwrap_or(i64::MAX);
                 if expires_at <= now {

@@ -2,7 +2,6 @@
 //! conditions in the module docs of `dynamodb`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -11,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 
 use fleetwire_actors::ports::{Checkpoint, Lease, LeaseError, LeaseStore, SequenceNumber};
 
-use super::tables::{self, TableSpec, is_condition_failure};
+use super::tables::{Table, TableSpec, is_condition_failure};
 use super::{DynamoDbConfig, DynamoDbError};
 
 /// Attribute names, as KCL writes them.
@@ -27,13 +26,22 @@ const TRIM_HORIZON: &str = "TRIM_HORIZON";
 const LATEST: &str = "LATEST";
 const SHARD_END: &str = "SHARD_END";
 
+/// The lease table: hash `leaseKey`, as KCL creates it.
+const SPEC: TableSpec = TableSpec {
+    hash: LEASE_KEY,
+    range: None,
+    index: None,
+    ttl: None,
+};
+
 /// The DynamoDB [`LeaseStore`]: one SDK client and one table. Cheap to clone (the client
 /// pools its connections); every method is one DynamoDB call, except paged scans and the
 /// rare second attempt of a take.
 #[derive(Debug, Clone)]
 pub struct DynamoDbLeaseStore {
-    client: Client,
-    table: String,
+    /// The lease table and the client that reaches it.
+    table: Table,
+    /// Items per Scan page of `list_leases`; `None`: DynamoDB's 1 MB pages.
     scan_page: Option<i32>,
 }
 
@@ -50,20 +58,21 @@ impl DynamoDbLeaseStore {
     /// lease table exists and is ACTIVE. Without it no call is made: a missing table shows
     /// up at the first call (and in `ping`, hence `/readyz`).
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        config.validate()?;
-        let store = Self::from_client(config.client().await, config.lease_table.clone());
-        if config.create_tables_if_missing {
-            store.create_table_if_missing().await?;
-        }
-        Ok(store)
+        let table = Table::connect(config, config.lease_table.clone(), &SPEC).await?;
+        Ok(Self {
+            table,
+            scan_page: None,
+        })
     }
 
     /// Wraps an existing client (with whatever endpoint, credentials, retry and timeout
     /// settings it has). Makes no call.
     pub fn from_client(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table {
+                client,
+                name: table.into(),
+            },
             scan_page: None,
         }
     }
@@ -77,35 +86,18 @@ impl DynamoDbLeaseStore {
 
     /// The table's name.
     pub fn table(&self) -> &str {
-        &self.table
+        &self.table.name
     }
 
     /// The SDK client, for calls the port does not cover.
     pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Creates the lease table (hash key `leaseKey`, PAY_PER_REQUEST) unless it exists,
-    /// then waits until it is ACTIVE. Another node creating it at the same time is fine.
-    pub async fn create_table_if_missing(&self) -> Result<(), DynamoDbError> {
-        let spec = TableSpec {
-            name: &self.table,
-            hash: LEASE_KEY,
-            index: None,
-        };
-        tables::create_table_if_missing(&self.client, spec).await
-    }
-
-    /// Polls DescribeTable until the table is ACTIVE (UPDATING counts too: it serves reads
-    /// and writes). Fails at once when it is being deleted.
-    pub async fn wait_until_active(&self, timeout: Duration) -> Result<(), DynamoDbError> {
-        tables::wait_until_active(&self.client, &self.table, timeout).await
+        &self.table.client
     }
 
     /// Deletes the lease table with every lease in it (tests and local tear-down). Does not
     /// wait for the deletion to finish.
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        tables::delete_table(&self.client, &self.table).await
+        self.table.delete().await
     }
 
     /// Runs one conditional UpdateItem on `key` and returns the new image, or why the
@@ -121,9 +113,10 @@ impl DynamoDbLeaseStore {
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<Result<Lease, Refused>, LeaseError> {
         let mut req = self
+            .table
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(LEASE_KEY, AttributeValue::S(key.to_owned()))
             .update_expression(update)
             .condition_expression(format!("attribute_exists(#k) AND ({condition})"))
@@ -187,9 +180,10 @@ impl LeaseStore for DynamoDbLeaseStore {
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let out = self
+                .table
                 .client
                 .scan()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 // A lease taken a moment ago must show as taken, or a worker would try to
                 // take it again and lose a round trip (or think it is free).
                 .consistent_read(true)
@@ -210,9 +204,10 @@ impl LeaseStore for DynamoDbLeaseStore {
 
     async fn create_lease_if_absent(&self, lease: Lease) -> Result<bool, LeaseError> {
         let result = self
+            .table
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_item(Some(encode(&lease)))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", LEASE_KEY)
@@ -323,9 +318,10 @@ impl LeaseStore for DynamoDbLeaseStore {
     /// may treat that as success).
     async fn delete_lease(&self, lease_key: &str) -> Result<(), LeaseError> {
         let result = self
+            .table
             .client
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(LEASE_KEY, AttributeValue::S(lease_key.to_owned()))
             .condition_expression("attribute_exists(#k)")
             .expression_attribute_names("#k", LEASE_KEY)
@@ -339,9 +335,10 @@ impl LeaseStore for DynamoDbLeaseStore {
     }
 
     async fn ping(&self) -> Result<(), LeaseError> {
-        self.client
+        self.table
+            .client
             .describe_table()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .send()
             .await
             .map(drop)

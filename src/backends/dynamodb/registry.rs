@@ -21,7 +21,6 @@
 //!   moment ago can be missing from a listing for a moment (never from `lookup`).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -29,7 +28,7 @@ use fleetwire_actors::model::{TenantId, VehicleId};
 use fleetwire_actors::ports::{ProvisionOutcome, Registration, StoreError, VehicleRegistry, VehicleStatus};
 
 use super::tables::{
-    self, BY_TENANT, Item, KeysOnlyIndex, TableSpec, is_condition_failure, query_index_keys, store_error,
+    self, Item, Table, TableSpec, VEHICLES_BY_TENANT, is_condition_failure, query_index_keys, store_error,
 };
 use super::{DynamoDbConfig, DynamoDbError, REGISTRY_TABLE};
 
@@ -39,55 +38,32 @@ const STATUS: &str = "status";
 const DISPLAY_NAME: &str = "display_name";
 const PROVISIONED_AT: &str = "provisioned_at";
 
+/// The table: hash `vehicle_id`, index `by_tenant`.
+const SPEC: TableSpec = TableSpec {
+    hash: VEHICLE_ID,
+    range: None,
+    index: Some(VEHICLES_BY_TENANT),
+    ttl: None,
+};
+
 /// The DynamoDB [`VehicleRegistry`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DynamoDbVehicleRegistry {
-    client: Client,
-    table: String,
+    /// The table and the client that reaches it.
+    table: Table,
 }
 
 impl DynamoDbVehicleRegistry {
     /// Builds the client from `config` (table `<table_prefix>registry`) and, with
     /// `create_tables_if_missing`, creates the table and its index.
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        config.validate()?;
-        let registry = Self::from_client(config.client().await, config.table(REGISTRY_TABLE));
-        if config.create_tables_if_missing {
-            registry.create_table_if_missing().await?;
-        }
-        Ok(registry)
-    }
-
-    /// Wraps an existing client. Makes no call.
-    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// The table's name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// Creates the table (hash `vehicle_id`, index `by_tenant`) unless it exists.
-    pub async fn create_table_if_missing(&self) -> Result<(), DynamoDbError> {
-        let spec = TableSpec {
-            name: &self.table,
-            hash: VEHICLE_ID,
-            index: Some(KeysOnlyIndex {
-                name: BY_TENANT,
-                hash: TENANT_ID,
-                range: VEHICLE_ID,
-            }),
-        };
-        tables::create_table_if_missing(&self.client, spec).await
+        let table = Table::connect(config, config.table(REGISTRY_TABLE), &SPEC).await?;
+        Ok(Self { table })
     }
 
     /// Deletes the table (tests, local tear-down).
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        tables::delete_table(&self.client, &self.table).await
+        self.table.delete().await
     }
 
     fn key(vehicle_id: &VehicleId) -> Item {
@@ -110,9 +86,10 @@ fn status_str(status: VehicleStatus) -> &'static str {
 impl VehicleRegistry for DynamoDbVehicleRegistry {
     async fn lookup(&self, vehicle_id: &VehicleId) -> Result<Option<Registration>, StoreError> {
         let out = self
+            .table
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(vehicle_id)))
             .consistent_read(true)
             .send()
@@ -124,9 +101,10 @@ impl VehicleRegistry for DynamoDbVehicleRegistry {
     async fn provision(&self, r: &Registration) -> Result<ProvisionOutcome, StoreError> {
         let mut update = String::from("SET #t = :t, #st = :st, #p = if_not_exists(#p, :p)");
         let mut req = self
+            .table
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(&r.vehicle_id)))
             .condition_expression("attribute_not_exists(#v) OR #t = :t")
             .expression_attribute_names("#v", VEHICLE_ID)
@@ -160,9 +138,10 @@ impl VehicleRegistry for DynamoDbVehicleRegistry {
 
     async fn remove(&self, tenant: &TenantId, vehicle_id: &VehicleId) -> Result<bool, StoreError> {
         let result = self
+            .table
             .client
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(vehicle_id)))
             .condition_expression("#t = :t")
             .expression_attribute_names("#t", TENANT_ID)
@@ -182,8 +161,16 @@ impl VehicleRegistry for DynamoDbVehicleRegistry {
         after: Option<&VehicleId>,
         limit: usize,
     ) -> Result<Vec<Registration>, StoreError> {
-        let keys = query_index_keys(&self.client, &self.table, tenant, after, limit, VEHICLE_ID).await?;
-        let mut found = tables::batch_get(&self.client, &self.table, keys)
+        let keys = query_index_keys(
+            &self.table.client,
+            &self.table.name,
+            tenant,
+            after,
+            limit,
+            VEHICLE_ID,
+        )
+        .await?;
+        let mut found = tables::batch_get(&self.table.client, &self.table.name, keys)
             .await?
             .iter()
             .map(decode)

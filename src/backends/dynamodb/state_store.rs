@@ -37,7 +37,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -48,7 +47,7 @@ use fleetwire_actors::model::{RecordId, SignalReading, TenantId, VehicleId, Vehi
 use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
 
 use super::tables::{
-    self, BY_TENANT, Item, KeysOnlyIndex, TableSpec, is_condition_failure, query_index_keys, store_error,
+    self, Item, Table, TableSpec, VEHICLES_BY_TENANT, is_condition_failure, query_index_keys, store_error,
 };
 use super::{DynamoDbConfig, DynamoDbError, VEHICLES_TABLE};
 
@@ -66,60 +65,37 @@ const DERIVED: &str = "derived";
 /// Twice means the item was created and deleted in between, which nothing does.
 const SAVE_ROUNDS: usize = 3;
 
+/// The table: hash `pk`, index `by_tenant`.
+const SPEC: TableSpec = TableSpec {
+    hash: PK,
+    range: None,
+    index: Some(VEHICLES_BY_TENANT),
+    ttl: None,
+};
+
 /// The DynamoDB [`StateStore`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStateStore {
-    client: Client,
-    table: String,
+    /// The table and the client that reaches it.
+    table: Table,
 }
 
 impl DynamoDbStateStore {
     /// Builds the client from `config` (table `<table_prefix>vehicles`) and, with
     /// `create_tables_if_missing`, creates the table and its index.
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        config.validate()?;
-        let store = Self::from_client(config.client().await, config.table(VEHICLES_TABLE));
-        if config.create_tables_if_missing {
-            store.create_table_if_missing().await?;
-        }
-        Ok(store)
-    }
-
-    /// Wraps an existing client. Makes no call.
-    pub fn from_client(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        let table = Table::connect(config, config.table(VEHICLES_TABLE), &SPEC).await?;
+        Ok(Self { table })
     }
 
     /// The table's name.
     pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// The SDK client, for calls the port does not cover (tests read raw items).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Creates the table (hash `pk`, index `by_tenant`) unless it exists.
-    pub async fn create_table_if_missing(&self) -> Result<(), DynamoDbError> {
-        let spec = TableSpec {
-            name: &self.table,
-            hash: PK,
-            index: Some(KeysOnlyIndex {
-                name: BY_TENANT,
-                hash: TENANT_ID,
-                range: VEHICLE_ID,
-            }),
-        };
-        tables::create_table_if_missing(&self.client, spec).await
+        &self.table.name
     }
 
     /// Deletes the table (tests, local tear-down).
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        tables::delete_table(&self.client, &self.table).await
+        self.table.delete().await
     }
 
     /// The UpdateItem of an existing vehicle: `Some(outcome)`, or `None` when there is no
@@ -127,9 +103,10 @@ impl DynamoDbStateStore {
     async fn update(&self, snapshot: &VehicleSnapshot) -> Result<Option<SaveOutcome>, StoreError> {
         let mut set = vec!["#ver = :v", "#sig = :sig", "#rec = :rec", "#der = :der"];
         let mut req = self
+            .table
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(PK, pk(&snapshot.tenant, &snapshot.vehicle_id))
             .condition_expression("attribute_exists(#pk) AND #ver < :v")
             .expression_attribute_names("#pk", PK)
@@ -169,9 +146,10 @@ impl DynamoDbStateStore {
     /// The PutItem of a new vehicle: `false` when the item exists after all.
     async fn create(&self, snapshot: &VehicleSnapshot) -> Result<bool, StoreError> {
         let result = self
+            .table
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_item(Some(encode(snapshot)))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
@@ -193,9 +171,10 @@ impl StateStore for DynamoDbStateStore {
         vehicle_id: &VehicleId,
     ) -> Result<Option<VehicleSnapshot>, StoreError> {
         let out = self
+            .table
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key(PK, pk(tenant, vehicle_id))
             .consistent_read(true)
             .send()
@@ -228,8 +207,8 @@ impl StateStore for DynamoDbStateStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = query_index_keys(&self.client, &self.table, tenant, after, limit, PK).await?;
-        let mut found = tables::batch_get(&self.client, &self.table, keys)
+        let keys = query_index_keys(&self.table.client, &self.table.name, tenant, after, limit, PK).await?;
+        let mut found = tables::batch_get(&self.table.client, &self.table.name, keys)
             .await?
             .iter()
             .map(decode)
@@ -240,9 +219,10 @@ impl StateStore for DynamoDbStateStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client
+        self.table
+            .client
             .describe_table()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .send()
             .await
             .map(drop)

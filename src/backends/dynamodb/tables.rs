@@ -1,6 +1,6 @@
-//! What every DynamoDB adapter shares: creating a table (with its index) for local
-//! development and tests, waiting for it to become ACTIVE, and mapping SDK errors onto
-//! [`StoreError`].
+//! What every DynamoDB adapter shares: its [`Table`] (client and name, created with its
+//! keys, index and TTL for local development and tests, waited for, deleted), and mapping
+//! SDK errors onto [`StoreError`].
 
 use std::time::{Duration, Instant};
 
@@ -8,18 +8,18 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use fleetwire_actors::model::{TenantId, VehicleId};
 use fleetwire_actors::ports::StoreError;
 
-use super::DynamoDbError;
+use super::{DynamoDbConfig, DynamoDbError};
 
 /// How long table creation waits for ACTIVE; AWS usually takes seconds, DynamoDB Local a
 /// fraction of one.
-pub(crate) const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Pause between DescribeTable polls while waiting for ACTIVE.
 const ACTIVE_POLL: Duration = Duration::from_millis(100);
 
@@ -34,15 +34,43 @@ pub(crate) struct KeysOnlyIndex {
     pub range: &'static str,
 }
 
-/// The shape of a table as `create_table_if_missing` creates it (PAY_PER_REQUEST).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TableSpec<'a> {
-    /// Physical table name.
-    pub name: &'a str,
-    /// The table's partition key (S); no sort key.
+/// The shape of a table as [`Table::create_if_missing`] creates it (PAY_PER_REQUEST).
+#[derive(Debug, Clone)]
+pub(crate) struct TableSpec {
+    /// The table's partition key (S).
     pub hash: &'static str,
+    /// The table's sort key and its type, if it has one.
+    pub range: Option<(&'static str, ScalarAttributeType)>,
     /// The one index, if any.
     pub index: Option<KeysOnlyIndex>,
+    /// The attribute (epoch seconds) DynamoDB expires items by, if any.
+    pub ttl: Option<&'static str>,
+}
+
+impl TableSpec {
+    /// The attribute definitions of every key of the table and its index, each once.
+    fn key_attributes(&self) -> Vec<AttributeDefinition> {
+        let mut keys = vec![(self.hash, ScalarAttributeType::S)];
+        keys.extend(self.range.clone());
+        if let Some(index) = self.index {
+            keys.extend([index.hash, index.range].map(|k| (k, ScalarAttributeType::S)));
+        }
+        let mut defined = Vec::new();
+        let mut attributes = Vec::new();
+        for (name, kind) in keys {
+            if !defined.contains(&name) {
+                defined.push(name);
+                attributes.push(
+                    AttributeDefinition::builder()
+                        .attribute_name(name)
+                        .attribute_type(kind)
+                        .build()
+                        .expect("name and type are set"),
+                );
+            }
+        }
+        attributes
+    }
 }
 
 fn admin_err(table: &str, op: &str, message: impl std::fmt::Display) -> DynamoDbError {
@@ -50,14 +78,6 @@ fn admin_err(table: &str, op: &str, message: impl std::fmt::Display) -> DynamoDb
         table: table.to_owned(),
         message: format!("{op}: {message}"),
     }
-}
-
-fn s_attr(name: &str) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .expect("name and type are set")
 }
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
@@ -68,94 +88,145 @@ fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
         .expect("name and type are set")
 }
 
-/// Creates the table unless it exists, then waits until it is ACTIVE. Another node
-/// creating it at the same time is fine. Production tables come from terraform
-/// (`terraform/modules/dynamodb`), which holds the same keys and indexes
-/// (`terraform/tests/test_consistency.py` compares them with docs/data-model.md).
-pub(crate) async fn create_table_if_missing(
-    client: &Client,
-    spec: TableSpec<'_>,
-) -> Result<(), DynamoDbError> {
-    let name = spec.name;
-    match client.describe_table().table_name(name).send().await {
-        Ok(_) => {}
-        Err(e) if e.code() == Some("ResourceNotFoundException") => {
-            let mut req = client
-                .create_table()
-                .table_name(name)
-                .attribute_definitions(s_attr(spec.hash))
-                .key_schema(key(spec.hash, KeyType::Hash))
-                .billing_mode(BillingMode::PayPerRequest);
-            if let Some(index) = spec.index {
-                for attr in [index.hash, index.range] {
-                    if attr != spec.hash {
-                        req = req.attribute_definitions(s_attr(attr));
-                    }
-                }
-                let gsi = GlobalSecondaryIndex::builder()
-                    .index_name(index.name)
-                    .key_schema(key(index.hash, KeyType::Hash))
-                    .key_schema(key(index.range, KeyType::Range))
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::KeysOnly)
-                            .build(),
-                    )
-                    .build()
-                    .map_err(|e| admin_err(name, "CreateTable", e))?;
-                req = req.global_secondary_indexes(gsi);
-            }
-            match req.send().await {
-                Ok(_) => tracing::info!(table = %name, "Created a DynamoDB table."),
-                // Someone else created it between our describe and create.
-                Err(e) if e.code() == Some("ResourceInUseException") => {}
-                Err(e) => return Err(admin_err(name, "CreateTable", DisplayErrorContext(&e))),
-            }
-        }
-        Err(e) => return Err(admin_err(name, "DescribeTable", DisplayErrorContext(&e))),
-    }
-    wait_until_active(client, name, ACTIVE_TIMEOUT).await
+/// One DynamoDB table and the client that reaches it: what every adapter wraps, with the
+/// administration (create for local development, wait, delete) they all share.
+#[derive(Debug, Clone)]
+pub(crate) struct Table {
+    /// The SDK client; cheap to clone (it pools its connections).
+    pub client: Client,
+    /// The physical table name.
+    pub name: String,
 }
 
-/// Polls DescribeTable until the table is ACTIVE (UPDATING counts too: it serves reads
-/// and writes). Fails at once when it is being deleted.
-pub(crate) async fn wait_until_active(
-    client: &Client,
-    table: &str,
-    timeout: Duration,
-) -> Result<(), DynamoDbError> {
-    let started = Instant::now();
-    loop {
-        let out = client
-            .describe_table()
-            .table_name(table)
+impl Table {
+    /// Validates `config`, builds its client for the table `name` and, with
+    /// `create_tables_if_missing`, creates the table as `spec` says. Without it no call is
+    /// made: a missing table shows up at the first call (and in `/readyz`).
+    pub async fn connect(
+        config: &DynamoDbConfig,
+        name: String,
+        spec: &TableSpec,
+    ) -> Result<Self, DynamoDbError> {
+        config.validate()?;
+        let table = Self {
+            client: config.client().await,
+            name,
+        };
+        if config.create_tables_if_missing {
+            table.create_if_missing(spec).await?;
+        }
+        Ok(table)
+    }
+
+    /// Creates the table unless it exists, waits until it is ACTIVE and, when it was just
+    /// created here or by a racing node, enables its TTL. Another node creating it at the
+    /// same time is fine. Production tables come from terraform
+    /// (`terraform/modules/dynamodb`), which holds the same keys and indexes
+    /// (`terraform/tests/test_consistency.py` compares them with docs/data-model.md).
+    pub async fn create_if_missing(&self, spec: &TableSpec) -> Result<(), DynamoDbError> {
+        let name = &self.name;
+        match self.client.describe_table().table_name(name).send().await {
+            Ok(_) => return self.wait_until_active(ACTIVE_TIMEOUT).await,
+            Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+            Err(e) => return Err(admin_err(name, "DescribeTable", DisplayErrorContext(&e))),
+        }
+        let mut req = self
+            .client
+            .create_table()
+            .table_name(name)
+            .set_attribute_definitions(Some(spec.key_attributes()))
+            .key_schema(key(spec.hash, KeyType::Hash))
+            .billing_mode(BillingMode::PayPerRequest);
+        if let Some((range, _)) = spec.range {
+            req = req.key_schema(key(range, KeyType::Range));
+        }
+        if let Some(index) = spec.index {
+            let gsi = GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(key(index.hash, KeyType::Hash))
+                .key_schema(key(index.range, KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| admin_err(name, "CreateTable", e))?;
+            req = req.global_secondary_indexes(gsi);
+        }
+        match req.send().await {
+            Ok(_) => tracing::info!(table = %name, "Created a DynamoDB table."),
+            // Someone else created it between our describe and create.
+            Err(e) if e.code() == Some("ResourceInUseException") => {}
+            Err(e) => return Err(admin_err(name, "CreateTable", DisplayErrorContext(&e))),
+        }
+        self.wait_until_active(ACTIVE_TIMEOUT).await?;
+        match spec.ttl {
+            Some(attribute) => self.enable_ttl(attribute).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Turns on TTL expiry by `attribute`; already on (another node won the race) is fine.
+    async fn enable_ttl(&self, attribute: &str) -> Result<(), DynamoDbError> {
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true)
+            .build()
+            .expect("name and flag are set");
+        let result = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.name)
+            .time_to_live_specification(ttl)
+            .send()
+            .await;
+        match result {
+            Err(e) if !DisplayErrorContext(&e).to_string().contains("already enabled") => {
+                Err(admin_err(&self.name, "UpdateTimeToLive", DisplayErrorContext(&e)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Polls DescribeTable until the table is ACTIVE (UPDATING counts too: it serves reads
+    /// and writes). Fails at once when it is being deleted.
+    pub async fn wait_until_active(&self, timeout: Duration) -> Result<(), DynamoDbError> {
+        let table = self.name.as_str();
+        let started = Instant::now();
+        loop {
+            let out = self
+                .client
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| admin_err(table, "DescribeTable", DisplayErrorContext(&e)))?;
+            let status = out.table().and_then(|t| t.table_status()).cloned();
+            let not_active = |status: Option<TableStatus>| DynamoDbError::NotActive {
+                table: table.to_owned(),
+                status: status.map_or_else(|| "unknown".into(), |s| s.as_str().to_owned()),
+                waited: started.elapsed(),
+            };
+            match status {
+                Some(TableStatus::Active | TableStatus::Updating) => return Ok(()),
+                Some(TableStatus::Deleting) => return Err(not_active(status)),
+                _ if started.elapsed() >= timeout => return Err(not_active(status)),
+                _ => tokio::time::sleep(ACTIVE_POLL).await,
+            }
+        }
+    }
+
+    /// Deletes the table with everything in it (tests, local tear-down); does not wait.
+    pub async fn delete(&self) -> Result<(), DynamoDbError> {
+        self.client
+            .delete_table()
+            .table_name(&self.name)
             .send()
             .await
-            .map_err(|e| admin_err(table, "DescribeTable", DisplayErrorContext(&e)))?;
-        let status = out.table().and_then(|t| t.table_status()).cloned();
-        let not_active = |status: Option<TableStatus>| DynamoDbError::NotActive {
-            table: table.to_owned(),
-            status: status.map_or_else(|| "unknown".into(), |s| s.as_str().to_owned()),
-            waited: started.elapsed(),
-        };
-        match status {
-            Some(TableStatus::Active | TableStatus::Updating) => return Ok(()),
-            Some(TableStatus::Deleting) => return Err(not_active(status)),
-            _ if started.elapsed() >= timeout => return Err(not_active(status)),
-            _ => tokio::time::sleep(ACTIVE_POLL).await,
-        }
+            .map_err(|e| admin_err(&self.name, "DeleteTable", DisplayErrorContext(&e)))?;
+        Ok(())
     }
-}
-
-/// Deletes a table with everything in it (tests, local tear-down); does not wait.
-pub(crate) async fn delete_table(client: &Client, table: &str) -> Result<(), DynamoDbError> {
-    client
-        .delete_table()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| admin_err(table, "DeleteTable", DisplayErrorContext(&e)))?;
-    Ok(())
 }
 
 /// Error codes DynamoDB uses when a table or the account is over its capacity; the SDK
@@ -258,6 +329,13 @@ pub(crate) async fn batch_get(
 /// The tenant listing index of `vehicles` and `registry` (`tenant_id` / `vehicle_id`,
 /// KEYS_ONLY).
 pub(crate) const BY_TENANT: &str = "by_tenant";
+
+/// The [`BY_TENANT`] index of both vehicle tables: a tenant's vehicles in id order.
+pub(crate) const VEHICLES_BY_TENANT: KeysOnlyIndex = KeysOnlyIndex {
+    name: BY_TENANT,
+    hash: "tenant_id",
+    range: "vehicle_id",
+};
 
 /// The table keys of at most `limit` items of `tenant` in the `by_tenant` index, with
 /// `vehicle_id` after `after`, in vehicle-id order. `table_key` names the base table's

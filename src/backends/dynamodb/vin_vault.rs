@@ -5,24 +5,31 @@
 //! reads are consistent GetItem; erasure is DeleteItem.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::tables::{self, Item, TableSpec, is_condition_failure};
+use super::tables::{Item, Table, TableSpec, is_condition_failure};
 use super::{DynamoDbConfig, DynamoDbError};
 use crate::vault::{VaultError, VaultItem, VaultStore};
 
 /// Logical name of the table.
 pub const VIN_VAULT_TABLE: &str = "vin_vault";
 
+/// The table: hash `pk`.
+const SPEC: TableSpec = TableSpec {
+    hash: "pk",
+    range: None,
+    index: None,
+    ttl: None,
+};
+
 /// The DynamoDB vault store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DynamoDbVaultStore {
-    client: Client,
-    table: String,
+    /// The table and the client that reaches it.
+    table: Table,
 }
 
 fn failed(op: &str, e: impl std::fmt::Display) -> VaultError {
@@ -33,30 +40,13 @@ impl DynamoDbVaultStore {
     /// Builds the client from `config` (table `<table_prefix>vin_vault`) and, with
     /// `create_tables_if_missing`, creates the table.
     pub async fn connect(config: &DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        config.validate()?;
-        let store = Self {
-            client: config.client().await,
-            table: config.table(VIN_VAULT_TABLE),
-        };
-        if config.create_tables_if_missing {
-            let spec = TableSpec {
-                name: &store.table,
-                hash: "pk",
-                index: None,
-            };
-            tables::create_table_if_missing(&store.client, spec).await?;
-        }
-        Ok(store)
-    }
-
-    /// The table's name.
-    pub fn table(&self) -> &str {
-        &self.table
+        let table = Table::connect(config, config.table(VIN_VAULT_TABLE), &SPEC).await?;
+        Ok(Self { table })
     }
 
     /// Deletes the table (tests, local tear-down).
     pub async fn delete_table(&self) -> Result<(), DynamoDbError> {
-        tables::delete_table(&self.client, &self.table).await
+        self.table.delete().await
     }
 
     fn key(pk: &str) -> Item {
@@ -78,9 +68,10 @@ impl VaultStore for DynamoDbVaultStore {
             AttributeValue::S(item.created_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
         );
         let result = self
+            .table
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_item(Some(row))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -94,9 +85,10 @@ impl VaultStore for DynamoDbVaultStore {
 
     async fn get(&self, pk: &str) -> Result<Option<VaultItem>, VaultError> {
         let out = self
+            .table
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(pk)))
             .consistent_read(true)
             .send()
@@ -127,9 +119,10 @@ impl VaultStore for DynamoDbVaultStore {
 
     async fn delete(&self, pk: &str) -> Result<bool, VaultError> {
         let out = self
+            .table
             .client
             .delete_item()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(Self::key(pk)))
             .return_values(ReturnValue::AllOld)
             .send()

@@ -13,7 +13,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::StoreError;
 
-use super::{EmbeddedError, redb_err};
+use super::EmbeddedError;
+use super::db::{self, StoreDb};
 use crate::auth::api_keys::{ApiKeyRecord, ApiKeyStore};
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
@@ -22,7 +23,8 @@ const BY_TENANT: TableDefinition<(&str, &str), &str> = TableDefinition::new("api
 /// [`ApiKeyStore`] on the shared redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbApiKeyStore {
-    db: Arc<Database>,
+    /// The shared database, run on the blocking pool.
+    db: StoreDb<StoreError>,
 }
 
 impl std::fmt::Debug for RedbApiKeyStore {
@@ -42,22 +44,13 @@ fn decode(bytes: &[u8]) -> Result<ApiKeyRecord, StoreError> {
 impl RedbApiKeyStore {
     /// Creates the tables if needed. Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
-        let txn = db.begin_write().map_err(redb_err)?;
-        txn.open_table(KEYS).map_err(redb_err)?;
-        txn.open_table(BY_TENANT).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        Ok(Self { db })
-    }
-
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("api key task failed: {e}")))?
+        db::init(&db, |txn| {
+            db::create(txn, KEYS)?;
+            db::create(txn, BY_TENANT)
+        })?;
+        Ok(Self {
+            db: StoreDb::new(db, "api key", StoreError::Unavailable),
+        })
     }
 }
 
@@ -65,7 +58,7 @@ impl RedbApiKeyStore {
 impl ApiKeyStore for RedbApiKeyStore {
     async fn create(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         let record = record.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let json = serde_json::to_vec(&record).expect("records serialize");
@@ -87,7 +80,7 @@ impl ApiKeyStore for RedbApiKeyStore {
 
     async fn by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let hash = key_hash.to_owned();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let keys = txn.open_table(KEYS).map_err(unavailable)?;
             let row = keys.get(hash.as_str()).map_err(unavailable)?;
@@ -98,7 +91,7 @@ impl ApiKeyStore for RedbApiKeyStore {
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let tenant = tenant.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let keys = txn.open_table(KEYS).map_err(unavailable)?;
             let by_tenant = txn.open_table(BY_TENANT).map_err(unavailable)?;
@@ -123,7 +116,7 @@ impl ApiKeyStore for RedbApiKeyStore {
         at: DateTime<Utc>,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let (tenant, key_id) = (tenant.clone(), key_id.to_owned());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let revoked = {
                 let by_tenant = txn.open_table(BY_TENANT).map_err(unavailable)?;

@@ -29,6 +29,7 @@ use fleetwire_actors::producer::{
 };
 use fleetwire_actors::telemetry::DEAD_LETTERS_STORED_TOTAL;
 
+use super::db::{self, StoreDb};
 use super::{EmbeddedError, redb_err};
 
 /// `(tenant, at_ms, hash)` → header length, header JSON, payload.
@@ -37,7 +38,8 @@ const DEAD_LETTERS: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::
 /// The durable dead-letter store on the shared redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbDeadLetters {
-    db: Arc<Database>,
+    /// The shared database, run on the blocking pool.
+    db: StoreDb<DeadLetterError>,
 }
 
 impl std::fmt::Debug for RedbDeadLetters {
@@ -111,8 +113,7 @@ impl RedbDeadLetters {
     /// Creates the table if needed and deletes expired letters. Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
         let now = Utc::now();
-        let txn = db.begin_write().map_err(redb_err)?;
-        {
+        db::init(&db, |txn| {
             let mut table = txn.open_table(DEAD_LETTERS).map_err(redb_err)?;
             let mut expired = 0usize;
             table
@@ -126,21 +127,11 @@ impl RedbDeadLetters {
             if expired > 0 {
                 tracing::info!(expired, "Deleted expired dead letters.");
             }
-        }
-        txn.commit().map_err(redb_err)?;
-        Ok(Self { db })
-    }
-
-    /// Runs `f` on the blocking pool (redb calls block, a write commit fsyncs).
-    async fn blocking<T, F>(&self, f: F) -> Result<T, DeadLetterError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, DeadLetterError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| DeadLetterError(format!("dead-letter task failed: {e}")))?
+            Ok(())
+        })?;
+        Ok(Self {
+            db: StoreDb::new(db, "dead-letter", DeadLetterError),
+        })
     }
 }
 
@@ -159,7 +150,7 @@ impl DeadLetterSink for RedbDeadLetters {
         let now = Utc::now();
         let stored: Vec<StoredDeadLetter> = letters.into_iter().map(|l| l.into_stored(now)).collect();
         let counts = count_by_reason(&stored);
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(failed)?;
             {
                 let mut table = txn.open_table(DEAD_LETTERS).map_err(failed)?;
@@ -179,7 +170,7 @@ impl DeadLetterSink for RedbDeadLetters {
 
     async fn list(&self, query: &DeadLetterQuery) -> Result<DeadLetterPage, DeadLetterError> {
         let query = query.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let now = Utc::now();
             let txn = db.begin_read().map_err(failed)?;
             let table = txn.open_table(DEAD_LETTERS).map_err(failed)?;
@@ -221,7 +212,7 @@ impl DeadLetterSink for RedbDeadLetters {
 
     async fn get(&self, id: &DeadLetterId) -> Result<Option<StoredDeadLetter>, DeadLetterError> {
         let id = id.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(failed)?;
             let table = txn.open_table(DEAD_LETTERS).map_err(failed)?;
             let Some(row) = table
@@ -238,7 +229,7 @@ impl DeadLetterSink for RedbDeadLetters {
 
     async fn delete(&self, id: &DeadLetterId) -> Result<bool, DeadLetterError> {
         let id = id.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(failed)?;
             let removed = {
                 let mut table = txn.open_table(DEAD_LETTERS).map_err(failed)?;
@@ -255,7 +246,7 @@ impl DeadLetterSink for RedbDeadLetters {
 
     async fn delete_unchanged(&self, letter: &StoredDeadLetter) -> Result<bool, DeadLetterError> {
         let (id, received_at) = (letter.id.clone(), letter.received_at);
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(failed)?;
             let removed = {
                 let mut table = txn.open_table(DEAD_LETTERS).map_err(failed)?;

@@ -22,7 +22,8 @@ use fleetwire_actors::ports::{
 };
 use fleetwire_actors::vehicle::persist::encode_bucket;
 
-use super::{EmbeddedError, redb_err};
+use super::EmbeddedError;
+use super::db::{self, StoreDb};
 
 type Key<'a> = (&'a str, &'a str, i64);
 const HISTORY: TableDefinition<Key, &[u8]> = TableDefinition::new("history");
@@ -39,7 +40,8 @@ struct StoredAggregate {
 /// [`HistoryStore`] on redb. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbHistoryStore {
-    db: Arc<Database>,
+    /// The shared database, run on the blocking pool.
+    db: StoreDb<HistoryError>,
     config: Arc<HistoryConfig>,
 }
 
@@ -88,22 +90,14 @@ fn decode_row(
 impl RedbHistoryStore {
     /// Creates the tables if needed. Blocking: call at startup.
     pub fn new(db: Arc<Database>, config: Arc<HistoryConfig>) -> Result<Self, EmbeddedError> {
-        let txn = db.begin_write().map_err(redb_err)?;
-        txn.open_table(HISTORY).map_err(redb_err)?;
-        txn.open_table(AGGREGATES).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        Ok(Self { db, config })
-    }
-
-    async fn blocking<T, F>(&self, f: F) -> Result<T, HistoryError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, HistoryError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| unavailable(format!("history task failed: {e}")))?
+        db::init(&db, |txn| {
+            db::create(txn, HISTORY)?;
+            db::create(txn, AGGREGATES)
+        })?;
+        Ok(Self {
+            db: StoreDb::new(db, "history", HistoryError::Unavailable),
+            config,
+        })
     }
 }
 
@@ -111,7 +105,7 @@ impl RedbHistoryStore {
 impl HistoryStore for RedbHistoryStore {
     async fn put_buckets(&self, buckets: &[HistoryBucket]) -> Result<(), HistoryError> {
         let buckets = buckets.to_vec();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
@@ -127,7 +121,7 @@ impl HistoryStore for RedbHistoryStore {
 
     async fn merge_bucket(&self, bucket: &HistoryBucket) -> Result<HistoryBucket, HistoryError> {
         let (bucket, config) = (bucket.clone(), self.config.clone());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let stored = {
                 let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
@@ -183,7 +177,7 @@ impl HistoryStore for RedbHistoryStore {
         limit: usize,
     ) -> Result<BucketPage, HistoryError> {
         let (tenant, vehicle) = (tenant.clone(), vehicle_id.clone());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(HISTORY).map_err(unavailable)?;
             let lo = after.map_or(from_ms, |a| a.saturating_add(1).max(from_ms));
@@ -216,7 +210,7 @@ impl HistoryStore for RedbHistoryStore {
         vehicle_id: &VehicleId,
     ) -> Result<Option<i64>, HistoryError> {
         let (tenant, vehicle) = (tenant.clone(), vehicle_id.clone());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(HISTORY).map_err(unavailable)?;
             let (t, v) = (tenant.as_str(), vehicle.as_str());
@@ -233,7 +227,7 @@ impl HistoryStore for RedbHistoryStore {
 
     async fn put_aggregate(&self, aggregate: &HourAggregate) -> Result<(), HistoryError> {
         let a = aggregate.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let json = serde_json::to_vec(&StoredAggregate {
                 count: a.count,
                 signals: a.signals.clone(),
@@ -260,7 +254,7 @@ impl HistoryStore for RedbHistoryStore {
         limit: usize,
     ) -> Result<Vec<HourAggregate>, HistoryError> {
         let (tenant, vehicle) = (tenant.clone(), vehicle_id.clone());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(AGGREGATES).map_err(unavailable)?;
             let (t, v) = (tenant.as_str(), vehicle.as_str());

@@ -12,7 +12,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use fleetwire_actors::ports::{Checkpoint, Lease, LeaseError, LeaseStore};
 
-use super::{EmbeddedError, redb_err};
+use super::EmbeddedError;
+use super::db::{self, StoreDb};
 
 /// `lease_key` → JSON of [`Lease`].
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
@@ -20,8 +21,8 @@ const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// [`LeaseStore`] on the shared redb database.
 #[derive(Clone)]
 pub struct RedbLeaseStore {
-    /// Shared with the state store (see `open_database`).
-    db: Arc<Database>,
+    /// Shared with the other stores (see `open_database`), run on the blocking pool.
+    db: StoreDb<LeaseError>,
 }
 
 impl std::fmt::Debug for RedbLeaseStore {
@@ -34,22 +35,10 @@ impl RedbLeaseStore {
     /// Creates the `leases` table if needed, so reads never meet a missing table.
     /// Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
-        let txn = db.begin_write().map_err(redb_err)?;
-        txn.open_table(LEASES).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        Ok(Self { db })
-    }
-
-    /// Runs `f` on the blocking pool with the database.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, LeaseError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, LeaseError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| LeaseError::Unavailable(format!("lease store task failed: {e}")))?
+        db::init(&db, |txn| db::create(txn, LEASES))?;
+        Ok(Self {
+            db: StoreDb::new(db, "lease store", LeaseError::Unavailable),
+        })
     }
 
     /// Reads the lease `key`, lets `change` edit it (or refuse), and writes it back, all in
@@ -58,7 +47,7 @@ impl RedbLeaseStore {
     where
         F: FnOnce(&mut Lease) -> Result<(), LeaseError> + Send + 'static,
     {
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let lease = {
                 let mut table = txn.open_table(LEASES).map_err(unavailable)?;
@@ -82,7 +71,7 @@ impl RedbLeaseStore {
 #[async_trait]
 impl LeaseStore for RedbLeaseStore {
     async fn list_leases(&self) -> Result<Vec<Lease>, LeaseError> {
-        self.blocking(|db| {
+        StoreDb::run(&self.db, |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(LEASES).map_err(unavailable)?;
             let mut leases = Vec::new();
@@ -96,7 +85,7 @@ impl LeaseStore for RedbLeaseStore {
     }
 
     async fn create_lease_if_absent(&self, lease: Lease) -> Result<bool, LeaseError> {
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(LEASES).map_err(unavailable)?;
@@ -183,7 +172,7 @@ impl LeaseStore for RedbLeaseStore {
     /// may treat that as success).
     async fn delete_lease(&self, lease_key: &str) -> Result<(), LeaseError> {
         let key = lease_key.to_owned();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let removed = {
                 let mut table = txn.open_table(LEASES).map_err(unavailable)?;
@@ -199,7 +188,7 @@ impl LeaseStore for RedbLeaseStore {
     }
 
     async fn ping(&self) -> Result<(), LeaseError> {
-        self.blocking(|db| {
+        StoreDb::run(&self.db, |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             txn.open_table(LEASES).map_err(unavailable)?;
             Ok(())

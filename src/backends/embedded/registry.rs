@@ -9,7 +9,6 @@
 //! read-then-write inside the write transaction: two tenants provisioning the same vehicle
 //! are serialized and the second one sees the first one's row.
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +17,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use fleetwire_actors::model::{TenantId, VehicleId};
 use fleetwire_actors::ports::{ProvisionOutcome, Registration, StoreError, VehicleRegistry};
 
-use super::{EmbeddedError, redb_err};
+use super::EmbeddedError;
+use super::db::{self, StoreDb, unavailable};
 
 /// `vehicle_id` → JSON of [`Registration`].
 const REGISTRY: TableDefinition<&str, &[u8]> = TableDefinition::new("registry");
@@ -28,7 +28,8 @@ const BY_TENANT: TableDefinition<(&str, &str), ()> = TableDefinition::new("regis
 /// [`VehicleRegistry`] on the shared redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbVehicleRegistry {
-    db: Arc<Database>,
+    /// The shared database, run on the blocking pool.
+    db: StoreDb<StoreError>,
 }
 
 impl std::fmt::Debug for RedbVehicleRegistry {
@@ -40,23 +41,13 @@ impl std::fmt::Debug for RedbVehicleRegistry {
 impl RedbVehicleRegistry {
     /// Creates the registry tables if needed. Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
-        let txn = db.begin_write().map_err(redb_err)?;
-        txn.open_table(REGISTRY).map_err(redb_err)?;
-        txn.open_table(BY_TENANT).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        Ok(Self { db })
-    }
-
-    /// Runs `f` on the blocking pool (redb calls block, a write commit fsyncs).
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("registry task failed: {e}")))?
+        db::init(&db, |txn| {
+            db::create(txn, REGISTRY)?;
+            db::create(txn, BY_TENANT)
+        })?;
+        Ok(Self {
+            db: StoreDb::new(db, "registry", StoreError::Unavailable),
+        })
     }
 }
 
@@ -64,7 +55,7 @@ impl RedbVehicleRegistry {
 impl VehicleRegistry for RedbVehicleRegistry {
     async fn lookup(&self, vehicle_id: &VehicleId) -> Result<Option<Registration>, StoreError> {
         let key = vehicle_id.0.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(REGISTRY).map_err(unavailable)?;
             let row = table.get(key.as_str()).map_err(unavailable)?;
@@ -75,7 +66,7 @@ impl VehicleRegistry for RedbVehicleRegistry {
 
     async fn provision(&self, registration: &Registration) -> Result<ProvisionOutcome, StoreError> {
         let new = registration.clone();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let outcome = {
                 let mut table = txn.open_table(REGISTRY).map_err(unavailable)?;
@@ -112,7 +103,7 @@ impl VehicleRegistry for RedbVehicleRegistry {
 
     async fn remove(&self, tenant: &TenantId, vehicle_id: &VehicleId) -> Result<bool, StoreError> {
         let (tenant, id) = (tenant.clone(), vehicle_id.0.clone());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(REGISTRY).map_err(unavailable)?;
@@ -142,46 +133,24 @@ impl VehicleRegistry for RedbVehicleRegistry {
         limit: usize,
     ) -> Result<Vec<Registration>, StoreError> {
         let (tenant, after) = (tenant.clone(), after.map(|a| a.0.clone()));
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let by_tenant = txn.open_table(BY_TENANT).map_err(unavailable)?;
             let table = txn.open_table(REGISTRY).map_err(unavailable)?;
             let t = tenant.as_str();
-            let lower = match &after {
-                Some(a) => Bound::Excluded((t, a.as_str())),
-                None => Bound::Included((t, "")),
-            };
-            let mut out = Vec::with_capacity(limit.min(1024));
-            for row in by_tenant
-                .range::<(&str, &str)>((lower, Bound::Unbounded))
-                .map_err(unavailable)?
-            {
-                if out.len() >= limit {
-                    break;
-                }
-                let (key, _) = row.map_err(unavailable)?;
-                let (row_tenant, id) = key.value();
-                if row_tenant != t {
-                    break;
-                }
-                let registration = table
+            db::tenant_rows(&by_tenant, t, after.as_deref(), limit, |id, ()| {
+                table
                     .get(id)
                     .map_err(unavailable)?
                     .map(|v| decode(v.value()))
                     .transpose()?
                     .ok_or_else(|| {
                         StoreError::Corrupt(format!("registry index lists {id} for {t} but it has no row"))
-                    })?;
-                out.push(registration);
-            }
-            Ok(out)
+                    })
+            })
         })
         .await
     }
-}
-
-fn unavailable(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Unavailable(e.into().to_string())
 }
 
 fn encode(registration: &Registration) -> Vec<u8> {

@@ -18,7 +18,6 @@
 //! Reads (`load`, `list`) are ordinary read transactions on the blocking pool; redb lets
 //! them run alongside the writer.
 
-use std::ops::Bound;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -29,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use fleetwire_actors::model::{TenantId, VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
 
+use super::db::{self, StoreDb, unavailable};
 use super::{EmbeddedError, redb_err};
 
 /// `(tenant, vehicle_id)` → JSON of [`VehicleSnapshot`].
@@ -70,8 +70,8 @@ struct StoredVersion {
 /// The writer thread stops once the store (every clone) is dropped.
 #[derive(Clone)]
 pub struct RedbStateStore {
-    /// For the read transactions.
-    db: Arc<Database>,
+    /// For the read transactions, on the blocking pool.
+    db: StoreDb<StoreError>,
     /// Queue to the writer thread.
     saves: mpsc::Sender<SaveRequest>,
 }
@@ -86,10 +86,10 @@ impl RedbStateStore {
     /// Creates the `vehicle_state` table if needed (migrating a pre-tenant `vehicles`
     /// table) and starts the writer thread. Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
-        let txn = db.begin_write().map_err(redb_err)?;
-        txn.open_table(VEHICLES).map_err(redb_err)?;
-        let migrated = migrate_legacy(&txn)?;
-        txn.commit().map_err(redb_err)?;
+        let migrated = db::init(&db, |txn| {
+            db::create(txn, VEHICLES)?;
+            migrate_legacy(txn)
+        })?;
         if migrated > 0 {
             tracing::info!(
                 snapshots = migrated,
@@ -105,19 +105,10 @@ impl RedbStateStore {
             .name("fleetwire-state-writer".into())
             .spawn(move || run_writer(&writer_db, rx))
             .map_err(|e| EmbeddedError::io("<state-writer thread>", e))?;
-        Ok(Self { db, saves })
-    }
-
-    /// Runs `f` on the blocking pool with the database.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("state store task failed: {e}")))?
+        Ok(Self {
+            db: StoreDb::new(db, "state store", StoreError::Unavailable),
+            saves,
+        })
     }
 }
 
@@ -129,7 +120,7 @@ impl StateStore for RedbStateStore {
         vehicle_id: &VehicleId,
     ) -> Result<Option<VehicleSnapshot>, StoreError> {
         let (tenant, key) = (tenant.as_str().to_owned(), vehicle_id.0.clone());
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(VEHICLES).map_err(unavailable)?;
             let row = table.get((tenant.as_str(), key.as_str())).map_err(unavailable)?;
@@ -165,29 +156,12 @@ impl StateStore for RedbStateStore {
         limit: usize,
     ) -> Result<Vec<VehicleSnapshot>, StoreError> {
         let (tenant, after) = (tenant.as_str().to_owned(), after.map(|id| id.0.clone()));
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(VEHICLES).map_err(unavailable)?;
-            let t = tenant.as_str();
-            let lower = match &after {
-                Some(after) => Bound::Excluded((t, after.as_str())),
-                None => Bound::Included((t, "")),
-            };
-            let mut out = Vec::with_capacity(limit.min(1024));
-            for row in table
-                .range::<(&str, &str)>((lower, Bound::Unbounded))
-                .map_err(unavailable)?
-            {
-                if out.len() >= limit {
-                    break;
-                }
-                let (key, value) = row.map_err(unavailable)?;
-                if key.value().0 != t {
-                    break;
-                }
-                out.push(decode(value.value())?);
-            }
-            Ok(out)
+            db::tenant_rows(&table, tenant.as_str(), after.as_deref(), limit, |_, json| {
+                decode(json)
+            })
         })
         .await
     }
@@ -196,7 +170,7 @@ impl StateStore for RedbStateStore {
         if self.saves.is_closed() {
             return Err(StoreError::Unavailable("state writer thread has stopped".into()));
         }
-        self.blocking(|db| {
+        StoreDb::run(&self.db, |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             txn.open_table(VEHICLES).map_err(unavailable)?;
             Ok(())
@@ -314,10 +288,6 @@ fn migrate_legacy(txn: &WriteTransaction) -> Result<usize, EmbeddedError> {
     }
     txn.delete_table(LEGACY_VEHICLES).map_err(redb_err)?;
     Ok(moved)
-}
-
-fn unavailable(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Unavailable(e.into().to_string())
 }
 
 fn decode(bytes: &[u8]) -> Result<VehicleSnapshot, StoreError> {

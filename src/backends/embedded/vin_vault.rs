@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{EmbeddedError, redb_err};
+use super::EmbeddedError;
+use super::db::{self, StoreDb};
 use crate::vault::{VaultError, VaultItem, VaultStore};
 
 const VIN_VAULT: TableDefinition<&str, &[u8]> = TableDefinition::new("vin_vault");
@@ -17,7 +18,8 @@ const VIN_VAULT: TableDefinition<&str, &[u8]> = TableDefinition::new("vin_vault"
 /// The vault store on the shared redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbVaultStore {
-    db: Arc<Database>,
+    /// The shared database, run on the blocking pool.
+    db: StoreDb<VaultError>,
 }
 
 impl std::fmt::Debug for RedbVaultStore {
@@ -54,21 +56,10 @@ fn decode(bytes: &[u8]) -> Result<VaultItem, VaultError> {
 impl RedbVaultStore {
     /// Creates the table if needed. Blocking: call at startup.
     pub fn new(db: Arc<Database>) -> Result<Self, EmbeddedError> {
-        let txn = db.begin_write().map_err(redb_err)?;
-        txn.open_table(VIN_VAULT).map_err(redb_err)?;
-        txn.commit().map_err(redb_err)?;
-        Ok(Self { db })
-    }
-
-    async fn blocking<T, F>(&self, f: F) -> Result<T, VaultError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, VaultError> + Send + 'static,
-    {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| VaultError::Store(format!("vault task failed: {e}")))?
+        db::init(&db, |txn| db::create(txn, VIN_VAULT))?;
+        Ok(Self {
+            db: StoreDb::new(db, "vault", VaultError::Store),
+        })
     }
 }
 
@@ -76,7 +67,7 @@ impl RedbVaultStore {
 impl VaultStore for RedbVaultStore {
     async fn put_if_absent(&self, pk: &str, item: &VaultItem) -> Result<bool, VaultError> {
         let (pk, row) = (pk.to_owned(), encode(item));
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(failed)?;
             let created = {
                 let mut table = txn.open_table(VIN_VAULT).map_err(failed)?;
@@ -94,7 +85,7 @@ impl VaultStore for RedbVaultStore {
 
     async fn get(&self, pk: &str) -> Result<Option<VaultItem>, VaultError> {
         let pk = pk.to_owned();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_read().map_err(failed)?;
             let table = txn.open_table(VIN_VAULT).map_err(failed)?;
             let row = table.get(pk.as_str()).map_err(failed)?;
@@ -105,7 +96,7 @@ impl VaultStore for RedbVaultStore {
 
     async fn delete(&self, pk: &str) -> Result<bool, VaultError> {
         let pk = pk.to_owned();
-        self.blocking(move |db| {
+        StoreDb::run(&self.db, move |db| {
             let txn = db.begin_write().map_err(failed)?;
             let removed = {
                 let mut table = txn.open_table(VIN_VAULT).map_err(failed)?;
