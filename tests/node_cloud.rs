@@ -68,6 +68,22 @@ async fn a_record_ingested_on_one_node_reaches_a_browser_on_another() {
         a.get(&format!("{}/v1/vehicles/k-1", a.api)).await.0 == 200
     })
     .await;
+    // Every AWS call is counted by operation and outcome (the SDK interceptor).
+    let (_, metrics) = a.get_text(&format!("{}/metrics", a.admin)).await;
+    for operation in ["PutRecords", "GetRecords"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("fleetwire_aws_calls_total{")
+                    && l.contains(&format!("operation=\"{operation}\""))
+                    && l.contains("result=\"ok\"")),
+            "no successful {operation} counted in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("fleetwire_aws_call_seconds_bucket{"),
+        "no call durations"
+    );
     drop((on_a, on_b));
     assert!(
         a.shutdown(Duration::from_secs(20)).await.drained,
