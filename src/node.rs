@@ -423,7 +423,12 @@ impl Node {
         );
         let hub = SubscriberHub::start(ports.fanout.clone(), &registry);
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let producer = Producer::start(&config.producer, ports.stream.clone(), dead_letters.clone());
+        let producer = Producer::start_registered(
+            &config.producer,
+            ports.stream.clone(),
+            dead_letters.clone(),
+            &registry,
+        );
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
             .with_producer(producer.clone());
         let watermarks = ingestor.watermarks().clone();

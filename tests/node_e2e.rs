@@ -73,6 +73,12 @@ async fn records_flow_from_ingest_to_sse_rest_and_admin() {
     assert_eq!(actors["counts"]["subscriber"], 1);
     assert_eq!(actors["counts"]["lease_coordinator"], 1);
     assert_eq!(actors["counts"]["shard_consumer"], 4);
+    assert_eq!(actors["counts"]["producer"], 1);
+    let (_, producer) = t
+        .get(&format!("{}/admin/actors/producer/producer", t.admin))
+        .await;
+    assert!(producer["messages_handled"].as_u64().unwrap() >= 1, "{producer}");
+    assert_eq!(producer["details"]["pending_records"], 0, "{producer}");
     let (_, only) = t
         .get(&format!("{}/admin/actors?kind=vehicle_state&limit=2", t.admin))
         .await;

@@ -20,6 +20,7 @@ use super::batcher::{BatchReport, Batcher};
 use super::dead_letter::{DeadLetter, DeadLetterSink};
 use super::{ProduceOutcome, ProducerConfig, ProducerFull};
 use crate::ports::{PutEntry, RecordStream, StreamError};
+use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
 
 /// Messages the producer's mailbox holds before senders wait. Handling a `Produce` takes
@@ -43,6 +44,9 @@ pub struct Producer {
     dead_letter_writes: usize,
     /// Set by `Close`: senders waiting for the producer to stop.
     closing: Option<Vec<oneshot::Sender<()>>>,
+    /// Its entry in the node's actor registry (`/admin/actors?kind=producer`), when started
+    /// with [`Producer::start_registered`].
+    registration: Option<Registration>,
 }
 
 struct Waiting {
@@ -82,11 +86,32 @@ impl Producer {
         Self::start_with(Batcher::new(config), stream, dead_letters)
     }
 
+    /// [`start`](Self::start), listed in `registry` as the node's `producer` actor with its
+    /// batcher's depth (records pending, calls in flight, requests waiting).
+    pub fn start_registered(
+        config: &ProducerConfig,
+        stream: Arc<dyn RecordStream>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+        registry: &ActorRegistry,
+    ) -> ProducerHandle {
+        let registration = registry.register(ActorKind::Producer, "producer");
+        Self::start_inner(Batcher::new(config), stream, dead_letters, Some(registration))
+    }
+
     /// Starts a producer around a prepared batcher (tests inject the jitter).
     pub fn start_with(
         batcher: Batcher<(u64, usize)>,
         stream: Arc<dyn RecordStream>,
         dead_letters: Arc<dyn DeadLetterSink>,
+    ) -> ProducerHandle {
+        Self::start_inner(batcher, stream, dead_letters, None)
+    }
+
+    fn start_inner(
+        batcher: Batcher<(u64, usize)>,
+        stream: Arc<dyn RecordStream>,
+        dead_letters: Arc<dyn DeadLetterSink>,
+        registration: Option<Registration>,
     ) -> ProducerHandle {
         let addr = Producer {
             batcher,
@@ -97,6 +122,7 @@ impl Producer {
             wakeup: None,
             dead_letter_writes: 0,
             closing: None,
+            registration,
         }
         .start();
         ProducerHandle { addr }
@@ -124,6 +150,13 @@ impl Producer {
         self.arm_wakeup(ctx, now);
         metrics::gauge!(telemetry::PRODUCER_IN_FLIGHT).set(self.batcher.in_flight() as f64);
         metrics::gauge!(telemetry::PRODUCER_PENDING).set(self.batcher.pending() as f64);
+        if let Some(reg) = &self.registration {
+            reg.set_detail("pending_records", self.batcher.pending());
+            reg.set_detail("in_flight_calls", self.batcher.in_flight());
+            reg.set_detail("waiting_requests", self.requests.len());
+            reg.set_detail("dead_letter_writes", self.dead_letter_writes);
+            reg.set_detail("closing", self.closing.is_some());
+        }
         if self.closing.is_some() && self.batcher.is_idle() && self.dead_letter_writes == 0 {
             ctx.stop();
         }
@@ -259,6 +292,9 @@ impl Handler<Produce> for Producer {
     type Result = ResponseFuture<Result<Vec<ProduceOutcome>, ProducerFull>>;
 
     fn handle(&mut self, msg: Produce, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(reg) = &self.registration {
+            reg.handled(false);
+        }
         let n = msg.entries.len();
         if self.closing.is_some() {
             return Box::pin(std::future::ready(Ok(stopped_outcomes(n))));
