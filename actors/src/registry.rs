@@ -28,17 +28,20 @@ pub enum ActorKind {
     ShardConsumer,
     /// One per node: takes, renews and releases shard leases.
     LeaseCoordinator,
+    /// One per node with `[archive]` enabled: writes the raw archive's part files.
+    Archiver,
 }
 
 impl ActorKind {
     /// Every kind, in display order.
-    pub const ALL: [ActorKind; 6] = [
+    pub const ALL: [ActorKind; 7] = [
         ActorKind::VehicleConnection,
         ActorKind::VehicleState,
         ActorKind::Subscriber,
         ActorKind::SubscriberHub,
         ActorKind::ShardConsumer,
         ActorKind::LeaseCoordinator,
+        ActorKind::Archiver,
     ];
 
     /// The snake_case name used in the admin API and metrics.
@@ -50,6 +53,7 @@ impl ActorKind {
             ActorKind::SubscriberHub => "subscriber_hub",
             ActorKind::ShardConsumer => "shard_consumer",
             ActorKind::LeaseCoordinator => "lease_coordinator",
+            ActorKind::Archiver => "archiver",
         }
     }
 

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use super::{DurabilityHold, RecordRouter, RouteError};
+use crate::archive::ArchiveRecord;
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::producer::DeadLetter;
 use crate::pseudonym::Pseudonymizer;
@@ -57,6 +58,18 @@ impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
             .map(|vin| self.pseudonymizer.vehicle_id(vin.as_str()))
             .collect();
         self.inner.flush_deferred(ids).await
+    }
+
+    fn archives(&self) -> bool {
+        self.inner.archives()
+    }
+
+    /// The archive sees only pseudonyms, like everything after this router.
+    async fn archive(&self, mut records: Vec<ArchiveRecord>, hold: DurabilityHold) -> Result<(), RouteError> {
+        for archived in &mut records {
+            archived.record.vehicle_id = self.pseudonymizer.vehicle_id(archived.record.vehicle_id.as_str());
+        }
+        self.inner.archive(records, hold).await
     }
 
     /// The partition key (a VIN) becomes the pseudonym. The body is kept as read: it could
