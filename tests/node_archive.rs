@@ -22,8 +22,8 @@ fn config(dir: &Path, max_age_secs: u64) -> fleetwire::config::Config {
     config
 }
 
-/// Every `part-*.jsonl` under `root`, with its path relative to `root`.
-fn part_files(root: &Path) -> Vec<(String, PathBuf)> {
+/// Every file under `root` (none when it does not exist).
+fn files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -34,13 +34,21 @@ fn part_files(root: &Path) -> Vec<(String, PathBuf)> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "jsonl") {
-                let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                found.push((relative, path));
+            } else {
+                found.push(path);
             }
         }
     }
     found
+}
+
+/// Every `*.jsonl` under `root`, with its path relative to `root`.
+fn part_files(root: &Path) -> Vec<(String, PathBuf)> {
+    files(root)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), p))
+        .collect()
 }
 
 /// Every archived line, checked against the part's partition (hour of arrival).
@@ -219,23 +227,9 @@ async fn shutdown_writes_open_parts_before_the_final_checkpoint() {
     for key in &acked {
         assert!(archived_now.contains(key), "{key:?} not archived at shutdown");
     }
-    let no_tmp = part_files(&root).len() == walk_names(&root).iter().filter(|n| !n.ends_with(".tmp")).count();
-    assert!(no_tmp, "no in-progress file is left");
-}
-
-/// Names of every file under `root`.
-fn walk_names(root: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                names.push(path.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    names
+    let leftovers: Vec<_> = files(&root)
+        .into_iter()
+        .filter(|p| p.extension().is_none_or(|e| e != "jsonl"))
+        .collect();
+    assert!(leftovers.is_empty(), "no in-progress file is left: {leftovers:?}");
 }

@@ -110,6 +110,17 @@ mod tests {
             self.0.lock().unwrap().push((VehicleId("dead".into()), keys));
             Ok(())
         }
+
+        fn archives(&self) -> bool {
+            true
+        }
+
+        async fn archive(&self, records: Vec<ArchiveRecord>, hold: DurabilityHold) -> Result<(), RouteError> {
+            let ids = records.into_iter().map(|r| r.record.vehicle_id).collect();
+            self.0.lock().unwrap().push((VehicleId("archive".into()), ids));
+            hold.release();
+            Ok(())
+        }
     }
 
     #[actix_rt::test]
@@ -134,6 +145,36 @@ mod tests {
         assert_eq!(
             seen.as_slice(),
             &[(pseudonym.clone(), vec![pseudonym.clone(), pseudonym])]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn the_archive_sees_the_pseudonym_not_the_vin() {
+        let recorder: &'static Recorder = Box::leak(Box::default());
+        let p = Pseudonymizer::development();
+        let router = PseudonymizingRouter::new(recorder, p.clone());
+        assert!(router.archives());
+        let vin = VehicleId("5YJ3E1EA7RF261422".into());
+        let archived = ArchiveRecord {
+            shard: crate::ports::ShardId("shard-0".into()),
+            sequence: crate::ports::SequenceNumber("1".into()),
+            arrival: Utc::now(),
+            record: TelemetryRecord {
+                timestamp: Utc::now(),
+                vehicle_id: vin.clone(),
+                payload: Default::default(),
+                can_id: None,
+                ingest_received_at: Utc::now(),
+            },
+        };
+        router
+            .archive(vec![archived], DurabilityHold::detached_released())
+            .await
+            .unwrap();
+        let seen = recorder.0.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            &[(VehicleId("archive".into()), vec![p.vehicle_id(vin.as_str())])]
         );
     }
 
