@@ -112,6 +112,7 @@ async fn every_record_is_archived_and_checkpoints_wait_for_their_parts() {
     let root = dir.path().join("archive");
     // Parts rotate by age only (6 s): long enough to see checkpoints held back.
     let t = TestNode::start(config(dir.path(), 6)).await;
+    assert_eq!(t.actor_count("archiver").await, 1, "listed in /admin/actors");
     let mut acked = Vec::new();
     for round in 0..4u32 {
         let batch: Vec<Value> = (0..50)

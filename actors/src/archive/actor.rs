@@ -9,8 +9,8 @@
 //! exponential backoff until it succeeds, or until shutdown gives up on it (then its holds
 //! are dropped unreleased: those batches are read again by the next owner of the shard).
 //!
-//! Registry kind `Archiver`, id = the sink's description; details: `buffered_bytes`,
-//! `parts_written`, `failures`.
+//! Registry kind `Archiver`, id `archive`; details: `sink` (where parts go),
+//! `buffered_bytes`, `parts_written`, `failures`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -154,7 +154,8 @@ impl Actor for Archiver {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let registration = self.registry.register(ActorKind::Archiver, self.sink.describe());
+        let registration = self.registry.register(ActorKind::Archiver, "archive");
+        registration.set_detail("sink", self.sink.describe());
         self.registration = Some(registration);
         self.publish();
         info!(sink = %self.sink.describe(), "Archiver started.");
