@@ -628,6 +628,14 @@ impl Node {
                 "Drain did not finish within {limit:?}; unprocessed records stay on the stream for the next owner."
             );
         }
+        if let Some(archive) = &self.archive {
+            // A consumer waiting for a dead archive backend would never finish its batch.
+            archive.give_up_after(
+                limit
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_secs(1)),
+            );
+        }
         if self.coordinator.send(GracefulShutdown).await.is_err() {
             warn!("Lease coordinator was already stopped.");
         }

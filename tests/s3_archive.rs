@@ -173,3 +173,34 @@ async fn a_node_archives_to_s3_and_waits_out_a_failing_bucket() {
     }
     t.shutdown(Duration::from_secs(10)).await;
 }
+
+#[actix_rt::test]
+async fn shutdown_gives_up_on_a_dead_bucket_within_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(Some(dir.path().to_path_buf()));
+    // The bucket is never created. Small parts and a one-batch queue: the archiver is stuck
+    // retrying its first part, its queue is full and the shard consumers wait on it.
+    config.archive = ArchiveConfig {
+        max_bytes: 1024,
+        queue_capacity: 1,
+        ..archive_config("dead/")
+    };
+    config.history.enabled = false;
+    config.consumer.max_records_per_get = 10;
+    let t = TestNode::start(config).await;
+    for round in 0..5u32 {
+        let batch: Vec<Value> = (0..40)
+            .map(|i| record(&format!("car-d{}", i % 8), round * 40 + i, 70.0))
+            .collect();
+        let (status, reply) = t.ingest(&json!(batch)).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = tokio::time::timeout(Duration::from_secs(30), t.shutdown(Duration::from_secs(2)))
+        .await
+        .expect("shutdown ends although the archive cannot write");
+    assert!(
+        !report.drained,
+        "nothing could be archived, so nothing was checkpointed"
+    );
+}

@@ -254,6 +254,17 @@ impl ArchiveHandle {
         self.addr.do_send(Flush);
     }
 
+    /// After `delay`, writes that fail are given up instead of retried (their holds drop,
+    /// so their records are not checkpointed). Shutdown arms this so that shard consumers
+    /// waiting for a dead backend's full queue can finish and stop.
+    pub fn give_up_after(&self, delay: Duration) {
+        let abandon = self.abandon.clone();
+        actix::spawn(async move {
+            tokio::time::sleep(delay).await;
+            abandon.store(true, Ordering::SeqCst);
+        });
+    }
+
     /// Writes the open parts and stops the archiver. Returns false if that took longer
     /// than `limit`: the writes still failing are then given up (their records were not
     /// checkpointed and will be read again).
