@@ -69,6 +69,9 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// History buckets and hourly aggregates (stored with `backends.state`).
     pub history: fleetwire_actors::history::HistoryConfig,
+    /// The raw archive: every consumed record as JSON lines in hour-partitioned part files
+    /// (a local directory or S3); off by default.
+    pub archive: fleetwire_actors::archive::ArchiveConfig,
     /// Injected stream failures (tests, load tests, staging); off by default.
     pub faults: FaultConfig,
 }
@@ -352,6 +355,17 @@ impl Config {
             problems.push(format!("consumer.max_records_per_get must be 1 to {max_get}"));
         }
         problems.extend(self.tesla.problems());
+        problems.extend(self.archive.problems());
+        if self.archive.enabled
+            && self.archive.backend == fleetwire_actors::archive::ArchiveBackend::Directory
+            && self.archive.directory.is_none()
+            && self.embedded.data_dir.is_none()
+        {
+            problems.push(
+                "archive.directory (or embedded.data_dir) must be set with backend = \"directory\""
+                    .to_owned(),
+            );
+        }
         problems.extend(self.auth.problems());
         problems.extend(self.vault.problems());
         if let Some(bad) = self

@@ -115,6 +115,8 @@ pub async fn run(mut config: Config, args: DemoArgs, shutdown_limit: Duration) -
     };
     if args.config.is_none() {
         config.fleet.trips.stop_secs = DEMO_TRIP_STOP_SECS;
+        // The raw archive under the data directory (`<data_dir>/archive/raw/…`).
+        config.archive.enabled = config.embedded.data_dir.is_some();
     }
     if config.fleet.tenants.is_empty() {
         let fleet = FleetConfig::default();

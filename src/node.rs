@@ -16,7 +16,8 @@
 //!    node acknowledged (bounded by the shutdown limit).
 //! 5. The lease coordinator stops its shard consumers (each writes a final checkpoint) and
 //!    releases its leases so other nodes take them at once.
-//! 6. Vehicle actors stop (their state is persisted before every acknowledgement).
+//! 6. Vehicle actors stop (their state is persisted before every acknowledgement); the
+//!    archiver writes its open parts and stops (the drain flushed them already).
 //! 7. The admin listener stops.
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ use fleetwire_actors::ports::{
 use fleetwire_actors::producer::{DeadLetterSink, Producer, ProducerHandle};
 use fleetwire_actors::registry::ActorRegistry;
 
+use fleetwire_actors::archive::ArchiveHandle;
 use fleetwire_actors::fleet::FleetRules;
 use fleetwire_actors::subscriber::{CloseAll, SubscriberHub, SubscriberServices};
 use fleetwire_actors::tenancy::UnknownVehiclePolicy;
@@ -330,6 +332,8 @@ pub struct Node {
     watermarks: AcceptedWatermarks,
     shutting_down: Arc<AtomicBool>,
     producer: ProducerHandle,
+    /// The raw archive's writer (`[archive]`), flushed by the drain and closed last.
+    archive: Option<ArchiveHandle>,
 }
 
 /// What shutdown did.
@@ -407,6 +411,11 @@ impl Node {
             StreamBackend::Embedded => "embedded".to_owned(),
             StreamBackend::Kinesis => config.kinesis.stream_name.clone(),
         });
+        let archive = crate::backends::archive::start_archive(&config, &registry).await?;
+        let tenants = match &archive {
+            Some(archive) => tenants.with_archive(archive.clone()),
+            None => tenants,
+        };
         let router: Arc<dyn RecordRouter> = match config.consumer.partition_keys {
             PartitionKeys::VehicleIds => Arc::new(tenants),
             PartitionKeys::Vins => Arc::new(PseudonymizingRouter::new(
@@ -564,6 +573,7 @@ impl Node {
             watermarks,
             shutting_down,
             producer,
+            archive,
         })
     }
 
@@ -627,10 +637,26 @@ impl Node {
                 "Drain did not finish within {limit:?}; unprocessed records stay on the stream for the next owner."
             );
         }
+        if let Some(archive) = &self.archive {
+            // A consumer waiting for a dead archive backend would never finish its batch.
+            archive.give_up_after(
+                limit
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_secs(1)),
+            );
+        }
         if self.coordinator.send(GracefulShutdown).await.is_err() {
             warn!("Lease coordinator was already stopped.");
         }
         self.directory.shutdown().await;
+        // Consumers are stopped: no more batches; write what is buffered.
+        if let Some(archive) = &self.archive
+            && !archive.close(limit).await
+        {
+            warn!(
+                "The archive could not write its last parts within {limit:?}; their records were not checkpointed."
+            );
+        }
         self.admin_server.stop(true).await;
         let worker = self.consumer.worker_id();
         let Node {
@@ -663,6 +689,10 @@ impl Node {
         loop {
             if last_flush.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
                 self.directory.flush_deferred();
+                // Archive parts hold checkpoints back until written (up to max_age_secs).
+                if let Some(archive) = &self.archive {
+                    archive.flush();
+                }
                 last_flush = Some(Instant::now());
             }
             if let Ok(leases) = self.ports.leases.list_leases().await {

@@ -115,6 +115,8 @@ async fn no_clear_vin_is_stored_or_logged_anywhere_but_encrypted_in_the_vault() 
         cache_ttl_secs: 0,
         ..TenancyConfig::default()
     };
+    // The raw archive under the data directory: scanned with every other file below.
+    config.archive.enabled = true;
     let dynamodb = config.dynamodb.clone();
     let node = TeslaNode::start(pki, config).await;
 
@@ -317,10 +319,20 @@ async fn no_clear_vin_is_stored_or_logged_anywhere_but_encrypted_in_the_vault() 
     }
     assert_eq!(vault_items, 4 + 1, "four VINs and one data key");
 
-    // Every file the node wrote: the redb database, the stream segments of every topic.
+    // Every file the node wrote: the redb database, the stream segments of every topic, the
+    // archive's parts (written at shutdown).
     let mut files = Vec::new();
     files_under(data_dir.path(), &mut files);
     assert!(files.iter().any(|f| f.ends_with("fleetwire.redb")), "{files:?}");
+    let parts: Vec<_> = files
+        .iter()
+        .filter(|f| f.starts_with(data_dir.path().join("archive/raw")))
+        .collect();
+    assert!(!parts.is_empty(), "the archive holds parts: {files:?}");
+    assert!(
+        parts.iter().any(|p| find(&std::fs::read(p).unwrap(), &first_id)),
+        "the archive holds the pseudonyms"
+    );
     let mut seen_pseudonym = false;
     for file in &files {
         let bytes = std::fs::read(file).unwrap();

@@ -25,6 +25,8 @@
 //!   records / 5 MiB per call, retries with backoff, per-key order, bounded, dead letters).
 //! - [`tenancy`]: the `TenantRouter` the shard consumers route through: each vehicle's
 //!   tenant from the vehicle registry (cached), unprovisioned/suspended → dead letters.
+//! - [`archive`]: the `Archiver` actor writing every consumed record as JSON lines into
+//!   hour-partitioned part files (local directory or S3), acknowledged only once durable.
 //! - [`registry`]: the actor registry behind `/admin/actors`.
 //! - [`telemetry`]: metric names.
 //! - `openapi` (feature `openapi`): OpenAPI schemas of the types the public API shows.
@@ -34,6 +36,7 @@
 
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod codec;
 pub mod connection;
 pub mod consumer;

@@ -30,11 +30,13 @@ pub enum ActorKind {
     LeaseCoordinator,
     /// One per node: batches records into PutRecords calls.
     Producer,
+    /// One per node with `[archive]` enabled: writes the raw archive's part files.
+    Archiver,
 }
 
 impl ActorKind {
     /// Every kind, in display order.
-    pub const ALL: [ActorKind; 7] = [
+    pub const ALL: [ActorKind; 8] = [
         ActorKind::VehicleConnection,
         ActorKind::VehicleState,
         ActorKind::Subscriber,
@@ -42,6 +44,7 @@ impl ActorKind {
         ActorKind::ShardConsumer,
         ActorKind::LeaseCoordinator,
         ActorKind::Producer,
+        ActorKind::Archiver,
     ];
 
     /// The snake_case name used in the admin API and metrics.
@@ -54,6 +57,7 @@ impl ActorKind {
             ActorKind::ShardConsumer => "shard_consumer",
             ActorKind::LeaseCoordinator => "lease_coordinator",
             ActorKind::Producer => "producer",
+            ActorKind::Archiver => "archiver",
         }
     }
 

@@ -384,3 +384,10 @@ pub const FLEET_POSITIONS_FILTERED_TOTAL: &str = "fleetwire_fleet_positions_filt
 /// Counter: fleet events derived (trips, charging, geofences, alerts); label `source`
 /// (`records`, `timer`).
 pub const FLEET_EVENTS_TOTAL: &str = "fleetwire_fleet_events_total";
+/// Counter: archive parts written; label `result` = `ok` | `error` (a failed attempt,
+/// retried with backoff).
+pub const ARCHIVE_PARTS_TOTAL: &str = "fleetwire_archive_parts_total";
+/// Counter: records in archive parts written.
+pub const ARCHIVE_RECORDS_TOTAL: &str = "fleetwire_archive_records_total";
+/// Gauge: bytes buffered in open archive parts (not yet durable).
+pub const ARCHIVE_BUFFERED_BYTES: &str = "fleetwire_archive_buffered_bytes";

@@ -238,6 +238,7 @@ module "ecs" {
   auth_jwks_url                    = local.auth_jwks_url
   auth_audiences                   = local.auth_audiences
   lease_table_name                 = module.dynamodb.lease_table_name
+  archive_bucket_name              = module.s3_archive.bucket_name
   redis_url_secret_arn             = module.redis.url_secret_arn
   enable_tesla_listener            = var.enable_tesla_listener
   tesla_server_cert_secret_arn     = aws_secretsmanager_secret.tesla["server-cert"].arn

@@ -377,6 +377,28 @@ def test_the_consumer_reads_the_v_stream_and_the_lease_table(dirs):
     assert default_of(mod(dirs, "iam"), "consumed_topics") == ["V"]
 
 
+def test_the_archive_writes_to_the_stack_bucket_where_the_role_may_put(dirs):
+    ecs, stack, iam = mod(dirs, "ecs"), dirs["stack"], mod(dirs, "iam")
+    env = ecs.locals["environment"]
+    assert env["FLEETWIRE_ARCHIVE__BUCKET"] == "${var.archive_bucket_name}"
+    assert stack.modules["ecs"]["archive_bucket_name"] == "${module.s3_archive.bucket_name}"
+    assert stack.modules["iam"]["archive_bucket_arn"] == "${module.s3_archive.bucket_arn}"
+    aws = tomllib.loads((ROOT / "config/aws.toml").read_text())["archive"]
+    assert aws["enabled"] is True and aws["backend"] == "s3"
+    # The code writes <prefix>raw/year=.../part-<uuid>.jsonl; the task role may put exactly there.
+    prefix = aws.get("prefix", "")
+    put = next(s for s in iam.data[("aws_iam_policy_document", "task")]["statement"] if s.get("sid") == "ArchiveObjects")
+    assert "s3:PutObject" in put["actions"]
+    assert "${var.archive_bucket_arn}/" + prefix + "raw/*" in put["resources"]
+    rs = (ROOT / "actors/src/archive/parts.rs").read_text()
+    assert '"raw/year={:04}/month={:02}/day={:02}/hour={:02}"' in rs
+    # The lifecycle rules age the same prefix.
+    rules = mod(dirs, "s3_archive").resources[("aws_s3_bucket_lifecycle_configuration", "archive")]["rule"]
+    blocks = lambda b: b if isinstance(b, list) else [b]  # noqa: E731 (hcl2 gives blocks as lists)
+    prefixes = {f.get("prefix") for r in blocks(rules) for f in blocks(r.get("filter") or [])}
+    assert prefix + "raw/" in prefixes
+
+
 # --- configuration: environment variables are config keys -------------------------------
 
 
@@ -477,7 +499,7 @@ def test_aws_profile_uses_the_provisioned_backends():
     }
     assert aws.get("tenancy", {}).get("unknown_vehicles", "dead_letter") == "dead_letter", \
         "production never provisions unknown vehicles on its own"
-    for section in ("kinesis", "dynamodb"):
+    for section in ("kinesis", "dynamodb", "archive"):
         s = aws.get(section, {})
         assert not s.get("static_credentials") and "endpoint_url" not in s, f"[{section}] must use AWS"
     assert "create_if_missing" not in aws.get("kinesis", {})
@@ -492,6 +514,7 @@ def rendered_environment(dirs) -> dict[str, str]:
     values.update({
         "var.kinesis_stream_name": "fleetwire-dev_V",
         "var.lease_table_name": "fleetwire-dev-leases",
+        "var.archive_bucket_name": "fleetwire-dev-archive-123456789012",
         "var.name_prefix": "fleetwire-dev",
         "local.region": "us-east-1",
         "var.auth_issuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
@@ -534,6 +557,8 @@ def test_the_binary_accepts_the_task_configuration(dirs, tmp_path):
     assert effective["dynamodb"]["table_prefix"] == "fleetwire-dev-"
     assert effective["http"]["listen"].endswith(":8080") and effective["admin"]["listen"].endswith(":9090")
     assert effective["auth"]["audiences"] == ["example-client-id"]
+    assert effective["archive"]["bucket"] == "fleetwire-dev-archive-123456789012"
+    assert effective["archive"]["enabled"] and effective["archive"]["backend"] == "s3"
     assert effective["backends"]["api_keys"] == "dynamodb"
     # And a misspelt variable is refused, so the check above means something.
     env["FLEETWIRE_KINESIS__STREAM"] = "x"

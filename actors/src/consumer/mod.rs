@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchiveRecord;
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::ports::Checkpoint;
 use crate::producer::DeadLetter;
@@ -121,6 +122,21 @@ pub trait RecordRouter: Send + Sync + 'static {
     /// [`DeadLetterReason::Undecodable`](crate::producer::DeadLetterReason), source set) and
     /// returns once they are stored; an error holds the batch back like a failed route.
     async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError>;
+
+    /// Whether [`archive`](Self::archive) keeps anything; when false the consumer does not
+    /// build the archive records at all.
+    fn archives(&self) -> bool {
+        false
+    }
+
+    /// Queues a routed batch's decoded records, with their source, for the raw archive
+    /// ([`crate::archive`]); waits while the archive's queue is full. The router keeps
+    /// clones of `hold` until the lines are durable. The default keeps nothing.
+    async fn archive(&self, records: Vec<ArchiveRecord>, hold: DurabilityHold) -> Result<(), RouteError> {
+        let _ = records;
+        hold.release();
+        Ok(())
+    }
 }
 
 /// Where a consumer starts in a shard that has no parents and no checkpoint yet.

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 
 use super::{DurabilityHold, RecordRouter, RouteError};
+use crate::archive::ArchiveRecord;
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::producer::DeadLetter;
 use crate::pseudonym::Pseudonymizer;
@@ -59,6 +60,18 @@ impl<R: RecordRouter> RecordRouter for PseudonymizingRouter<R> {
         self.inner.flush_deferred(ids).await
     }
 
+    fn archives(&self) -> bool {
+        self.inner.archives()
+    }
+
+    /// The archive sees only pseudonyms, like everything after this router.
+    async fn archive(&self, mut records: Vec<ArchiveRecord>, hold: DurabilityHold) -> Result<(), RouteError> {
+        for archived in &mut records {
+            archived.record.vehicle_id = self.pseudonymizer.vehicle_id(archived.record.vehicle_id.as_str());
+        }
+        self.inner.archive(records, hold).await
+    }
+
     /// The partition key (a VIN) becomes the pseudonym. The body is kept as read: it could
     /// not be decoded, so its `vin` field cannot be rewritten (docs/operations.md, dead
     /// letters on a VIN-keyed stream).
@@ -97,6 +110,17 @@ mod tests {
             self.0.lock().unwrap().push((VehicleId("dead".into()), keys));
             Ok(())
         }
+
+        fn archives(&self) -> bool {
+            true
+        }
+
+        async fn archive(&self, records: Vec<ArchiveRecord>, hold: DurabilityHold) -> Result<(), RouteError> {
+            let ids = records.into_iter().map(|r| r.record.vehicle_id).collect();
+            self.0.lock().unwrap().push((VehicleId("archive".into()), ids));
+            hold.release();
+            Ok(())
+        }
     }
 
     #[actix_rt::test]
@@ -121,6 +145,36 @@ mod tests {
         assert_eq!(
             seen.as_slice(),
             &[(pseudonym.clone(), vec![pseudonym.clone(), pseudonym])]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn the_archive_sees_the_pseudonym_not_the_vin() {
+        let recorder: &'static Recorder = Box::leak(Box::default());
+        let p = Pseudonymizer::development();
+        let router = PseudonymizingRouter::new(recorder, p.clone());
+        assert!(router.archives());
+        let vin = VehicleId("5YJ3E1EA7RF261422".into());
+        let archived = ArchiveRecord {
+            shard: crate::ports::ShardId("shard-0".into()),
+            sequence: crate::ports::SequenceNumber("1".into()),
+            arrival: Utc::now(),
+            record: TelemetryRecord {
+                timestamp: Utc::now(),
+                vehicle_id: vin.clone(),
+                payload: Default::default(),
+                can_id: None,
+                ingest_received_at: Utc::now(),
+            },
+        };
+        router
+            .archive(vec![archived], DurabilityHold::detached_released())
+            .await
+            .unwrap();
+        let seen = recorder.0.lock().unwrap();
+        assert_eq!(
+            seen.as_slice(),
+            &[(VehicleId("archive".into()), vec![p.vehicle_id(vin.as_str())])]
         );
     }
 

@@ -169,6 +169,7 @@ impl ShardConsumer {
                     .extend(batch.groups.iter().map(|(vehicle, _)| vehicle.clone()));
                 let router = self.router.clone();
                 let letters = undecodable_letters(&self.shard_id, &batch);
+                let shard = self.shard_id.clone();
                 let fut = async move {
                     // Kept first: if that fails, nothing of the batch is applied yet and
                     // the whole batch is retried.
@@ -185,6 +186,15 @@ impl ShardConsumer {
                         .into_iter()
                         .find_map(Result::err)
                         .map_or(Ok(Some(tracker)), Err);
+                    // The raw archive keeps clones of the hold until its part files are
+                    // durable; it waits here while the archiver's queue is full.
+                    let result = match result {
+                        Ok(tracker) if router.archives() => router
+                            .archive(batch.archive_records(&shard), hold.clone())
+                            .await
+                            .map(|()| tracker),
+                        other => other,
+                    };
                     hold.release();
                     result
                 };

@@ -16,11 +16,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
+use crate::archive::ArchiveRecord;
 use crate::codec::{DecodeError, decode_record};
 use crate::model::{TelemetryRecord, VehicleId};
 use crate::ports::{
-    Checkpoint, GetRecordsOutput, LeaseError, SequenceNumber, ShardIterator, StartPosition, StreamError,
-    StreamRecord,
+    Checkpoint, GetRecordsOutput, LeaseError, SequenceNumber, ShardId, ShardIterator, StartPosition,
+    StreamError, StreamRecord,
 };
 
 use super::RouteError;
@@ -130,6 +133,9 @@ pub struct Batch {
     /// Records that cannot be decoded, with the decode error: dead-lettered as part of the
     /// route, so the checkpoint passes them only once they are kept.
     pub undecodable: Vec<(StreamRecord, DecodeError)>,
+    /// Sequence number and arrival time of every record of `groups`, in the same shape
+    /// (`origins[g][i]` belongs to `groups[g].1[i]`): the raw archive's source fields.
+    pub origins: Vec<Vec<(SequenceNumber, DateTime<Utc>)>>,
 }
 
 impl Batch {
@@ -140,6 +146,7 @@ impl Batch {
             return (None, Vec::new());
         };
         let mut groups: Vec<(VehicleId, Vec<TelemetryRecord>)> = Vec::new();
+        let mut origins: Vec<Vec<(SequenceNumber, DateTime<Utc>)>> = Vec::new();
         let mut index: HashMap<VehicleId, usize> = HashMap::new();
         let mut errors = Vec::new();
         let mut undecodable = Vec::new();
@@ -149,9 +156,11 @@ impl Batch {
                     let vehicle = decoded.vehicle_id.clone();
                     let slot = *index.entry(vehicle.clone()).or_insert_with(|| {
                         groups.push((vehicle, Vec::new()));
+                        origins.push(Vec::new());
                         groups.len() - 1
                     });
                     groups[slot].1.push(decoded);
+                    origins[slot].push((record.sequence_number.clone(), record.approximate_arrival));
                 }
                 Err(e) => {
                     errors.push(e.clone());
@@ -164,8 +173,24 @@ impl Batch {
             last_sequence: last.sequence_number.clone(),
             records: records.len(),
             undecodable,
+            origins,
         };
         (Some(batch), errors)
+    }
+
+    /// The decoded records with their source, for the raw archive.
+    pub fn archive_records(&self, shard: &ShardId) -> Vec<ArchiveRecord> {
+        self.groups
+            .iter()
+            .zip(&self.origins)
+            .flat_map(|((_, records), origins)| records.iter().zip(origins))
+            .map(|(record, (sequence, arrival))| ArchiveRecord {
+                shard: shard.clone(),
+                sequence: sequence.clone(),
+                arrival: *arrival,
+                record: record.clone(),
+            })
+            .collect()
     }
 }
 

@@ -4,6 +4,7 @@
 //! config when the binary wires the pipeline (`src/wiring.rs`). Actors only ever hold
 //! `Arc<dyn Port>`, so a test can run the whole pipeline on the embedded backends.
 
+pub mod archive;
 mod event_id;
 pub mod fanout;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod state_store;
 pub mod stream;
 pub mod vehicle_registry;
 
+pub use archive::{ArchiveError, ArchiveSink};
 pub use fanout::{
     Coverage, EventId, FanOut, FanOutError, FanOutMessage, LogEntry, ParseEventIdError, Replay,
     ReplayRetention,

@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 
 use super::cache::RegistrationCache;
 use super::{TenancyConfig, UnknownVehiclePolicy};
+use crate::archive::{ArchiveHandle, ArchiveRecord, encode_line};
 use crate::codec::encode_record;
 use crate::consumer::{DurabilityHold, RecordRouter, RouteError};
 use crate::model::{TelemetryRecord, TenantId, VehicleId};
@@ -50,6 +51,8 @@ pub struct TenantRouter {
     cache: Mutex<RegistrationCache>,
     /// Name of the stream the consumers read, for the source of undecodable records.
     stream_name: String,
+    /// The raw archive, when `[archive]` is enabled.
+    archive: Option<ArchiveHandle>,
 }
 
 impl TenantRouter {
@@ -67,7 +70,14 @@ impl TenantRouter {
             unknown: config.policy()?,
             cache: Mutex::new(RegistrationCache::new(config.cache_ttl(), config.cache_capacity)),
             stream_name: String::new(),
+            archive: None,
         })
+    }
+
+    /// Also writes every routed record to the raw archive.
+    pub fn with_archive(mut self, archive: ArchiveHandle) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// Names the stream the consumers read (the `stream` of undecodable records' source).
@@ -203,6 +213,34 @@ impl RecordRouter for TenantRouter {
         debug!(vehicle = %vehicle_id, records = count, %reason, "Records dead-lettered.");
         hold.release();
         Ok(())
+    }
+
+    fn archives(&self) -> bool {
+        self.archive.is_some()
+    }
+
+    /// Each line gets the tenant the cache knows (the route just looked it up, so it is
+    /// there unless evicted); no registry call is made for the archive.
+    async fn archive(&self, records: Vec<ArchiveRecord>, hold: DurabilityHold) -> Result<(), RouteError> {
+        let Some(archive) = &self.archive else {
+            hold.release();
+            return Ok(());
+        };
+        let now = Instant::now();
+        let lines = {
+            let cache = self.cache();
+            records
+                .into_iter()
+                .map(|archived| {
+                    let tenant = cache
+                        .get(&archived.record.vehicle_id, now)
+                        .flatten()
+                        .map(|r| r.tenant.clone());
+                    encode_line(&self.stream_name, tenant, archived)
+                })
+                .collect()
+        };
+        archive.archive(lines, hold).await
     }
 
     async fn dead_letter(&self, mut letters: Vec<DeadLetter>) -> Result<(), RouteError> {

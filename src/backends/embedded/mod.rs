@@ -17,6 +17,7 @@
 //! (`src/backends/conformance.rs`).
 
 mod api_keys;
+mod archive;
 mod db;
 pub(crate) mod dead_letters;
 mod fanout;
@@ -33,6 +34,7 @@ use fleetwire_actors::ports::ReplayRetention;
 use serde::{Deserialize, Serialize};
 
 pub use api_keys::RedbApiKeyStore;
+pub use archive::DirectoryArchive;
 pub use db::{DATABASE_FILE_NAME, open_database};
 pub use dead_letters::{
     DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters, RedbDeadLetters,

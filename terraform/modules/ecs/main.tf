@@ -49,6 +49,9 @@ locals {
     FLEETWIRE_AUTH__ISSUER    = var.auth_issuer
     FLEETWIRE_AUTH__JWKS_URL  = var.auth_jwks_url
     FLEETWIRE_AUTH__AUDIENCES = local.auth_audiences_json
+    # The raw archive's bucket ([archive] in config/aws.toml; keys raw/..., docs/data-model.md).
+    FLEETWIRE_ARCHIVE__BUCKET = var.archive_bucket_name
+    FLEETWIRE_ARCHIVE__REGION = local.region
   }
 
   # A TOML array, which the config loader reads from an environment variable.

@@ -246,6 +246,11 @@ variable "pseudonym_key_secret_arn" {
   type        = string
 }
 
+variable "archive_bucket_name" {
+  description = "The raw archive's bucket (FLEETWIRE_ARCHIVE__BUCKET)."
+  type        = string
+}
+
 variable "lease_table_name" {
   description = "The lease table (FLEETWIRE_DYNAMODB__LEASE_TABLE)."
   type        = string
