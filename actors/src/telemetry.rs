@@ -66,8 +66,9 @@ pub const SSE_CONNECTIONS_OPEN: &str = "fleetwire_sse_connections_open";
 pub const REDIS_FANOUT_DROPPED_TOTAL: &str = "fleetwire_redis_fanout_dropped_total";
 /// Messages on the updates channel that did not decode as a `VehicleUpdate` (skipped).
 pub const REDIS_FANOUT_MALFORMED_TOTAL: &str = "fleetwire_redis_fanout_malformed_total";
-/// Attempts to open a subscription (the first one and every reconnect); label `result` =
-/// `ok` | `error`.
+/// Attempts to open a Redis connection of the fan-out (the first one and every
+/// reconnect); labels `connection` = `subscription` (the node's pub/sub connection) |
+/// `publish` (the multiplexed connection appends go through), `result` = `ok` | `error`.
 pub const REDIS_FANOUT_CONNECTS_TOTAL: &str = "fleetwire_redis_fanout_connects_total";
 /// Subscriptions of this process that are currently subscribed (gauge; 1 on a healthy
 /// node, 0 while its subscription reconnects or recovers).
