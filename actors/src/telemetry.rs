@@ -42,7 +42,8 @@ pub const SSE_EVENTS_SENT_TOTAL: &str = "fleetwire_sse_events_sent_total";
 pub const SSE_CONNECTIONS_TOTAL: &str = "fleetwire_sse_connections_total";
 /// Updates replaced by a newer update of the same vehicle in a slow subscriber's queue.
 pub const SUBSCRIBER_COALESCED_TOTAL: &str = "fleetwire_subscriber_coalesced_total";
-/// Subscribers disconnected by the server; label `reason` = `slow_client` | `shutdown`.
+/// Subscribers disconnected by the server; label `reason` = `slow_client` (time or event
+/// budget) | `bytes` (byte budget) | `shutdown`.
 pub const SUBSCRIBER_DISCONNECTS_TOTAL: &str = "fleetwire_subscriber_disconnects_total";
 /// Updates the hub could not hand to a subscriber whose mailbox was full.
 pub const SUBSCRIBER_HUB_DROPPED_TOTAL: &str = "fleetwire_subscriber_hub_dropped_total";
