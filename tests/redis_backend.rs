@@ -303,6 +303,15 @@ impl Drop for TempUser {
     }
 }
 
+/// A fan-out that connects as `user`, so a test can cut exactly its connections.
+fn fanout_as(user: &TempUser, prefix: &str) -> RedisFanOut {
+    RedisFanOut::new(&RedisConfig {
+        url: user.url.clone(),
+        ..config(prefix)
+    })
+    .expect("valid config")
+}
+
 /// Kills every connection of `user` and keeps it from reconnecting until [`allow`].
 async fn cut_off(admin: &mut redis::aio::MultiplexedConnection, user: &TempUser) {
     redis::cmd("ACL")
@@ -336,11 +345,7 @@ async fn a_reconnected_subscription_recovers_the_gap_from_the_log() {
     let mut admin = admin().await;
     let user = TempUser::create(&mut admin).await;
     let prefix = unique_prefix();
-    let subscriber = RedisFanOut::new(&RedisConfig {
-        url: user.url.clone(),
-        ..config(&prefix)
-    })
-    .expect("valid config");
+    let subscriber = fanout_as(&user, &prefix);
     // Another node, still connected, keeps publishing while the subscriber is cut off.
     let publisher = fanout(&prefix);
     let mut sub = subscriber.subscribe();
@@ -373,20 +378,16 @@ async fn a_reconnected_subscription_recovers_the_gap_from_the_log() {
     );
 }
 
-/// Publishes share one multiplexed connection: all of them pipelined on one socket, and a
-/// connection killed while idle is reopened by the next publish (no gap); while Redis
-/// refuses the user, publishes become gaps and the retry task writes the marker once it
-/// is allowed back.
+/// Publishes share one multiplexed connection (pipelined on one socket); a connection
+/// killed while idle is replaced and publishing resumes by itself; while Redis refuses
+/// the user, publishes become gaps and the retry task writes the marker once it is
+/// allowed back.
 #[tokio::test]
 async fn the_publish_connection_is_shared_and_reopened() {
     let mut admin = admin().await;
     let user = TempUser::create(&mut admin).await;
     let prefix = unique_prefix();
-    let publisher = RedisFanOut::new(&RedisConfig {
-        url: user.url.clone(),
-        ..config(&prefix)
-    })
-    .expect("valid config");
+    let publisher = fanout_as(&user, &prefix);
     let publishes: Vec<_> = (1..=20)
         .map(|version| {
             let publisher = publisher.clone();
