@@ -303,6 +303,15 @@ impl Drop for TempUser {
     }
 }
 
+/// A fan-out that connects as `user`, so a test can cut exactly its connections.
+fn fanout_as(user: &TempUser, prefix: &str) -> RedisFanOut {
+    RedisFanOut::new(&RedisConfig {
+        url: user.url.clone(),
+        ..config(prefix)
+    })
+    .expect("valid config")
+}
+
 /// Kills every connection of `user` and keeps it from reconnecting until [`allow`].
 async fn cut_off(admin: &mut redis::aio::MultiplexedConnection, user: &TempUser) {
     redis::cmd("ACL")
@@ -336,11 +345,7 @@ async fn a_reconnected_subscription_recovers_the_gap_from_the_log() {
     let mut admin = admin().await;
     let user = TempUser::create(&mut admin).await;
     let prefix = unique_prefix();
-    let subscriber = RedisFanOut::new(&RedisConfig {
-        url: user.url.clone(),
-        ..config(&prefix)
-    })
-    .expect("valid config");
+    let subscriber = fanout_as(&user, &prefix);
     // Another node, still connected, keeps publishing while the subscriber is cut off.
     let publisher = fanout(&prefix);
     let mut sub = subscriber.subscribe();
@@ -371,6 +376,83 @@ async fn a_reconnected_subscription_recovers_the_gap_from_the_log() {
         5,
         "live delivery goes on, without repeating what was recovered"
     );
+}
+
+/// Publishes share one multiplexed connection (pipelined on one socket); a connection
+/// killed while idle is replaced and publishing resumes by itself; while Redis refuses
+/// the user, publishes become gaps and the retry task writes the marker once it is
+/// allowed back.
+#[tokio::test]
+async fn the_publish_connection_is_shared_and_reopened() {
+    let mut admin = admin().await;
+    let user = TempUser::create(&mut admin).await;
+    let prefix = unique_prefix();
+    let publisher = fanout_as(&user, &prefix);
+    let publishes: Vec<_> = (1..=20)
+        .map(|version| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move { publisher.publish(update("car", version)).await })
+        })
+        .collect();
+    for publish in publishes {
+        publish.await.expect("task").expect("publish");
+    }
+    assert_eq!(
+        user_connections(&mut admin, &user.name).await,
+        1,
+        "20 concurrent publishes used one connection"
+    );
+
+    // Killed while idle (as by a Redis failover): the next publish fails (the dead
+    // connection is only noticed by using it) or reconnects; either way publishing
+    // resumes by itself.
+    let _killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(&user.name)
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL");
+    let _ = publisher.publish(update("car", 21)).await;
+    eventually("publishing resumes after the kill", || async {
+        !publisher.is_down() && publisher.publish(update("car", 22)).await.is_ok()
+    })
+    .await;
+
+    cut_off(&mut admin, &user).await;
+    match tokio::time::timeout(WAIT, publisher.publish(update("car", 23))).await {
+        Ok(Err(FanOutError::Unavailable(_))) => {}
+        other => panic!("a publish without a connection fails promptly, got {other:?}"),
+    }
+    assert!(publisher.is_down(), "and is recorded as a gap");
+    allow(&mut admin, &user).await;
+    eventually("the gap marker is written", || async { !publisher.is_down() }).await;
+    let log: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(publisher.log_key(&TenantId::default()))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut admin)
+        .await
+        .expect("XREVRANGE");
+    assert_eq!(log[0].1[0].0, "gap", "the lost update left a gap marker");
+    publisher
+        .publish(update("car", 24))
+        .await
+        .expect("publish after the gap");
+}
+
+/// Number of connections `user` has open (any kind).
+async fn user_connections(conn: &mut redis::aio::MultiplexedConnection, user: &str) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|line| line.split(' ').any(|field| field == format!("user={user}")))
+        .count()
 }
 
 #[tokio::test]
@@ -687,16 +769,19 @@ async fn a_redis_restart_resets_subscribers_and_delivery_resumes() {
     }
 }
 
-/// Publish latency of the append script (XADD + trim + SADD + PUBLISH in one EVALSHA)
-/// against a bare PUBLISH of the same payload, sequential on one client
-/// (`cargo test --release --test redis_backend -- --ignored --nocapture publish_latency`).
-#[tokio::test]
+/// Publish latency of the append script (XADD + trim + SADD + PUBLISH in one EVALSHA, on
+/// the fan-out's multiplexed connection), sequential and concurrent, against a bare
+/// PUBLISH of the same payload (`cargo test --test redis_backend -- --ignored --nocapture
+/// publish_latency`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run on demand"]
 async fn publish_latency() {
     let mut admin = admin().await;
     let prefix = unique_prefix();
     let fanout = fanout(&prefix);
     const N: usize = 5000;
+    /// Concurrent publishers in the pipelined run (like vehicle actors on several arbiters).
+    const CONCURRENT: usize = 16;
     let payload = serde_json::to_string(&*update("car", 1)).unwrap();
     let percentiles = |mut samples: Vec<Duration>| {
         samples.sort_unstable();
@@ -715,9 +800,31 @@ async fn publish_latency() {
         fanout.publish(update("car", version)).await.expect("publish");
         script.push(started.elapsed());
     }
+    // The same total from CONCURRENT tasks at once: what pipelining on one connection buys.
+    let started_all = std::time::Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENT)
+        .map(|task| {
+            let fanout = fanout.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::with_capacity(N / CONCURRENT);
+                for i in 0..(N / CONCURRENT) as u64 {
+                    let started = std::time::Instant::now();
+                    let vehicle = format!("car-{task}");
+                    fanout.publish(update(&vehicle, i + 1)).await.expect("publish");
+                    samples.push(started.elapsed());
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut concurrent = Vec::with_capacity(N);
+    for task in tasks {
+        concurrent.extend(task.await.expect("publisher task"));
+    }
+    let concurrent_rate = concurrent.len() as f64 / started_all.elapsed().as_secs_f64();
     let channel = format!("{}:bare", &*prefix);
     // What publishing was before the replay log: a bare PUBLISH through a deadpool pool
-    // (whose recycle check adds a PING round trip per checkout, as in the fan-out).
+    // (whose recycle check adds a PING round trip per checkout).
     let pool = deadpool_redis::Config::from_url(redis_url())
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
         .expect("pool");
@@ -744,8 +851,15 @@ async fn publish_latency() {
             .expect("PUBLISH");
         bare.push(started.elapsed());
     }
-    println!("payload {} bytes, {N} sequential publishes", payload.len());
-    println!("append script (EVALSHA, pooled): {}", percentiles(script));
-    println!("bare PUBLISH (pooled, before):   {}", percentiles(pooled));
-    println!("bare PUBLISH (multiplexed):      {}", percentiles(bare));
+    println!("payload {} bytes, {N} publishes", payload.len());
+    println!(
+        "append script (EVALSHA, multiplexed), sequential: {}",
+        percentiles(script)
+    );
+    println!(
+        "append script (EVALSHA, multiplexed), {CONCURRENT} concurrent: {} ({concurrent_rate:.0}/s)",
+        percentiles(concurrent)
+    );
+    println!("bare PUBLISH (pooled):      {}", percentiles(pooled));
+    println!("bare PUBLISH (multiplexed): {}", percentiles(bare));
 }

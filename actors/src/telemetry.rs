@@ -42,7 +42,8 @@ pub const SSE_EVENTS_SENT_TOTAL: &str = "fleetwire_sse_events_sent_total";
 pub const SSE_CONNECTIONS_TOTAL: &str = "fleetwire_sse_connections_total";
 /// Updates replaced by a newer update of the same vehicle in a slow subscriber's queue.
 pub const SUBSCRIBER_COALESCED_TOTAL: &str = "fleetwire_subscriber_coalesced_total";
-/// Subscribers disconnected by the server; label `reason` = `slow_client` | `shutdown`.
+/// Subscribers disconnected by the server; label `reason` = `slow_client` (time or event
+/// budget) | `bytes` (byte budget) | `shutdown`.
 pub const SUBSCRIBER_DISCONNECTS_TOTAL: &str = "fleetwire_subscriber_disconnects_total";
 /// Updates the hub could not hand to a subscriber whose mailbox was full.
 pub const SUBSCRIBER_HUB_DROPPED_TOTAL: &str = "fleetwire_subscriber_hub_dropped_total";
@@ -66,8 +67,9 @@ pub const SSE_CONNECTIONS_OPEN: &str = "fleetwire_sse_connections_open";
 pub const REDIS_FANOUT_DROPPED_TOTAL: &str = "fleetwire_redis_fanout_dropped_total";
 /// Messages on the updates channel that did not decode as a `VehicleUpdate` (skipped).
 pub const REDIS_FANOUT_MALFORMED_TOTAL: &str = "fleetwire_redis_fanout_malformed_total";
-/// Attempts to open a subscription (the first one and every reconnect); label `result` =
-/// `ok` | `error`.
+/// Attempts to open a Redis connection of the fan-out (the first one and every
+/// reconnect); labels `connection` = `subscription` (the node's pub/sub connection) |
+/// `publish` (the multiplexed connection appends go through), `result` = `ok` | `error`.
 pub const REDIS_FANOUT_CONNECTS_TOTAL: &str = "fleetwire_redis_fanout_connects_total";
 /// Subscriptions of this process that are currently subscribed (gauge; 1 on a healthy
 /// node, 0 while its subscription reconnects or recovers).

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::SubscriberConfig;
+use super::budget::{Budget, FRAME_OVERHEAD, InFlight};
 use super::filter::{EventType, SubscriptionFilter};
 use super::hub::{HubEvent, Register, SubscriberHub, Unregister};
 use super::outbox::{Offer, Outbox, Outgoing, Replayed, ResetAt, ResetReason};
@@ -39,6 +40,14 @@ pub struct SubscriberStream {
     pub event: &'static str,
     /// `data:` payload (JSON).
     pub data: Arc<str>,
+}
+
+impl SubscriberStream {
+    /// Serialized size on the wire, SSE framing included (approximately: `budget.rs`).
+    pub fn wire_bytes(&self) -> usize {
+        let payload = self.data.len() + self.before.iter().map(|b| b.len()).sum::<usize>();
+        payload + (1 + self.before.len()) * FRAME_OVERHEAD
+    }
 }
 
 /// Where a new stream starts.
@@ -85,8 +94,14 @@ pub struct Subscriber {
     services: SubscriberServices,
     outbox: Outbox,
     tx: mpsc::Sender<SubscriberStream>,
+    /// Sizes of what sits in `tx` unread, for the byte budget.
+    in_flight: InFlight,
+    /// When a blocked client is disconnected.
+    budget: Budget,
     /// Since when the client has not taken everything we had for it.
     blocked_since: Option<Instant>,
+    /// Whether a task waits for room in the client's channel to flush again (at most one).
+    waking: bool,
     sent: u64,
     resets: u64,
     coalesced: u64,
@@ -121,6 +136,11 @@ impl Subscriber {
         }
         metrics::counter!(telemetry::SSE_CONNECTIONS_TOTAL).increment(1);
         let mailbox = config.mailbox_capacity.max(1);
+        let budget = Budget {
+            timeout: Duration::from_millis(config.slow_client_timeout_ms),
+            max_events: config.max_pending,
+            max_bytes: config.max_buffered_bytes,
+        };
         let services = services.clone();
         Subscriber::create(move |ctx| {
             ctx.set_mailbox_capacity(mailbox);
@@ -131,7 +151,10 @@ impl Subscriber {
                 services,
                 outbox,
                 tx,
+                in_flight: InFlight::default(),
+                budget,
                 blocked_since: None,
+                waking: false,
                 sent: 0,
                 resets: 0,
                 coalesced: 0,
@@ -205,6 +228,7 @@ impl Subscriber {
 
     /// Moves waiting events into the client's channel until it is full.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.channel_bytes();
         while let Some(item) = self.outbox.front() {
             // Reserve first, so a full channel costs no rendering.
             let tx = self.tx.clone();
@@ -213,7 +237,7 @@ impl Subscriber {
                 Err(mpsc::error::TrySendError::Full(())) => return self.mark_blocked(ctx),
                 Err(mpsc::error::TrySendError::Closed(())) => return ctx.stop(),
             };
-            permit.send(match item {
+            let stream = match item {
                 Outgoing::Vehicle(event) => {
                     self.sent += 1;
                     metrics::counter!(telemetry::SSE_EVENTS_SENT_TOTAL).increment(1);
@@ -248,26 +272,57 @@ impl Subscriber {
                         data: Arc::from(format!(r#"{{"reason":"{}"}}"#, reason.as_str())),
                     }
                 }
-            });
+            };
+            self.in_flight.sent(stream.wire_bytes());
+            permit.send(stream);
             self.outbox.pop_front();
         }
         self.blocked_since = None;
     }
 
+    /// Bytes in the client's channel that its HTTP body has not taken yet.
+    fn channel_bytes(&mut self) -> usize {
+        let in_channel = self.tx.max_capacity() - self.tx.capacity();
+        self.in_flight.settle(in_channel)
+    }
+
     fn mark_blocked(&mut self, ctx: &mut Context<Self>) {
         let since = *self.blocked_since.get_or_insert_with(Instant::now);
-        let config = &self.services.config;
-        let too_long = since.elapsed() >= Duration::from_millis(config.slow_client_timeout_ms);
-        if too_long || self.outbox.live_len() > config.max_pending {
+        let bytes = self.outbox.live_bytes() + self.channel_bytes();
+        if let Some(reason) = self.budget.check(since.elapsed(), self.outbox.live_len(), bytes) {
             info!(
                 subscriber = self.id,
                 waiting = self.outbox.len(),
+                bytes,
+                reason = reason.as_str(),
                 "Disconnecting slow SSE client."
             );
-            metrics::counter!(telemetry::SUBSCRIBER_DISCONNECTS_TOTAL, "reason" => "slow_client")
+            metrics::counter!(telemetry::SUBSCRIBER_DISCONNECTS_TOTAL, "reason" => reason.as_str())
                 .increment(1);
-            ctx.stop();
+            return ctx.stop();
         }
+        self.wake_on_room(ctx);
+    }
+
+    /// Flushes again as soon as the client has taken something, rather than at the next
+    /// tick: without this a client catching up (a resume's backlog) got at most
+    /// `channel_capacity` events per [`FLUSH_INTERVAL`].
+    fn wake_on_room(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.waking, true) {
+            return;
+        }
+        let room = self.tx.clone().reserve_owned();
+        ctx.spawn(room.into_actor(self).map(|permit, act, ctx| {
+            act.waking = false;
+            match permit {
+                // Released at once: `flush` reserves again, and only this actor sends.
+                Ok(permit) => {
+                    drop(permit);
+                    act.flush(ctx);
+                }
+                Err(_closed) => ctx.stop(),
+            }
+        }));
     }
 
     fn publish_details(&self) {
@@ -276,6 +331,7 @@ impl Subscriber {
         r.set_detail("resets_sent", self.resets);
         r.set_detail("replayed", self.replayed);
         r.set_detail("queue_depth", self.outbox.len());
+        r.set_detail("queue_bytes", self.outbox.live_bytes() + self.in_flight.bytes());
         r.set_detail("coalesced", self.coalesced);
         r.set_detail(
             "dropped",

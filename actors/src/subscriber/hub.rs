@@ -9,6 +9,7 @@ use actix::prelude::*;
 use tracing::warn;
 
 use super::actor::{Deliver, Subscriber};
+use super::budget::FRAME_OVERHEAD;
 use super::filter::SubscriptionFilter;
 use super::outbox::{ResetAt, ResetReason};
 use crate::model::{TenantId, VehicleUpdate};
@@ -55,6 +56,13 @@ impl HubEvent {
             json,
             fleet,
         }
+    }
+
+    /// Serialized size on the wire: the JSON of the update and of its fleet events, plus
+    /// each SSE frame's overhead (`budget.rs`).
+    pub fn wire_bytes(&self) -> usize {
+        let frames = 1 + self.fleet.len();
+        self.json.len() + self.fleet.iter().map(|f| f.len()).sum::<usize>() + frames * FRAME_OVERHEAD
     }
 
     /// `newer` carrying the fleet events of `older` too: coalescing keeps the latest

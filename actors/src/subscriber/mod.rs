@@ -32,10 +32,14 @@
 //!    events wait uncoalesced, bounded by `max_replay_events`.
 //! 3. When the client stays blocked longer than `slow_client_timeout_ms`, or the live
 //!    queue exceeds `max_pending`, the subscriber disconnects it
-//!    (`fleetwire_subscriber_disconnects_total{reason="slow_client"}`); the browser
-//!    reconnects by itself with `Last-Event-ID` and catches up from the replay log.
+//!    (`fleetwire_subscriber_disconnects_total{reason="slow_client"}`); likewise when the
+//!    serialized bytes waiting for it — live queue plus its channel to the HTTP body —
+//!    exceed `max_buffered_bytes` (`{reason="bytes"}`; what is counted: [`budget`]).
+//!    The browser reconnects by itself with `Last-Event-ID` and catches up from the
+//!    replay log.
 
 mod actor;
+pub mod budget;
 mod filter;
 mod hub;
 mod outbox;
@@ -59,6 +63,11 @@ pub struct SubscriberConfig {
     pub channel_capacity: usize,
     /// Most vehicles a slow subscriber may have waiting before it is disconnected. Default 10,000.
     pub max_pending: usize,
+    /// Most serialized bytes that may wait for a slow client (its live queue and its
+    /// channel to the HTTP response) before it is disconnected; bounds a subscriber's
+    /// memory where `max_pending` alone would allow 10,000 large updates. At least 1.
+    /// Default 1 MiB (1,048,576).
+    pub max_buffered_bytes: usize,
     /// How long a client may block the stream before it is disconnected. Default 30,000 ms.
     pub slow_client_timeout_ms: u64,
     /// Interval of `: keep-alive` comments. Default 15,000 ms.
@@ -84,6 +93,7 @@ impl SubscriberConfig {
         let mut problems = Vec::new();
         for (key, value) in [
             ("max_replay_events", self.max_replay_events),
+            ("max_buffered_bytes", self.max_buffered_bytes),
             ("max_connections_per_node", self.max_connections_per_node),
             ("max_connections_per_tenant", self.max_connections_per_tenant),
         ] {
@@ -101,6 +111,7 @@ impl Default for SubscriberConfig {
             mailbox_capacity: 256,
             channel_capacity: 64,
             max_pending: 10_000,
+            max_buffered_bytes: 1024 * 1024,
             slow_client_timeout_ms: 30_000,
             keep_alive_ms: 15_000,
             retry_ms: 3_000,

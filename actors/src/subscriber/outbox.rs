@@ -309,6 +309,12 @@ impl Outbox {
         self.live.len()
     }
 
+    /// Serialized size of the live events waiting (the byte budget's part of the outbox,
+    /// `budget.rs`).
+    pub fn live_bytes(&self) -> usize {
+        self.live.bytes()
+    }
+
     /// Events dropped because a reset superseded them or a resume could not hold them.
     pub fn discarded(&self) -> u64 {
         self.discarded
@@ -431,5 +437,17 @@ mod tests {
         o.reset(ResetAt::Unchanged, ResetReason::Lagged);
         assert_eq!(drain(&mut o), ["R3:lagged"]);
         assert_eq!(o.discarded(), 1);
+    }
+
+    #[test]
+    fn live_bytes_count_the_live_queue_only() {
+        let mut o = Outbox::resuming(EventId::new(10, 0), 100);
+        o.offer(ev(12, "b"));
+        o.replayed(Replayed::Event(ev(11, "a")));
+        assert_eq!(o.live_bytes(), 0, "held and replayed events wait for the replay");
+        o.finish_resume();
+        assert_eq!(o.live_bytes(), ev(12, "b").wire_bytes());
+        o.reset(ResetAt::Unchanged, ResetReason::Lagged);
+        assert_eq!(o.live_bytes(), 0, "a reset drops what waits");
     }
 }

@@ -31,6 +31,8 @@ pub struct OutboundQueue {
     order: BTreeMap<EventId, Arc<HubEvent>>,
     /// The id of each vehicle's waiting event.
     waiting: HashMap<VehicleId, EventId>,
+    /// Sum of the waiting events' [`HubEvent::wire_bytes`], for the byte budget.
+    bytes: usize,
 }
 
 impl OutboundQueue {
@@ -40,6 +42,7 @@ impl OutboundQueue {
         let outcome = match self.waiting.get(&event.update.vehicle_id) {
             Some(old_id) => {
                 if let Some(old) = self.order.remove(old_id) {
+                    self.bytes -= old.wire_bytes();
                     event = HubEvent::absorb(&old, event);
                 }
                 PushOutcome::Coalesced
@@ -47,6 +50,7 @@ impl OutboundQueue {
             None => PushOutcome::Queued,
         };
         self.waiting.insert(event.update.vehicle_id.clone(), event.id);
+        self.bytes += event.wire_bytes();
         self.order.insert(event.id, event);
         outcome
     }
@@ -60,7 +64,13 @@ impl OutboundQueue {
     pub fn pop(&mut self) -> Option<Arc<HubEvent>> {
         let (_, event) = self.order.pop_first()?;
         self.waiting.remove(&event.update.vehicle_id);
+        self.bytes -= event.wire_bytes();
         Some(event)
+    }
+
+    /// Serialized size of the waiting events.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Number of waiting events.
@@ -106,6 +116,31 @@ pub(crate) mod tests {
         assert_eq!(q.pop().unwrap().id.ms, 3);
         assert!(q.pop().is_none() && q.is_empty());
     }
+
+    #[test]
+    fn bytes_follow_what_waits() {
+        let mut q = OutboundQueue::default();
+        let (a1, b2, a3) = (ev(1, "a"), ev(2, "b"), ev(3, "a"));
+        let each = a1.wire_bytes();
+        assert!(
+            each > FRAME_OVERHEAD_FOR_TESTS,
+            "the JSON counts, not just the frame"
+        );
+        q.push(a1);
+        q.push(b2.clone());
+        assert_eq!(q.bytes(), each + b2.wire_bytes());
+        q.push(a3.clone());
+        assert_eq!(
+            q.bytes(),
+            b2.wire_bytes() + a3.wire_bytes(),
+            "a coalesced update replaces the old one's bytes"
+        );
+        q.pop();
+        q.pop();
+        assert_eq!(q.bytes(), 0);
+    }
+
+    const FRAME_OVERHEAD_FOR_TESTS: usize = crate::subscriber::budget::FRAME_OVERHEAD;
 
     #[test]
     fn coalescing_keeps_the_fleet_events_of_the_replaced_update() {

@@ -1,6 +1,8 @@
 //! [`RedisFanOut`]: publishes through the append script (`wire.rs`), replays from the
 //! tenants' logs (`log.rs`), and hands each subscription to a reader task (`reader.rs`).
-//! Failed publishes are recorded as gaps (`gaps.rs`).
+//! Appends go through one shared multiplexed connection (`publish_conn.rs`); replays,
+//! `PING` and recovery reads through a pool. Failed publishes are recorded as gaps
+//! (`gaps.rs`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::gaps::{self, Gaps};
 use super::keys::Keys;
+use super::publish_conn::PublishConnection;
 use super::reader::{Backoff, Counts, LiveGuard, Reader, ReaderSetup};
 use super::wire::{APPEND_SCRIPT, FIELD_UPDATE, Script};
 use super::{RedisConfig, RedisError, log, redact_url};
@@ -38,7 +41,10 @@ static APPEND: Script = Script::new(APPEND_SCRIPT);
 /// Appends entries to tenants' logs; shared by publishes and the gap retry task.
 #[derive(Clone)]
 pub(crate) struct Appender {
+    /// Replays, `PING` and the subscriptions' recovery reads (not appends).
     pool: Pool,
+    /// The pipelined connection every append goes through.
+    conn: Arc<PublishConnection>,
     keys: Arc<Keys>,
     /// `[max entries, max age ms]` as script arguments.
     max_events: Arc<str>,
@@ -48,7 +54,7 @@ pub(crate) struct Appender {
 
 impl Appender {
     /// Appends `field = value` to `tenant`'s log and publishes it; bounded by the command
-    /// timeout, pool wait included.
+    /// timeout, (re)connecting included.
     pub(crate) async fn append(
         &self,
         tenant: &TenantId,
@@ -58,34 +64,43 @@ impl Appender {
         let log = self.keys.log(tenant);
         let tenants = self.keys.tenants();
         let channel = self.keys.channel(tenant);
-        let call = async {
-            let mut conn = self.pool.get().await.map_err(|e| format!("no connection: {e}"))?;
-            let id: String = APPEND
-                .invoke(
-                    &mut conn,
-                    &[&log, &tenants],
-                    &[
-                        channel.as_bytes(),
-                        tenant.as_str().as_bytes(),
-                        self.max_events.as_bytes(),
-                        self.max_age_ms.as_bytes(),
-                        field.as_bytes(),
-                        value,
-                    ],
-                )
-                .await
-                .map_err(|e| format!("append script failed: {e}"))?;
-            id.parse::<EventId>()
-                .map_err(|e| format!("append script returned {e}"))
-        };
-        tokio::time::timeout(self.timeout, call)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut lease = self
+            .conn
+            .get(deadline)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)))
+            .map_err(|e| format!("no connection: {e}"))?;
+        let keys = [log.as_str(), tenants.as_str()];
+        let args = [
+            channel.as_bytes(),
+            tenant.as_str().as_bytes(),
+            self.max_events.as_bytes(),
+            self.max_age_ms.as_bytes(),
+            field.as_bytes(),
+            value,
+        ];
+        let call = APPEND.invoke::<_, String>(&mut lease.conn, &keys, &args);
+        let id = match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => {
+                if PublishConnection::breaks_connection(&e) {
+                    self.conn.discard(lease.generation);
+                }
+                return Err(format!("append script failed: {e}"));
+            }
+            Err(_) => {
+                // A connection that does not answer may be half-open; open a new one.
+                self.conn.discard(lease.generation);
+                return Err(format!("no answer within {:?}", self.timeout));
+            }
+        };
+        id.parse::<EventId>()
+            .map_err(|e| format!("append script returned {e}"))
     }
 }
 
 /// [`FanOut`] over Redis Streams and pub/sub. Cheap to clone; clones share the pool, the
-/// gap state and the subscription state.
+/// publish connection, the gap state and the subscription state.
 #[derive(Clone)]
 pub struct RedisFanOut {
     appender: Appender,
@@ -146,11 +161,16 @@ impl RedisFanOut {
             }),
         }
         .create_pool(Some(Runtime::Tokio1))?;
+        let backoff = Backoff {
+            initial_ms: config.reconnect_backoff_initial_ms,
+            max_ms: config.reconnect_backoff_max_ms,
+        };
         let retention = config.replay_retention();
         let max_age_ms = retention.max_age.map_or(0, |age| age.as_millis());
         Ok(Self {
             appender: Appender {
                 pool,
+                conn: Arc::new(PublishConnection::new(client.clone(), backoff)),
                 keys: Arc::new(Keys::new(&config.key_prefix)),
                 max_events: retention.max_events.to_string().into(),
                 max_age_ms: max_age_ms.to_string().into(),
@@ -160,10 +180,7 @@ impl RedisFanOut {
             prefix: config.key_prefix.as_str().into(),
             retention,
             buffer: config.subscription_buffer,
-            backoff: Backoff {
-                initial_ms: config.reconnect_backoff_initial_ms,
-                max_ms: config.reconnect_backoff_max_ms,
-            },
+            backoff,
             health_check: HEALTH_CHECK_INTERVAL,
             state: Arc::new(watch::Sender::new(Counts::default())),
             gaps: Arc::default(),

@@ -20,7 +20,9 @@
 //! Needs Redis 6.2 or newer (`XADD … MAXLEN ~`, `XTRIM MINID`, exclusive `XRANGE`), and a
 //! single Redis endpoint (not Redis Cluster: the script touches several keys).
 //!
-//! Commands go through a [`deadpool_redis`] pool, which connects lazily: building a
+//! Appends (publishes, gap markers) go through one multiplexed connection per fan-out
+//! (`publish_conn.rs`), so concurrent publishes are pipelined; replays, `PING` and
+//! recovery reads go through a [`deadpool_redis`] pool. Both connect lazily: building a
 //! backend does no network I/O, so a node starts (and reports not-ready) while Redis is
 //! down.
 
@@ -28,6 +30,7 @@ mod fanout;
 mod gaps;
 mod keys;
 mod log;
+mod publish_conn;
 mod reader;
 mod wire;
 
@@ -54,11 +57,13 @@ pub struct RedisConfig {
     /// tests) can share one Redis (layout in the module docs). Must not be empty.
     /// Default: `"fleetwire"`.
     pub key_prefix: String,
-    /// Maximum number of pooled connections used for commands (publishes, replays, `PING`). The
-    /// fan-out subscription has its own connection outside the pool. At least 1.
+    /// Maximum number of pooled connections used for replays, recovery reads and `PING`.
+    /// Publishes share one multiplexed connection and the fan-out subscription has its own,
+    /// both outside the pool. At least 1.
     /// Default: 16.
     pub pool_size: usize,
-    /// First delay before reconnecting a dropped subscription, in milliseconds; each
+    /// First delay before reconnecting a dropped subscription (or reopening the publish
+    /// connection after a failed attempt), in milliseconds; each
     /// further failed attempt doubles it (with random jitter) up to
     /// `reconnect_backoff_max_ms`. At least 1. Default: 100.
     pub reconnect_backoff_initial_ms: u64,
@@ -75,7 +80,8 @@ pub struct RedisConfig {
     /// Entries older than this many seconds are trimmed and cannot be replayed; 0: no age
     /// limit. At most 86,400. Default: 600.
     pub replay_max_age_secs: u64,
-    /// Longest a publish or a replay may take, pool wait included, in milliseconds. A
+    /// Longest a publish or a replay may take, pool wait or reconnect included, in
+    /// milliseconds. A
     /// publish that fails or times out is not retried: it is counted, the tenant's log
     /// gets a gap marker once Redis answers again, and until then publishes fail at once
     /// instead of each waiting this long. 1 to 60,000. Default: 1000.

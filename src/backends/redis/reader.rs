@@ -200,7 +200,7 @@ impl Reader {
             };
             match attempt {
                 Ok(pubsub) => {
-                    metrics::counter!(REDIS_FANOUT_CONNECTS_TOTAL, "result" => "ok").increment(1);
+                    metrics::counter!(REDIS_FANOUT_CONNECTS_TOTAL, "connection" => "subscription", "result" => "ok").increment(1);
                     let since = Instant::now();
                     let exit = match self.recover().await {
                         Ok(()) => {
@@ -224,7 +224,7 @@ impl Reader {
                     }
                 }
                 Err(error) => {
-                    metrics::counter!(REDIS_FANOUT_CONNECTS_TOTAL, "result" => "error").increment(1);
+                    metrics::counter!(REDIS_FANOUT_CONNECTS_TOTAL, "connection" => "subscription", "result" => "error").increment(1);
                     warn!(%pattern, %error, failures, "Redis fan-out cannot subscribe; retrying.");
                 }
             }
