@@ -285,20 +285,39 @@ fn default_knee_windows() -> usize {
     3
 }
 
-/// Credentials.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Credentials. Serialized as `"<redacted>"` (the scenario is copied into every report),
+/// and left out of `Debug`, so a report or a log line never carries a usable secret.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// Sent as `Authorization: Bearer <token>` on SSE requests.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     pub bearer_token: Option<String>,
     /// Sent as `X-Api-Key` on ingest requests.
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     pub api_key: Option<String>,
     /// Sent as `Authorization: Bearer <token>` to the targets' `/metrics` (fleetwire's
     /// platform-admin token).
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Writes whether a secret is set, never the secret.
+fn redacted<S: serde::Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
 }
 
 /// A scenario that cannot run.

@@ -116,3 +116,20 @@ fn https_is_refused_clearly() {
             .contains("only http://")
     );
 }
+
+#[test]
+fn credentials_never_reach_a_report_or_a_log_line() {
+    let mut s = shipped("smoke");
+    s.auth = Auth {
+        bearer_token: Some("eyJ-secret-token".into()),
+        api_key: Some("fwk_secret_key".into()),
+        admin_token: None,
+    };
+    let json = serde_json::to_string(&s).unwrap();
+    let debug = format!("{s:?}");
+    for text in [&json, &debug] {
+        assert!(!text.contains("secret"), "a credential leaked: {text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
+    assert!(json.contains(r#""admin_token":null"#), "{json}");
+}
