@@ -6,42 +6,19 @@ mod common;
 
 use std::sync::Arc;
 
-use common::cloud::{dynamodb_local, unique};
+use common::cloud::{create_kms_key, dynamodb_local, kms_local, unique};
 use fleetwire::backends::conformance;
 use fleetwire::backends::dynamodb::DynamoDbVaultStore;
 use fleetwire::vault::keys::KeyWrapper;
 use fleetwire::vault::kms::{KmsConfig, KmsError, KmsKeyWrapper};
 use fleetwire::vault::{VaultConfig, VaultError, VaultStore, WrapperKind};
 
-fn kms_config(key_id: Option<String>) -> KmsConfig {
-    let endpoint = std::env::var("FLEETWIRE_TEST_KMS_ENDPOINT")
-        .expect("FLEETWIRE_TEST_KMS_ENDPOINT is not set: run scripts/test (it starts the emulators)");
-    KmsConfig {
-        key_id,
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
-        ..KmsConfig::default()
-    }
-}
-
-/// A new symmetric KMS key (its key id) on the emulator.
-async fn create_key() -> String {
-    let client = kms_config(None).client().await;
-    let key = client
-        .create_key()
-        .description("fleetwire test: VIN vault data keys")
-        .send()
-        .await
-        .expect("CreateKey");
-    key.key_metadata().expect("key metadata").key_id().to_owned()
-}
-
 /// A wrapper with a fresh key of its own, reached through `vault.wrapper = "kms"` and an
 /// alias, as the AWS profile configures it.
 async fn wrapper_with_new_key() -> Arc<dyn KeyWrapper> {
-    let key_id = create_key().await;
+    let key_id = create_kms_key().await;
     let alias = format!("alias/{}-vin-vault", unique("fleetwire-test"));
-    kms_config(None)
+    kms_local(None)
         .client()
         .await
         .create_alias()
@@ -52,7 +29,7 @@ async fn wrapper_with_new_key() -> Arc<dyn KeyWrapper> {
         .expect("CreateAlias");
     let config = VaultConfig {
         wrapper: WrapperKind::Kms,
-        kms: kms_config(Some(alias)),
+        kms: kms_local(Some(alias)),
         ..VaultConfig::default()
     };
     assert_eq!(config.problems(), Vec::<String>::new());
@@ -88,7 +65,7 @@ async fn kms_wrapped_vault_on_dynamodb() {
 
 #[tokio::test]
 async fn a_missing_key_is_refused() {
-    let wrapper = KmsKeyWrapper::new(&kms_config(Some(format!(
+    let wrapper = KmsKeyWrapper::new(&kms_local(Some(format!(
         "alias/{}-never-created",
         unique("fleetwire-test")
     ))))
@@ -111,7 +88,7 @@ async fn kms_unreachable_is_an_error_not_a_fallback() {
         .port();
     let config = KmsConfig {
         endpoint_url: Some(format!("http://127.0.0.1:{port}")),
-        ..kms_config(Some(create_key().await))
+        ..kms_local(Some(create_kms_key().await))
     };
     let wrapper = KmsKeyWrapper::new(&config).await.unwrap();
     let wrapped = wrapper.wrap(1, &[7; 32]).await;
