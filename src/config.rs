@@ -368,6 +368,12 @@ impl Config {
         }
         problems.extend(self.auth.problems());
         problems.extend(self.vault.problems());
+        if self.vault.wrapper == crate::vault::WrapperKind::Kms
+            && !matches!(self.backends.state, StateBackend::Dynamodb)
+        {
+            // The embedded vault keeps its keys in config; nothing would be wrapped.
+            problems.push("vault.wrapper = \"kms\" needs backends.state = \"dynamodb\"".to_owned());
+        }
         if let Some(bad) = self
             .http
             .cors_allowed_origins

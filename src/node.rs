@@ -67,7 +67,7 @@ use crate::http::{self, AdminState, ApiState, ConnectionLimits, Readiness};
 use crate::ingest::{AcceptedWatermarks, Ingestor};
 use crate::observability;
 use crate::tesla::{StreamSink, TeslaListener};
-use crate::vault::keys::{ConfigKeys, DataKeys, LocalKeyWrapper, StoredKeys};
+use crate::vault::keys::{ConfigKeys, DataKeys, StoredKeys};
 use crate::vault::{VaultStore, VinRecorder, VinVault};
 
 /// The ports, built from config.
@@ -256,8 +256,8 @@ impl Ports {
 }
 
 /// The VIN vault's data keys: from `[vault] keys` on the embedded backend; on DynamoDB
-/// stored in the vault itself, wrapped by `vault.wrapping_key`.
-fn data_keys(config: &Config, ports: &Ports) -> anyhow::Result<Arc<dyn DataKeys>> {
+/// stored in the vault itself, wrapped as `vault.wrapper` says (a local key or KMS).
+async fn data_keys(config: &Config, ports: &Ports) -> anyhow::Result<Arc<dyn DataKeys>> {
     let v = &config.vault;
     Ok(match config.backends.state {
         StateBackend::Embedded => {
@@ -267,14 +267,11 @@ fn data_keys(config: &Config, ports: &Ports) -> anyhow::Result<Arc<dyn DataKeys>
             }
             Arc::new(keys)
         }
-        StateBackend::Dynamodb => {
-            let wrapper = LocalKeyWrapper::new(v.wrapping_key.as_ref().map(|k| k.expose()))?;
-            Arc::new(StoredKeys::new(
-                ports.vault.clone(),
-                Arc::new(wrapper),
-                v.key_version,
-            ))
-        }
+        StateBackend::Dynamodb => Arc::new(StoredKeys::new(
+            ports.vault.clone(),
+            v.key_wrapper().await?,
+            v.key_version,
+        )),
     })
 }
 
@@ -441,7 +438,7 @@ impl Node {
         let ingestor = Ingestor::new(ports.stream.clone(), config.http.max_batch_records)
             .with_producer(producer.clone());
         let watermarks = ingestor.watermarks().clone();
-        let vin_vault = VinVault::new(ports.vault.clone(), data_keys(&config, &ports)?);
+        let vin_vault = VinVault::new(ports.vault.clone(), data_keys(&config, &ports).await?);
         let tesla = if let Some(listener) = vehicle_listener {
             let pseudonymizer = config.security.pseudonymizer()?;
             if config.security.pseudonym_key.is_none() {

@@ -5,8 +5,9 @@
 //! searched for each VIN. A clear VIN must be found nowhere: the vault holds ciphertext.
 //!
 //! Two of the four VINs are provisioned (their records are applied), two are not (their
-//! records become dead letters), so every table has content. Needs
-//! `FLEETWIRE_TEST_DYNAMODB_ENDPOINT`.
+//! records become dead letters), so every table has content. The vault's data key is wrapped
+//! by KMS, as in the AWS profile. Needs `FLEETWIRE_TEST_DYNAMODB_ENDPOINT` and
+//! `FLEETWIRE_TEST_KMS_ENDPOINT`.
 
 mod common;
 
@@ -18,6 +19,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::tesla::{TeslaNode, cases, frame, tesla_config};
 use common::{WAIT, eventually, eventually_some};
 use fleetwire::config::{ApiKeysBackend, LeasesBackend, StateBackend};
+use fleetwire::vault::WrapperKind;
 use fleetwire_actors::model::{TenantId, VehicleId};
 use fleetwire_actors::ports::{Registration, VehicleStatus};
 use fleetwire_actors::tenancy::TenancyConfig;
@@ -117,7 +119,11 @@ async fn no_clear_vin_is_stored_or_logged_anywhere_but_encrypted_in_the_vault() 
     };
     // The raw archive under the data directory: scanned with every other file below.
     config.archive.enabled = true;
+    // The vault's data keys wrapped by KMS, as in the AWS profile (moto's KMS).
+    config.vault.wrapper = WrapperKind::Kms;
+    config.vault.kms = common::cloud::kms_local(Some(common::cloud::create_kms_key().await));
     let dynamodb = config.dynamodb.clone();
+    let kms = config.vault.kms.clone();
     let node = TeslaNode::start(pki, config).await;
 
     let mut vins: Vec<String> = cases()
@@ -242,6 +248,17 @@ async fn no_clear_vin_is_stored_or_logged_anywhere_but_encrypted_in_the_vault() 
         all
     })
     .await;
+    // The node wrapped its data key with the test's KMS key.
+    let store = fleetwire::backends::dynamodb::DynamoDbVaultStore::connect(&dynamodb)
+        .await
+        .unwrap();
+    let key_item = fleetwire::vault::VaultStore::get(&store, &fleetwire::vault::keys::key_pk(1))
+        .await
+        .unwrap()
+        .expect("the data key is stored");
+    let wrapper = fleetwire::vault::kms::KmsKeyWrapper::new(&kms).await.unwrap();
+    let key = fleetwire::vault::keys::KeyWrapper::unwrap(&wrapper, 1, &key_item.ct).await;
+    assert_eq!(key.map(|k| k.len()), Ok(32), "a KMS-wrapped AES-256 key");
 
     let pseudonym = |vin: &str| node.vehicle_id(vin);
     let (first_id, stranger_id) = (pseudonym(&provisioned[0]), pseudonym(&strangers[0]));

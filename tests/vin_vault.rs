@@ -1,6 +1,7 @@
 //! The VIN vault on redb and on DynamoDB Local: the shared store and vault checks
 //! (write-once, ciphertext bound to its key, rotation with config keys and with stored
-//! wrapped keys). The DynamoDB test needs `FLEETWIRE_TEST_DYNAMODB_ENDPOINT`.
+//! wrapped keys), with the local key wrapper (the KMS one: tests/vin_vault_kms.rs). The
+//! DynamoDB test needs `FLEETWIRE_TEST_DYNAMODB_ENDPOINT`.
 
 mod common;
 
@@ -17,7 +18,14 @@ async fn redb_vault() {
     let store: Arc<dyn VaultStore> = Arc::new(RedbVaultStore::new(open_database(None).unwrap()).unwrap());
     conformance::check_vault_store_basics(store.as_ref()).await;
     conformance::check_vin_vault_with_config_keys(store.clone()).await;
-    conformance::check_vin_vault_with_stored_keys(store).await;
+    let (wrapper, other) = conformance::local_wrappers();
+    conformance::check_vin_vault_with_stored_keys(store, wrapper, other).await;
+}
+
+#[tokio::test]
+async fn local_key_wrapper() {
+    let (wrapper, other) = conformance::local_wrappers();
+    conformance::check_key_wrapper(wrapper.as_ref(), other.as_ref()).await;
 }
 
 #[tokio::test]
@@ -29,7 +37,8 @@ async fn dynamodb_vault() {
         async move {
             conformance::check_vault_store_basics(store.as_ref()).await;
             conformance::check_vin_vault_with_config_keys(store.clone()).await;
-            conformance::check_vin_vault_with_stored_keys(store).await;
+            let (wrapper, other) = conformance::local_wrappers();
+            conformance::check_vin_vault_with_stored_keys(store, wrapper, other).await;
         }
     })
     .await;

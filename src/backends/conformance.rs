@@ -26,7 +26,8 @@ pub use state_store::{
     snapshot,
 };
 pub use vin_vault::{
-    check_vault_store_basics, check_vin_vault_with_config_keys, check_vin_vault_with_stored_keys,
+    check_key_wrapper, check_vault_store_basics, check_vin_vault_with_config_keys,
+    check_vin_vault_with_stored_keys, local_wrappers,
 };
 
 use std::collections::{BTreeMap, HashMap};

@@ -11,7 +11,7 @@
 //!   the backends' integration tests).
 
 pub mod archive;
-mod aws;
+pub(crate) mod aws;
 mod aws_calls;
 #[doc(hidden)]
 pub mod conformance;

@@ -8,10 +8,13 @@
 //!   first node that needs version N generates it and writes it write-once; a node that
 //!   loses that race reads the winner's.
 //!
-//! [`KeyWrapper`] implementations: [`LocalKeyWrapper`] (an AES-256-GCM key from config).
-//! The AWS profile's wrapper is KMS (`Encrypt`/`Decrypt` with the key
-//! `alias/fleetwire-<env>-vin-vault`, encryption context = the item key); it is the next
-//! step and not in this build (docs/operations.md, "VIN vault").
+//! [`KeyWrapper`] implementations (`vault.wrapper`), both binding a wrapped key to its item
+//! key `~key#<version>`, so a wrapped key copied to another version does not unwrap:
+//! - [`LocalKeyWrapper`] (`local`): an AES-256-GCM key from config, the item key as
+//!   associated data.
+//! - [`KmsKeyWrapper`](super::kms::KmsKeyWrapper) (`kms`, the AWS profile): KMS
+//!   `Encrypt`/`Decrypt` with the key `alias/fleetwire-<env>-vin-vault`, the item key as
+//!   encryption context (docs/operations.md, "VIN vault").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -9,13 +9,15 @@
 //! - [`VaultStore`]: the port, items by key, write-once (`src/backends/embedded/vin_vault.rs`
 //!   on redb, `src/backends/dynamodb/vin_vault.rs` on the `vin_vault` table).
 //! - [`keys`]: versioned data keys: from config (`[vault] keys`, embedded) or stored in the
-//!   vault wrapped by a [`keys::KeyWrapper`] (DynamoDB). New items use the newest version;
-//!   an item records its version, so older items stay readable after a rotation.
+//!   vault wrapped by a [`keys::KeyWrapper`] (DynamoDB): a local AES key or, in the AWS
+//!   profile, a KMS key ([`kms`]). New items use the newest version; an item records its
+//!   version, so older items stay readable after a rotation.
 //! - [`crypto`]: the sealing.
 //! - [`VinRecorder`]: the listener's write-once hook.
 
 pub mod crypto;
 pub mod keys;
+pub mod kms;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -52,10 +54,25 @@ pub struct VaultConfig {
     /// the first node that needs them and stored in `vin_vault` under `~key#<version>`,
     /// wrapped by `wrapping_key`. Raise it to rotate. Default 1.
     pub key_version: u32,
-    /// DynamoDB backend: the key that wraps the data keys (64 hex digits; in AWS this
-    /// becomes the KMS key `alias/fleetwire-<env>-vin-vault`, see docs/operations.md).
-    /// Unset: a published development key, logged as a warning.
+    /// DynamoDB backend: what wraps the stored data keys: `local` (`wrapping_key`) or
+    /// `kms` (`[vault.kms]`, the AWS profile). Default: `local`.
+    pub wrapper: WrapperKind,
+    /// DynamoDB backend, `wrapper = "local"`: the key that wraps the data keys (64 hex
+    /// digits). Unset: a published development key, logged as a warning.
     pub wrapping_key: Option<Secret>,
+    /// DynamoDB backend, `wrapper = "kms"`: the KMS key and how to reach it.
+    pub kms: kms::KmsConfig,
+}
+
+/// `vault.wrapper`: what wraps the data keys stored in the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WrapperKind {
+    /// AES-256-GCM with `vault.wrapping_key` ([`keys::LocalKeyWrapper`]).
+    #[default]
+    Local,
+    /// KMS `Encrypt`/`Decrypt` with `vault.kms.key_id` ([`kms::KmsKeyWrapper`]).
+    Kms,
 }
 
 impl Default for VaultConfig {
@@ -63,7 +80,9 @@ impl Default for VaultConfig {
         Self {
             keys: BTreeMap::new(),
             key_version: 1,
+            wrapper: WrapperKind::Local,
             wrapping_key: None,
+            kms: kms::KmsConfig::default(),
         }
     }
 }
@@ -80,7 +99,26 @@ impl VaultConfig {
         {
             problems.push(format!("vault.wrapping_key: {e}"));
         }
+        if self.wrapper == WrapperKind::Kms {
+            problems.extend(self.kms.problems());
+            if self.wrapping_key.is_some() {
+                // Two keys configured: say which one counts instead of ignoring one.
+                problems
+                    .push("vault.wrapping_key is unused with vault.wrapper = \"kms\"; remove it".to_owned());
+            }
+        }
         problems
+    }
+
+    /// The wrapper of stored data keys these settings name. No network call; the KMS
+    /// wrapper never falls back to the local key.
+    pub async fn key_wrapper(&self) -> Result<Arc<dyn keys::KeyWrapper>, VaultError> {
+        Ok(match self.wrapper {
+            WrapperKind::Local => Arc::new(keys::LocalKeyWrapper::new(
+                self.wrapping_key.as_ref().map(|k| k.expose()),
+            )?),
+            WrapperKind::Kms => Arc::new(kms::KmsKeyWrapper::new(&self.kms).await?),
+        })
     }
 }
 
@@ -100,6 +138,9 @@ pub enum VaultError {
     /// A key or ciphertext is bad.
     #[error("vault crypto: {0}")]
     Crypto(#[from] crypto::CryptoError),
+    /// The KMS key wrapper failed (unreachable, or the key refused).
+    #[error("vault key wrapper: {0}")]
+    Kms(#[from] kms::KmsError),
 }
 
 /// One vault item (a VIN, or a wrapped data key under `~key#<version>`).

@@ -399,6 +399,58 @@ def test_the_archive_writes_to_the_stack_bucket_where_the_role_may_put(dirs):
     assert prefix + "raw/" in prefixes
 
 
+VAULT_KMS_RS = ROOT / "src/vault/kms.rs"
+
+
+def vault_kms_problems(dirs, kms_rs: str, aws_toml: str) -> list[str]:
+    """The VIN vault's KMS key: the task finds the key the kms module creates, and the task
+    role may make exactly the calls src/vault/kms.rs makes, with the context it sends."""
+    ecs, iam, kms = mod(dirs, "ecs"), mod(dirs, "iam"), mod(dirs, "kms")
+    problems = []
+    vault = tomllib.loads(aws_toml).get("vault", {})
+    if vault.get("wrapper") != "kms":
+        problems.append(f"config/aws.toml: vault.wrapper = {vault.get('wrapper')!r}, not \"kms\"")
+    env = ecs.locals["environment"]
+    alias = kms.resources[("aws_kms_alias", "vin_vault")]["name"]
+    if env.get("FLEETWIRE_VAULT__KMS__KEY_ID") != alias:
+        problems.append(f"FLEETWIRE_VAULT__KMS__KEY_ID = {env.get('FLEETWIRE_VAULT__KMS__KEY_ID')!r}, alias is {alias!r}")
+    if env.get("FLEETWIRE_VAULT__KMS__REGION") != "${local.region}":
+        problems.append("FLEETWIRE_VAULT__KMS__REGION is not the stack's region")
+    if dirs["stack"].modules["iam"]["vin_vault_key_arn"] != "${module.kms.vin_vault_key_arn}":
+        problems.append("iam.vin_vault_key_arn is not the kms module's vault key")
+    src = kms_rs.split("#[cfg(test)]")[0]
+    called = {"".join(w.capitalize() for w in op.split("_")) for op in re.findall(r"\bclient\s*\.(\w+)\(\)", src)}
+    st = next((s for s in iam.data[("aws_iam_policy_document", "task")]["statement"] if s.get("sid") == "VinVaultDataKeys"), None)
+    if st is None:
+        return problems + ["no VinVaultDataKeys statement in the task policy"]
+    granted = {a.removeprefix("kms:") for a in st["actions"]}
+    if granted != called:
+        problems.append(f"VinVaultDataKeys grants {sorted(granted)}, the code calls {sorted(called)}")
+    if st["resources"] != ["${var.vin_vault_key_arn}"]:
+        problems.append(f"VinVaultDataKeys resources {st['resources']}")
+    context = re.search(r'pub const CONTEXT_KEY: &str = "([^"]+)";', kms_rs)
+    conditions = st.get("condition") or []
+    conditions = conditions if isinstance(conditions, list) else [conditions]
+    wanted = {"test": "StringLike", "variable": f"kms:EncryptionContext:{context.group(1) if context else '?'}", "values": ["~key#*"]}
+    if not any({k: c.get(k) for k in wanted} == wanted for c in conditions):
+        problems.append(f"VinVaultDataKeys has no condition {wanted}")
+    return problems
+
+
+def test_the_vault_key_reaches_the_task_with_exactly_the_calls_it_makes(dirs):
+    assert vault_kms_problems(dirs, VAULT_KMS_RS.read_text(), (ROOT / "config/aws.toml").read_text()) == []
+
+
+def test_vault_key_check_detects_mismatches(dirs):
+    rs, aws = VAULT_KMS_RS.read_text(), (ROOT / "config/aws.toml").read_text()
+    more_calls = rs.replace(".encrypt()", ".generate_data_key()", 1)
+    assert any("VinVaultDataKeys grants" in p for p in vault_kms_problems(dirs, more_calls, aws))
+    other_context = rs.replace('CONTEXT_KEY: &str = "', 'CONTEXT_KEY: &str = "x', 1)
+    assert any("no condition" in p for p in vault_kms_problems(dirs, other_context, aws))
+    local = aws.replace('wrapper = "kms"', 'wrapper = "local"')
+    assert any("vault.wrapper" in p for p in vault_kms_problems(dirs, rs, local))
+
+
 # --- configuration: environment variables are config keys -------------------------------
 
 
@@ -560,6 +612,9 @@ def test_the_binary_accepts_the_task_configuration(dirs, tmp_path):
     assert effective["archive"]["bucket"] == "fleetwire-dev-archive-123456789012"
     assert effective["archive"]["enabled"] and effective["archive"]["backend"] == "s3"
     assert effective["backends"]["api_keys"] == "dynamodb"
+    assert effective["vault"]["wrapper"] == "kms"
+    assert effective["vault"]["kms"]["key_id"] == "alias/fleetwire-dev-vin-vault"
+    assert effective["vault"]["kms"]["region"] == "us-east-1"
     # And a misspelt variable is refused, so the check above means something.
     env["FLEETWIRE_KINESIS__STREAM"] = "x"
     bad = subprocess.run([str(binary), "validate-config", str(ROOT / "config/aws.toml")],

@@ -162,3 +162,26 @@ pub async fn delete_resources(config: &Config) {
             .unwrap();
     }
 }
+
+/// `[vault.kms]` on moto's KMS (`FLEETWIRE_TEST_KMS_ENDPOINT`) with `key_id`.
+pub fn kms_local(key_id: Option<String>) -> fleetwire::vault::kms::KmsConfig {
+    fleetwire::vault::kms::KmsConfig {
+        key_id,
+        endpoint_url: Some(endpoint("FLEETWIRE_TEST_KMS_ENDPOINT")),
+        static_credentials: true,
+        ..fleetwire::vault::kms::KmsConfig::default()
+    }
+}
+
+/// A new symmetric key on moto's KMS (its key id): one per test.
+pub async fn create_kms_key() -> String {
+    let key = kms_local(None)
+        .client()
+        .await
+        .create_key()
+        .description("fleetwire test: VIN vault data keys")
+        .send()
+        .await
+        .expect("CreateKey");
+    key.key_metadata().expect("key metadata").key_id().to_owned()
+}

@@ -52,6 +52,10 @@ locals {
     # The raw archive's bucket ([archive] in config/aws.toml; keys raw/..., docs/data-model.md).
     FLEETWIRE_ARCHIVE__BUCKET = var.archive_bucket_name
     FLEETWIRE_ARCHIVE__REGION = local.region
+    # The KMS key that wraps the VIN vault's data keys (vault.wrapper = "kms" in
+    # config/aws.toml; the alias terraform/modules/kms creates).
+    FLEETWIRE_VAULT__KMS__KEY_ID = "alias/${var.name_prefix}-vin-vault"
+    FLEETWIRE_VAULT__KMS__REGION = local.region
   }
 
   # A TOML array, which the config loader reads from an environment variable.

@@ -18,7 +18,9 @@
 #     on the table and its indexes. CreateTable is not granted
 #     (dynamodb.create_tables_if_missing = false in AWS).
 #   KMS      the data key only through Kinesis, DynamoDB and S3 (kms:ViaService); the VIN
-#            vault key directly (envelope encryption of vault data keys).
+#            vault key directly, Encrypt and Decrypt only (src/vault/kms.rs wraps the vault's
+#            data keys), and only with the encryption context naming a data-key item
+#            (vin_vault_pk = "~key#<version>").
 #   S3       the archive bucket's raw/ and dead-letters/ prefixes.
 #   SSM      the ECS Exec channels and the session log, only when execute command is
 #            enabled.
@@ -143,8 +145,14 @@ data "aws_iam_policy_document" "task" {
 
   statement {
     sid       = "VinVaultDataKeys"
-    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]
+    actions   = ["kms:Encrypt", "kms:Decrypt"]
     resources = [var.vin_vault_key_arn]
+    # The context src/vault/kms.rs sends (CONTEXT_KEY); a call without it is denied.
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:vin_vault_pk"
+      values   = ["~key#*"]
+    }
   }
 
   statement {
