@@ -8,11 +8,13 @@ use fleetwire::cli::{Cli, Command, TeslaCommand};
 use fleetwire::config::Config;
 use fleetwire::{demo, node::Node, observability};
 
-/// mimalloc instead of glibc's allocator: the pipeline allocates per record (JSON values,
+/// jemalloc instead of glibc's allocator: the pipeline allocates per record (JSON values,
 /// signal maps, snapshots), and a profile of a saturated node spent ~30 % of its CPU in
-/// glibc malloc/free, with arena consolidation under two cores' contention.
+/// glibc malloc/free. Of glibc, mimalloc and jemalloc, jemalloc sustained the most
+/// records/s; mimalloc also cost 3× the memory per idle vehicle actor (transparent huge
+/// pages). Figures: docs/performance.md.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
