@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use fleetwire_actors::codec::encode_record;
-use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
+use fleetwire_actors::model::{SignalValue, TelemetryRecord, TenantId, VehicleId};
 use fleetwire_actors::ports::stream::MAX_PUT_RECORDS_ENTRIES;
 use fleetwire_actors::ports::{PutEntry, RecordStream, SequenceNumber, ShardId, StreamError};
 use fleetwire_actors::producer::{ProduceOutcome, ProducerHandle};
@@ -280,6 +280,12 @@ pub enum GateVerdict {
 pub trait RecordGate: Send + Sync {
     /// The verdict on a record of `vehicle`.
     async fn admit(&self, vehicle: &VehicleId) -> GateVerdict;
+
+    /// The tenant whose records this gate admits, when it is one tenant's (an ingest key's):
+    /// records the producer gives up on are dead-lettered under it.
+    fn tenant(&self) -> Option<TenantId> {
+        None
+    }
 }
 
 /// The highest sequence number this node has acknowledged per shard. Shutdown waits
@@ -421,7 +427,8 @@ impl Ingestor {
         }
         if let Some(producer) = &self.producer {
             let entries = std::mem::take(&mut pending);
-            self.produce(producer, entries, &mut results).await;
+            let tenant = gate.and_then(|g| g.tenant());
+            self.produce(producer, tenant, entries, &mut results).await;
         }
         for chunk in pending.chunks(MAX_PUT_RECORDS_ENTRIES) {
             let entries = chunk.iter().map(|(_, e)| e.clone()).collect();
@@ -466,6 +473,7 @@ impl Ingestor {
     async fn produce(
         &self,
         producer: &ProducerHandle,
+        tenant: Option<TenantId>,
         pending: Vec<(usize, PutEntry)>,
         results: &mut [Option<RecordResult>],
     ) {
@@ -473,7 +481,7 @@ impl Ingestor {
             return;
         }
         let (indexes, entries): (Vec<usize>, Vec<PutEntry>) = pending.into_iter().unzip();
-        let outcomes = match producer.produce(entries).await {
+        let outcomes = match producer.produce_for(tenant, entries).await {
             Ok(outcomes) => outcomes,
             Err(full) => {
                 for index in indexes {

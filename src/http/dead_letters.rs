@@ -22,7 +22,7 @@ use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::{SequenceNumber, StreamRecord};
 use fleetwire_actors::producer::{
     DeadLetterCursor, DeadLetterId, DeadLetterQuery, DeadLetterSink, ProduceOutcome, ProducerHandle,
-    StoredDeadLetter,
+    StoredDeadLetter, UNKNOWN_TENANT,
 };
 use fleetwire_actors::telemetry::DEAD_LETTERS_REPLAYED_TOTAL;
 use serde::Deserialize;
@@ -191,9 +191,11 @@ async fn replay(service: &DeadLetterService, id: &DeadLetterId, by: &str) -> Res
             ),
         )
     })?;
+    // A replay that fails again is filed under the same tenant as before.
+    let tenant = (id.tenant.as_str() != UNKNOWN_TENANT).then(|| id.tenant.clone());
     let outcome = service
         .producer
-        .produce(vec![entry])
+        .produce_for(tenant, vec![entry])
         .await
         .map_err(|e| ApiError::Unavailable {
             message: e.to_string(),

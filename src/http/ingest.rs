@@ -53,6 +53,10 @@ impl TenantGate {
 
 #[async_trait::async_trait]
 impl RecordGate for TenantGate {
+    fn tenant(&self) -> Option<TenantId> {
+        Some(self.tenant.clone())
+    }
+
     async fn admit(&self, vehicle: &VehicleId) -> GateVerdict {
         if let Some(v) = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(vehicle) {
             return v.clone();

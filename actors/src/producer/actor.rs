@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 use super::batcher::{BatchReport, Batcher};
 use super::dead_letter::{DeadLetter, DeadLetterSink};
 use super::{ProduceOutcome, ProducerConfig, ProducerFull};
+use crate::model::TenantId;
 use crate::ports::{PutEntry, RecordStream, StreamError};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
@@ -50,6 +51,8 @@ pub struct Producer {
 }
 
 struct Waiting {
+    /// Whose records these are, when the caller knows: their dead letters are filed there.
+    tenant: Option<TenantId>,
     outcomes: Vec<Option<ProduceOutcome>>,
     remaining: usize,
     reply: oneshot::Sender<Vec<ProduceOutcome>>,
@@ -181,13 +184,14 @@ impl Producer {
                         .increment(1);
                     warn!(partition_key = %c.entry.partition_key, bytes = c.entry.data.len(), %reason,
                         "Record dead-lettered.");
+                    // The request's tenant, when its caller named one (an ingest key's);
+                    // no stream source: the record never reached the stream.
+                    let tenant = self.requests.get(&c.ticket.0).and_then(|w| w.tenant.clone());
                     letters.push(DeadLetter {
                         entry: c.entry,
                         reason: reason.clone(),
                         at: Utc::now(),
-                        // The producer knows neither (records carry no tenant here, and
-                        // they never reached the stream).
-                        tenant: None,
+                        tenant,
                         source: None,
                     });
                     "dead_lettered"
@@ -286,6 +290,9 @@ impl Actor for Producer {
 pub struct Produce {
     /// The records, each with its partition key.
     pub entries: Vec<PutEntry>,
+    /// Whose records they are, if known: records that end as dead letters are filed under
+    /// this tenant (so its admins see them), else under the unknown tenant.
+    pub tenant: Option<TenantId>,
 }
 
 impl Handler<Produce> for Producer {
@@ -319,6 +326,7 @@ impl Handler<Produce> for Producer {
         self.requests.insert(
             request,
             Waiting {
+                tenant: msg.tenant,
                 outcomes: vec![None; n],
                 remaining: n,
                 reply,
@@ -385,8 +393,17 @@ impl ProducerHandle {
     /// none was taken: push back and try later. After the producer stopped every entry is
     /// `Failed` and retryable.
     pub async fn produce(&self, entries: Vec<PutEntry>) -> Result<Vec<ProduceOutcome>, ProducerFull> {
+        self.produce_for(None, entries).await
+    }
+
+    /// [`produce`](Self::produce) for records of `tenant`, where their dead letters go.
+    pub async fn produce_for(
+        &self,
+        tenant: Option<TenantId>,
+        entries: Vec<PutEntry>,
+    ) -> Result<Vec<ProduceOutcome>, ProducerFull> {
         let n = entries.len();
-        match self.addr.send(Produce { entries }).await {
+        match self.addr.send(Produce { entries, tenant }).await {
             Ok(result) => result,
             Err(_) => Ok(stopped_outcomes(n)),
         }
