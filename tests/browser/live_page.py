@@ -109,9 +109,15 @@ def check_page(page, page_url, admin, restart, screenshot):
     page.on("pageerror", lambda e: errors.append((phase[0], f"uncaught: {e}")))
     page.goto(page_url)
     page.wait_for_selector('[data-testid="status"][data-state="live"]', timeout=20000)
-    page.wait_for_function(f"document.querySelectorAll('{ROW}').length === {VEHICLES}", timeout=20000)
+    # Polled from here with page.evaluate: wait_for_function re-evaluates a string predicate
+    # with eval() inside the page whenever its first check fails, which the page's CSP
+    # (no 'unsafe-eval') rightly refuses.
+    eventually("every vehicle listed",
+               lambda: page.evaluate(f"document.querySelectorAll('{ROW}').length") == VEHICLES)
     assert page.locator('[data-testid="vehicle-count"]').inner_text().strip() == str(VEHICLES)
-    page.wait_for_function(f"document.querySelector('#map').dataset.vehiclesDrawn === '{VEHICLES}'", timeout=10000)
+    eventually("every vehicle drawn on the map",
+               lambda: page.evaluate("document.querySelector('#map').dataset.vehiclesDrawn") == str(VEHICLES),
+               seconds=10)
 
     # Vehicles move: the map is redrawn differently, and the list's values change.
     canvas = page.locator('[data-testid="map"]')
