@@ -123,19 +123,24 @@ mod tests {
         }
     }
 
+    /// An empty record of `vehicle` (the VIN, as Tesla's own server keys its streams).
+    fn record_of(vehicle: &VehicleId) -> TelemetryRecord {
+        TelemetryRecord {
+            timestamp: Utc::now(),
+            vehicle_id: vehicle.clone(),
+            payload: Default::default(),
+            can_id: None,
+            ingest_received_at: Utc::now(),
+        }
+    }
+
     #[actix_rt::test]
     async fn vins_never_reach_the_inner_router() {
         let recorder: &'static Recorder = Box::leak(Box::default());
         let p = Pseudonymizer::development();
         let router = PseudonymizingRouter::new(recorder, p.clone());
         let vin = VehicleId("5YJ3E1EA7RF261422".into());
-        let record = TelemetryRecord {
-            timestamp: Utc::now(),
-            vehicle_id: vin.clone(),
-            payload: Default::default(),
-            can_id: None,
-            ingest_received_at: Utc::now(),
-        };
+        let record = record_of(&vin);
         router
             .route(vin.clone(), vec![record.clone(), record])
             .await
@@ -159,13 +164,7 @@ mod tests {
             shard: crate::ports::ShardId("shard-0".into()),
             sequence: crate::ports::SequenceNumber("1".into()),
             arrival: Utc::now(),
-            record: TelemetryRecord {
-                timestamp: Utc::now(),
-                vehicle_id: vin.clone(),
-                payload: Default::default(),
-                can_id: None,
-                ingest_received_at: Utc::now(),
-            },
+            record: record_of(&vin),
         };
         router
             .archive(vec![archived], DurabilityHold::detached_released())
