@@ -1,4 +1,5 @@
-//! The `LeaseCoordinator` actor: one per node. Every `failover_time / 3` it runs one
+//! The `LeaseCoordinator` actor: one per node. Every `failover_time / 3` (jittered down
+//! to three quarters of it, so nodes do not tick in lockstep) it runs one
 //! *lease round* (KCL `LeaseCoordinator.runLeaseRenewer` + `runLeaseTaker` +
 //! `PeriodicShardSyncManager`):
 //!
@@ -120,6 +121,18 @@ impl LeaseCoordinator {
 
     fn shutting_down(&self) -> bool {
         self.shutdown_waiters.is_some()
+    }
+
+    /// Ticks the next round after a jittered wait ([`ConsumerConfig::next_round_in`]).
+    fn schedule_round(&mut self, ctx: &mut Context<Self>) {
+        if self.shutting_down() {
+            return;
+        }
+        let wait = self.config.next_round_in(rand::random());
+        self.tick = Some(ctx.run_later(wait, |act, ctx| {
+            act.begin_round(ctx);
+            act.schedule_round(ctx);
+        }));
     }
 
     /// Starts a round unless one is running or the node is shutting down.
@@ -464,7 +477,7 @@ impl Actor for LeaseCoordinator {
         info!(worker = %self.worker_id, "Lease coordinator started.");
         self.publish();
         self.begin_round(ctx);
-        self.tick = Some(ctx.run_interval(self.config.renew_interval(), |act, ctx| act.begin_round(ctx)));
+        self.schedule_round(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

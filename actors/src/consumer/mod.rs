@@ -242,6 +242,15 @@ impl ConsumerConfig {
     pub fn renew_interval(&self) -> Duration {
         Duration::from_millis((self.failover_time_ms / 3).max(1))
     }
+
+    /// The wait before the next lease round: `renew_interval` scaled by `unit` (in
+    /// `[0, 1)`) into its upper quarter, `[3/4, 1)` of it. Never longer, so renewals stay
+    /// three per failover time. The jitter matters: nodes started together would
+    /// otherwise tick in lockstep, and one node's renewals could land between another's
+    /// lease read and its conditional steal in every round, so the steal never succeeds.
+    pub fn next_round_in(&self, unit: f64) -> Duration {
+        self.renew_interval().mul_f64(0.75 + 0.25 * unit.clamp(0.0, 1.0))
+    }
 }
 
 /// A fresh worker id: `"<hostname-or-'node'>-<6 random hex digits>"`.
@@ -252,20 +261,7 @@ pub fn generate_worker_id() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_owned());
-    format!("{host}-{:06x}", random_u64() & 0xff_ffff)
-}
-
-/// A random number from the standard library's per-process random hash keys (no `rand`
-/// dependency in this crate); good enough for worker ids and retry jitter.
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    std::collections::hash_map::RandomState::new().hash_one((
-        CALLS.fetch_add(1, Ordering::Relaxed),
-        Instant::now(),
-        std::process::id(),
-    ))
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 /// Shared, cheaply readable status for /readyz and the admin page.
@@ -363,6 +359,15 @@ mod tests {
         assert_eq!(c.initial_position, InitialPosition::Latest);
         assert_eq!(c.renew_interval(), Duration::from_millis(100));
         assert!(serde_json::from_str::<ConsumerConfig>(r#"{"nope":1}"#).is_err());
+    }
+
+    #[test]
+    fn rounds_are_jittered_within_the_renew_interval() {
+        let c: ConsumerConfig = serde_json::from_str(r#"{"failover_time_ms":3000}"#).unwrap();
+        assert_eq!(c.next_round_in(0.0), Duration::from_millis(750));
+        assert_eq!(c.next_round_in(0.5), Duration::from_millis(875));
+        assert!(c.next_round_in(0.999_999) < c.renew_interval());
+        assert_eq!(c.next_round_in(7.0), c.renew_interval(), "clamped");
     }
 
     #[test]

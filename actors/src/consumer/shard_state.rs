@@ -321,7 +321,7 @@ impl ShardConsumerState {
 
     fn back_off(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
-        let unit = (super::random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let unit: f64 = rand::random();
         self.not_before = Some(now + self.config.backoff.delay(self.failures, unit));
     }
 

@@ -199,7 +199,7 @@ impl<T> Batcher<T> {
             backoff_max: Duration::from_millis(config.backoff_max_ms.max(config.backoff_base_ms)),
             max_attempts: config.max_attempts.max(1),
             max_retry: Duration::from_millis(config.max_retry_ms),
-            jitter: Box::new(random_unit),
+            jitter: Box::new(rand::random::<f64>),
             next_entry: 0,
             next_batch: 0,
             slots: HashMap::new(),
@@ -569,11 +569,6 @@ impl<T> Batcher<T> {
             attempts: slot.attempts,
         });
     }
-}
-
-/// A uniform number in `[0, 1)` from the standard library's random hash keys.
-fn random_unit() -> f64 {
-    (crate::consumer::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
