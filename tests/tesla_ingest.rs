@@ -214,7 +214,12 @@ async fn a_new_connection_replaces_the_old_one_and_both_are_recorded() {
 #[actix_rt::test]
 async fn certificates_from_an_unknown_ca_or_none_are_refused_at_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
-    let node = start(&dir).await;
+    // Our CA and Tesla's compiled-in bundle together: ours still works, strangers do not.
+    let pki = DevPki::load_or_create(dir.path()).unwrap();
+    let mut config = tesla_config(&pki);
+    config.tesla.trust_tesla_vehicle_ca = true;
+    let node = TeslaNode::start(pki, config).await;
+    drop(node.vehicle("5YJ3E1EA7RF000001").await);
     // Clients that trust our server certificate, so only the server's check is exercised.
     let client_config = |identity: Option<fleetwire_loadtest::pki::VehicleIdentity>| {
         let mut roots = rustls::RootCertStore::empty();
@@ -257,6 +262,22 @@ async fn certificates_from_an_unknown_ca_or_none_are_refused_at_the_handshake() 
         assert!(metrics.contains(&line), "{line} missing in\n{metrics}");
     }
     assert_eq!(node.node.actor_count("vehicle_connection").await, 0);
+    node.node.shutdown(WAIT).await;
+}
+
+#[actix_rt::test]
+async fn with_only_teslas_bundle_a_vehicle_of_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::load_or_create(dir.path()).unwrap();
+    let mut config = tesla_config(&pki);
+    config.tesla.client_ca_files.clear();
+    config.tesla.trust_tesla_vehicle_ca = true;
+    let node = TeslaNode::start(pki, config).await;
+    let tls = node.pki.vehicle_client_config("5YJ3E1EA7RF000001").unwrap();
+    assert!(
+        VehicleClient::connect(&node.target, tls, "x").await.is_err(),
+        "a development-CA vehicle is not trusted by Tesla's bundle"
+    );
     node.node.shutdown(WAIT).await;
 }
 

@@ -74,7 +74,11 @@ impl TeslaListener {
         let (Some(cert), Some(key)) = (&config.server_cert_file, &config.server_key_file) else {
             anyhow::bail!("tesla.server_cert_file and tesla.server_key_file are required");
         };
-        let tls = tls::server_config(cert, key, &config.client_ca_files)?;
+        let trust = tls::ClientTrust {
+            ca_files: &config.client_ca_files,
+            tesla_vehicle_ca: config.trust_tesla_vehicle_ca,
+        };
+        let tls = tls::server_config(cert, key, trust)?;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;

@@ -39,9 +39,13 @@ pub struct TeslaConfig {
     pub server_cert_file: Option<PathBuf>,
     /// The server certificate's private key (PEM). Required when enabled.
     pub server_key_file: Option<PathBuf>,
-    /// CA bundles (PEM) that vehicle certificates must chain to, e.g. Tesla's vehicle CA
-    /// bundle and/or your own. At least one when enabled.
+    /// CA bundles (PEM) that vehicle certificates may chain to (your own CA, or a Tesla
+    /// bundle you manage yourself). With `trust_tesla_vehicle_ca` off, at least one when
+    /// enabled.
     pub client_ca_files: Vec<PathBuf>,
+    /// Also trust Tesla's published vehicle CA bundle, compiled into fleetwire
+    /// (`config/tesla/vehicle-ca.pem`): what real Tesla vehicles chain to. Default `false`.
+    pub trust_tesla_vehicle_ca: bool,
     /// Most vehicles connected to this node; further connections are closed right after
     /// the TCP accept (the load balancer retries another node). Default 20,000.
     pub max_connections: usize,
@@ -61,6 +65,7 @@ impl Default for TeslaConfig {
             server_cert_file: None,
             server_key_file: None,
             client_ca_files: Vec::new(),
+            trust_tesla_vehicle_ca: false,
             max_connections: 20_000,
             handshake_timeout_ms: 10_000,
             workers: 0,
@@ -77,8 +82,11 @@ impl TeslaConfig {
             if self.server_cert_file.is_none() || self.server_key_file.is_none() {
                 problems.push("tesla.server_cert_file and tesla.server_key_file are required".to_owned());
             }
-            if self.client_ca_files.is_empty() {
-                problems.push("tesla.client_ca_files must name at least one CA bundle".to_owned());
+            if self.client_ca_files.is_empty() && !self.trust_tesla_vehicle_ca {
+                problems.push(
+                    "tesla.client_ca_files must name a CA bundle, or tesla.trust_tesla_vehicle_ca be true"
+                        .to_owned(),
+                );
             }
         }
         if self.max_connections == 0 {

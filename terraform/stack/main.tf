@@ -209,6 +209,7 @@ module "ecs" {
   api_port                         = var.api_port
   admin_port                       = var.admin_port
   tesla_port                       = var.tesla_port
+  trust_tesla_vehicle_ca           = var.trust_tesla_vehicle_ca
   min_tasks                        = var.min_tasks
   max_tasks                        = var.max_tasks
   on_demand_base                   = var.on_demand_base

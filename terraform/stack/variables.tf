@@ -81,6 +81,12 @@ variable "tesla_port" {
   default     = 8443
 }
 
+variable "trust_tesla_vehicle_ca" {
+  description = "Config key tesla.trust_tesla_vehicle_ca: trust Tesla's vehicle CA bundle (compiled into fleetwire) besides the client-ca secret. Real Tesla vehicles need it."
+  type        = bool
+  default     = true
+}
+
 variable "min_tasks" {
   description = "Minimum number of tasks."
   type        = number

@@ -63,11 +63,12 @@ locals {
 
   # Set only with enable_tesla_listener.
   tesla_environment = {
-    FLEETWIRE_TESLA__ENABLED          = "true"
-    FLEETWIRE_TESLA__LISTEN           = "0.0.0.0:${var.tesla_port}"
-    FLEETWIRE_TESLA__SERVER_CERT_FILE = "${local.tls_dir}/server.crt"
-    FLEETWIRE_TESLA__SERVER_KEY_FILE  = "${local.tls_dir}/server.key"
-    FLEETWIRE_TESLA__CLIENT_CA_FILES  = "[\"${local.tls_dir}/client-ca.pem\"]"
+    FLEETWIRE_TESLA__ENABLED                = "true"
+    FLEETWIRE_TESLA__LISTEN                 = "0.0.0.0:${var.tesla_port}"
+    FLEETWIRE_TESLA__SERVER_CERT_FILE       = "${local.tls_dir}/server.crt"
+    FLEETWIRE_TESLA__SERVER_KEY_FILE        = "${local.tls_dir}/server.key"
+    FLEETWIRE_TESLA__CLIENT_CA_FILES        = "[\"${local.tls_dir}/client-ca.pem\"]"
+    FLEETWIRE_TESLA__TRUST_TESLA_VEHICLE_CA = tostring(var.trust_tesla_vehicle_ca)
   }
 
   secrets = {

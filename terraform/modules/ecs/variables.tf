@@ -278,8 +278,13 @@ variable "tesla_server_key_secret_arn" {
 }
 
 variable "tesla_client_ca_secret_arn" {
-  description = "Secret holding the PEM CA bundle that vehicle client certificates must chain to."
+  description = "Secret holding a PEM CA bundle that vehicle client certificates may chain to (your own CA; Tesla's is compiled in, see trust_tesla_vehicle_ca)."
   type        = string
+}
+
+variable "trust_tesla_vehicle_ca" {
+  description = "Config key tesla.trust_tesla_vehicle_ca: also trust Tesla's vehicle CA bundle compiled into fleetwire."
+  type        = bool
 }
 
 variable "extra_environment" {
