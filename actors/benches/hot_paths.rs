@@ -10,6 +10,10 @@
 //! - `sse_serialize/full_state`: `HubEvent::new`, the one JSON serialization of a
 //!   14-signal update that the hub shares between all subscribers.
 
+/// The fleetwire binary's allocator (src/main.rs), so allocation costs are the ones that run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;

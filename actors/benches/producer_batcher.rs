@@ -7,6 +7,10 @@
 //! - `hot_keys`: 10 000 records of 100 vehicles (one record per vehicle in flight, so
 //!   batches of at most 100 and 100 rounds).
 
+/// The fleetwire binary's allocator (src/main.rs), so allocation costs are the ones that run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

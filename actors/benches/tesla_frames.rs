@@ -8,6 +8,10 @@
 //! `TESLA_FRAMES_LOOP=2000000 perf stat -e cycles,instructions target/release/deps/tesla_frames-* --bench`
 //! (15-datum frames, or `TESLA_FRAMES_DATUMS`; divide by the count).
 
+/// The fleetwire binary's allocator (src/main.rs), so allocation costs are the ones that run.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
