@@ -416,6 +416,17 @@ impl Config {
         if uses_dynamodb && let Err(e) = self.dynamodb.validate() {
             problems.push(e.to_string());
         }
+        if matches!(self.backends.state, StateBackend::Dynamodb)
+            && self.dynamodb.dead_letter_payloads
+                == crate::backends::dynamodb::DeadLetterPayloads::ArchiveBucket
+            && (self.archive.backend != fleetwire_actors::archive::ArchiveBackend::S3
+                || self.archive.bucket.trim().is_empty())
+        {
+            problems.push(
+                "dynamodb.dead_letter_payloads = \"archive_bucket\" needs archive.backend = \"s3\" and archive.bucket"
+                    .to_owned(),
+            );
+        }
         problems.extend(
             self.producer
                 .problems()
