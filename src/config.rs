@@ -511,7 +511,9 @@ mod tests {
         config.archive.backend = ArchiveBackend::S3;
         assert!(config.validate().is_err(), "no bucket yet");
         config.archive.bucket = "b".into();
-        config.validate().expect("the archive's S3 settings suffice, archive disabled or not");
+        config
+            .validate()
+            .expect("the archive's S3 settings suffice, archive disabled or not");
         let aws: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file_exact(
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("config/aws.toml"),
