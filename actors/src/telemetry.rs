@@ -167,7 +167,8 @@ pub const TENANCY_DEAD_LETTERS_TOTAL: &str = "fleetwire_tenancy_dead_letters_tot
 pub const DEAD_LETTERS_STORED_TOTAL: &str = "fleetwire_dead_letters_stored_total";
 /// Dead letters whose payload a sink cut to its first 64 KiB because it had nowhere to keep
 /// the rest (the DynamoDB store with `dynamodb.dead_letter_payloads = "truncate"`); label
-/// `reason` as in [`DEAD_LETTERS_STORED_TOTAL`]. Such letters cannot be replayed.
+/// `reason` as in [`DEAD_LETTERS_STORED_TOTAL`]. Such letters cannot be replayed. Counted
+/// when cut, so a retried batch that rewrites the letter counts it again.
 pub const DEAD_LETTERS_TRUNCATED_TOTAL: &str = "fleetwire_dead_letters_truncated_total";
 /// Dead letters replayed onto the stream (admin or tenant-admin), by result
 /// (`stored`, `failed`).
