@@ -416,6 +416,17 @@ impl Config {
         if uses_dynamodb && let Err(e) = self.dynamodb.validate() {
             problems.push(e.to_string());
         }
+        if matches!(self.backends.state, StateBackend::Dynamodb)
+            && self.dynamodb.dead_letter_payloads
+                == crate::backends::dynamodb::DeadLetterPayloads::ArchiveBucket
+            && (self.archive.backend != fleetwire_actors::archive::ArchiveBackend::S3
+                || self.archive.bucket.trim().is_empty())
+        {
+            problems.push(
+                "dynamodb.dead_letter_payloads = \"archive_bucket\" needs archive.backend = \"s3\" and archive.bucket"
+                    .to_owned(),
+            );
+        }
         problems.extend(
             self.producer
                 .problems()
@@ -486,6 +497,34 @@ mod tests {
                 .validate()
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn dead_letter_payloads_in_the_archive_bucket_need_its_s3_settings() {
+        use crate::backends::dynamodb::DeadLetterPayloads;
+        use fleetwire_actors::archive::ArchiveBackend;
+        let mut config = Config::default();
+        config.backends.state = StateBackend::Dynamodb;
+        config.dynamodb.dead_letter_payloads = DeadLetterPayloads::ArchiveBucket;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("dynamodb.dead_letter_payloads"), "{err}");
+        config.archive.backend = ArchiveBackend::S3;
+        assert!(config.validate().is_err(), "no bucket yet");
+        config.archive.bucket = "b".into();
+        config
+            .validate()
+            .expect("the archive's S3 settings suffice, archive disabled or not");
+        let aws: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file_exact(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("config/aws.toml"),
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(
+            aws.dynamodb.dead_letter_payloads,
+            DeadLetterPayloads::ArchiveBucket,
+            "the AWS profile keeps large payloads whole"
+        );
     }
 
     // Tests that read the environment run inside `figment::Jail`, which serializes them

@@ -152,6 +152,17 @@ impl Ports {
             ),
             StateBackend::Dynamodb => {
                 let cfg = &config.dynamodb;
+                // Large dead-letter payloads go to the archive's bucket (config validation
+                // checked that it is set).
+                let dead_letter_bucket = match cfg.dead_letter_payloads {
+                    crate::backends::dynamodb::DeadLetterPayloads::Truncate => None,
+                    crate::backends::dynamodb::DeadLetterPayloads::ArchiveBucket => Some(
+                        crate::backends::s3::S3Bucket::connect(&config.archive)
+                            .await
+                            .map_err(anyhow::Error::msg)
+                            .context("the dead letters' payload bucket ([archive] S3 settings)")?,
+                    ),
+                };
                 (
                     Arc::new(DynamoDbStateStore::connect(cfg).await.with_context(|| {
                         format!(
@@ -165,12 +176,16 @@ impl Ports {
                             cfg.table(crate::backends::dynamodb::REGISTRY_TABLE)
                         )
                     })?),
-                    Arc::new(DynamoDbDeadLetters::connect(cfg).await.with_context(|| {
-                        format!(
-                            "connecting to dead-letter table {}",
-                            cfg.table(crate::backends::dynamodb::DEAD_LETTERS_TABLE)
-                        )
-                    })?),
+                    Arc::new(
+                        DynamoDbDeadLetters::connect(cfg, dead_letter_bucket)
+                            .await
+                            .with_context(|| {
+                                format!(
+                                    "connecting to dead-letter table {}",
+                                    cfg.table(crate::backends::dynamodb::DEAD_LETTERS_TABLE)
+                                )
+                            })?,
+                    ),
                     Arc::new(DynamoDbVaultStore::connect(cfg).await.with_context(|| {
                         format!(
                             "connecting to VIN vault table {}",

@@ -13,44 +13,25 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::cloud::unique;
+
 use common::{TestNode, eventually, record, test_config};
 use fleetwire::backends::s3::S3Archive;
-use fleetwire_actors::archive::{ArchiveBackend, ArchiveConfig, ArchiveLine, HourPartition};
+use fleetwire_actors::archive::{ArchiveConfig, ArchiveLine, HourPartition};
 use fleetwire_actors::ports::{ArchiveSink, Checkpoint, SequenceNumber};
 use serde_json::{Value, json};
 
-const ENDPOINT_VAR: &str = "FLEETWIRE_TEST_S3_ENDPOINT";
-
-/// Settings for a fresh bucket (S3 names: lowercase letters, digits, hyphens).
+/// Settings for a fresh bucket.
 fn archive_config(prefix: &str) -> ArchiveConfig {
-    let endpoint = std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{ENDPOINT_VAR} is not set: these tests need moto's S3 server. Run \
-             `scripts/emulators start s3` and `eval \"$(scripts/emulators env)\"`."
-        )
-    });
     ArchiveConfig {
         enabled: true,
-        backend: ArchiveBackend::S3,
-        bucket: unique("fw-archive").to_lowercase(),
-        prefix: prefix.to_owned(),
-        endpoint_url: Some(endpoint),
-        static_credentials: true,
         retry_backoff_initial_ms: 50,
         retry_backoff_max_ms: 200,
-        ..ArchiveConfig::default()
+        ..common::cloud::s3_settings(prefix)
     }
 }
 
 async fn create_bucket(archive: &S3Archive, bucket: &str) {
-    archive
-        .client()
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
+    common::cloud::create_bucket(archive.client(), bucket).await;
 }
 
 /// Every object under `prefix`: key → body.

@@ -165,6 +165,11 @@ pub const TENANCY_DEAD_LETTERS_TOTAL: &str = "fleetwire_tenancy_dead_letters_tot
 /// `attempts_exhausted`, `retry_time_exhausted`, `shutdown`). A retried batch that
 /// rewrites the same letter counts it again. The `dead-letters-growing` alarm watches it.
 pub const DEAD_LETTERS_STORED_TOTAL: &str = "fleetwire_dead_letters_stored_total";
+/// Dead letters whose payload a sink cut to its first 64 KiB because it had nowhere to keep
+/// the rest (the DynamoDB store with `dynamodb.dead_letter_payloads = "truncate"`); label
+/// `reason` as in [`DEAD_LETTERS_STORED_TOTAL`]. Such letters cannot be replayed. Counted
+/// when cut, so a retried batch that rewrites the letter counts it again.
+pub const DEAD_LETTERS_TRUNCATED_TOTAL: &str = "fleetwire_dead_letters_truncated_total";
 /// Dead letters replayed onto the stream (admin or tenant-admin), by result
 /// (`stored`, `failed`).
 pub const DEAD_LETTERS_REPLAYED_TOTAL: &str = "fleetwire_dead_letters_replayed_total";
@@ -188,6 +193,10 @@ pub fn describe() {
     describe_counter!(
         DEAD_LETTERS_STORED_TOTAL,
         "Dead letters stored durably, by reason."
+    );
+    describe_counter!(
+        DEAD_LETTERS_TRUNCATED_TOTAL,
+        "Dead letters whose payload was cut to 64 KiB (no overflow bucket), by reason."
     );
     describe_counter!(
         DEAD_LETTERS_REPLAYED_TOTAL,

@@ -131,7 +131,7 @@ fn summary(l: &StoredDeadLetter) -> Value {
         "source": l.source.as_ref().map(|s| json!({"stream": s.stream, "shard": s.shard, "sequence": s.sequence})),
         "partition_key": l.partition_key,
         "payload_bytes": l.payload_bytes,
-        "truncated": l.truncated(),
+        "truncated": l.truncated,
         "received_at": l.received_at,
         "expires_at": l.expires_at,
     })

@@ -399,6 +399,64 @@ def test_the_archive_writes_to_the_stack_bucket_where_the_role_may_put(dirs):
     assert prefix + "raw/" in prefixes
 
 
+DEAD_LETTERS_RS = ROOT / "src/backends/dynamodb/dead_letters.rs"
+DEAD_LETTER_PORT_RS = ROOT / "actors/src/producer/dead_letter.rs"
+
+
+def dead_letter_payload_problems(dirs, dead_letters_rs: str, port_rs: str, aws_toml: str) -> list[str]:
+    """Large dead-letter payloads: the AWS profile sends them to the archive bucket, the task
+    role may make exactly the S3 calls src/backends/dynamodb/dead_letters.rs makes under the
+    key prefix it writes, and a lifecycle rule expires that prefix with the letters."""
+    iam, s3 = mod(dirs, "iam"), mod(dirs, "s3_archive")
+    problems = []
+    aws = tomllib.loads(aws_toml)
+    if aws.get("dynamodb", {}).get("dead_letter_payloads") != "archive_bucket":
+        problems.append("config/aws.toml: dynamodb.dead_letter_payloads is not \"archive_bucket\"")
+    prefix = aws.get("archive", {}).get("prefix", "")
+    m = re.search(r'pub const DEAD_LETTER_OBJECTS: &str = "([^"]+)";', dead_letters_rs)
+    objects = prefix + (m.group(1) if m else "?")
+    # The S3 calls of the store, through S3Bucket's put/get/delete.
+    src = dead_letters_rs.split("#[cfg(test)]")[0]
+    called = {f"s3:{op.capitalize()}Object" for op in set(re.findall(r"\bbucket\s*\.(put|get|delete)\(", src))}
+    st = next((s for s in iam.data[("aws_iam_policy_document", "task")]["statement"] if s.get("sid") == "DeadLetterPayloads"), None)
+    if st is None:
+        return problems + ["no DeadLetterPayloads statement in the task policy"]
+    if set(st["actions"]) != called:
+        problems.append(f"DeadLetterPayloads grants {sorted(st['actions'])}, the code calls {sorted(called)}")
+    if st["resources"] != ["${var.archive_bucket_arn}/" + objects + "*"]:
+        problems.append(f"DeadLetterPayloads resources {st['resources']}, the code writes {objects}")
+    days = re.search(r"DEAD_LETTER_RETENTION: chrono::Duration = chrono::Duration::days\((\d+)\);", port_rs)
+    rules = s3.resources[("aws_s3_bucket_lifecycle_configuration", "archive")]["rule"]
+    blocks = lambda b: b if isinstance(b, list) else [b]  # noqa: E731 (hcl2 gives blocks as lists)
+    rule = next((r for r in blocks(rules) if any(f.get("prefix") == objects for f in blocks(r.get("filter") or []))), None)
+    if rule is None:
+        return problems + [f"no lifecycle rule on {objects}"]
+    expire = blocks(rule.get("expiration") or [{}])[0].get("days")
+    if expire == "${var.dead_letter_expire_after_days}":
+        expire = default_of(s3, "dead_letter_expire_after_days")
+    if not days or expire != int(days.group(1)):
+        problems.append(f"{objects} expires after {expire} days, letters after {days.group(1) if days else '?'}")
+    return problems
+
+
+def test_large_dead_letter_payloads_go_where_the_role_may_write_and_expire_with_the_letters(dirs):
+    assert dead_letter_payload_problems(
+        dirs, DEAD_LETTERS_RS.read_text(), DEAD_LETTER_PORT_RS.read_text(), (ROOT / "config/aws.toml").read_text()
+    ) == []
+
+
+def test_dead_letter_payload_check_detects_mismatches(dirs):
+    rs, port, aws = DEAD_LETTERS_RS.read_text(), DEAD_LETTER_PORT_RS.read_text(), (ROOT / "config/aws.toml").read_text()
+    def found(what, **changed):
+        args = {"dead_letters_rs": rs, "port_rs": port, "aws_toml": aws, **changed}
+        return any(what in p for p in dead_letter_payload_problems(dirs, **args))
+    assert found("resources", dead_letters_rs=rs.replace('DEAD_LETTER_OBJECTS: &str = "', 'DEAD_LETTER_OBJECTS: &str = "x', 1))
+    assert found("no lifecycle rule", aws_toml=aws.replace('bucket = "fleetwire-archive"', 'bucket = "fleetwire-archive"\nprefix = "p/"', 1))
+    assert found("grants", dead_letters_rs=rs.replace("bucket.delete(", "bucket.remove(", 1))
+    assert found("expires after", port_rs=port.replace("Duration::days(30)", "Duration::days(7)", 1))
+    assert found("dead_letter_payloads", aws_toml=aws.replace('dead_letter_payloads = "archive_bucket"', 'dead_letter_payloads = "truncate"'))
+
+
 VAULT_KMS_RS = ROOT / "src/vault/kms.rs"
 
 

@@ -8,6 +8,8 @@ use fleetwire::backends::redis::RedisConfig;
 use std::process::{Child, Command, Stdio};
 
 use fleetwire::backends::dynamodb::{DynamoDbStateStore, DynamoDbVehicleRegistry};
+use fleetwire_actors::archive::{ArchiveBackend, ArchiveConfig};
+
 use fleetwire::config::{Config, FanOutBackend, LeasesBackend, StateBackend, StreamBackend};
 
 use super::test_config;
@@ -24,6 +26,25 @@ pub fn unique(prefix: &str) -> String {
 fn endpoint(var: &str) -> String {
     std::env::var(var)
         .unwrap_or_else(|_| panic!("{var} is not set: run scripts/test (it starts the emulators)"))
+}
+
+/// S3 settings (the `[archive]` ones) for moto's S3 server (`FLEETWIRE_TEST_S3_ENDPOINT`),
+/// a fresh bucket name (not created: see `create_bucket`) and keys under `key_prefix`.
+pub fn s3_settings(key_prefix: &str) -> ArchiveConfig {
+    ArchiveConfig {
+        backend: ArchiveBackend::S3,
+        // S3 bucket names: lowercase letters, digits, hyphens.
+        bucket: unique("fw-s3").to_lowercase(),
+        prefix: key_prefix.to_owned(),
+        endpoint_url: Some(endpoint("FLEETWIRE_TEST_S3_ENDPOINT")),
+        static_credentials: true,
+        ..ArchiveConfig::default()
+    }
+}
+
+/// Creates `bucket` with `client`.
+pub async fn create_bucket(client: &aws_sdk_s3::Client, bucket: &str) {
+    client.create_bucket().bucket(bucket).send().await.unwrap();
 }
 
 /// DynamoDB Local (`FLEETWIRE_TEST_DYNAMODB_ENDPOINT`) with tables of a fresh prefix

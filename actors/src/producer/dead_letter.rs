@@ -30,8 +30,11 @@ use crate::ports::PutEntry;
 pub const UNKNOWN_TENANT: &str = "_unknown";
 /// How long a letter is kept (the `expires_at` TTL).
 pub const DEAD_LETTER_RETENTION: chrono::Duration = chrono::Duration::days(30);
-/// Largest payload kept inline. Larger payloads keep their first bytes only (and their
-/// full size); such a letter can be inspected but not replayed (docs/operations.md).
+/// Largest payload a sink with an item size limit keeps inside the letter's item (the
+/// DynamoDB store: items are at most 400 KB). Larger payloads go to an object store next
+/// to it, or, when there is none, keep their first bytes only (and their full size); such
+/// a cut letter can be inspected but not replayed (docs/operations.md). `into_stored`
+/// never cuts: only a sink that must calls [`StoredDeadLetter::cut_to`].
 pub const MAX_INLINE_PAYLOAD: usize = 64 * 1024;
 /// Write shards per tenant and day (`s` in the DynamoDB partition key).
 pub const DEAD_LETTER_SHARDS: u64 = 16;
@@ -86,12 +89,11 @@ impl DeadLetter {
         }
     }
 
-    /// What a sink keeps of it, received at `now`.
+    /// What a sink keeps of it, received at `now`: the whole payload.
     pub fn into_stored(self, now: DateTime<Utc>) -> StoredDeadLetter {
         let id = self.id();
         let payload_bytes = self.entry.data.len() as u64;
-        let mut payload = self.entry.data;
-        payload.truncate(MAX_INLINE_PAYLOAD);
+        let payload = self.entry.data;
         StoredDeadLetter {
             id,
             reason: self.reason.label().to_owned(),
@@ -100,6 +102,7 @@ impl DeadLetter {
             partition_key: self.entry.partition_key,
             payload,
             payload_bytes,
+            truncated: false,
             received_at: now,
             expires_at: now + DEAD_LETTER_RETENTION,
         }
@@ -230,10 +233,14 @@ pub struct StoredDeadLetter {
     pub source: Option<DeadLetterSource>,
     /// The record's partition key (the vehicle id).
     pub partition_key: String,
-    /// The record body (its first [`MAX_INLINE_PAYLOAD`] bytes).
+    /// The record body: whole, unless `truncated` (then its first bytes), or empty in a
+    /// listing of a sink that keeps large payloads elsewhere (see [`DeadLetterSink::list`]).
     pub payload: Bytes,
-    /// The body's full size; more than `payload.len()` when it was cut.
+    /// The body's full size.
     pub payload_bytes: u64,
+    /// The sink kept only the first bytes of the body ([`StoredDeadLetter::cut_to`]): the
+    /// letter can be inspected but not replayed.
+    pub truncated: bool,
     /// When the sink stored it.
     pub received_at: DateTime<Utc>,
     /// When it expires (`received_at` + [`DEAD_LETTER_RETENTION`]).
@@ -241,14 +248,19 @@ pub struct StoredDeadLetter {
 }
 
 impl StoredDeadLetter {
-    /// Whether the payload was cut to [`MAX_INLINE_PAYLOAD`] (then it cannot be replayed).
-    pub fn truncated(&self) -> bool {
-        (self.payload.len() as u64) < self.payload_bytes
+    /// Keeps only the first `max` bytes of the payload; marks the letter `truncated` when
+    /// that cut anything. For sinks that cannot store more and have nowhere else to put it.
+    pub fn cut_to(&mut self, max: usize) {
+        if self.payload.len() > max {
+            self.payload.truncate(max);
+            self.truncated = true;
+        }
     }
 
-    /// The record to put back on the stream, unless its payload was cut.
+    /// The record to put back on the stream, unless its payload was cut (or is not
+    /// loaded, as in a listing): only the whole body is replayed.
     pub fn replay_entry(&self) -> Option<PutEntry> {
-        (!self.truncated()).then(|| PutEntry {
+        (!self.truncated && self.payload.len() as u64 == self.payload_bytes).then(|| PutEntry {
             partition_key: self.partition_key.clone(),
             data: self.payload.clone(),
         })
@@ -296,7 +308,11 @@ pub trait DeadLetterSink: Send + Sync + 'static {
     async fn put(&self, letters: Vec<DeadLetter>) -> Result<(), DeadLetterError>;
 
     /// A page of one tenant's letters of one day, newest first. Expired letters are
-    /// never returned.
+    /// never returned. A sink that keeps large payloads outside the letter's row may leave
+    /// them out here (`payload` empty, `payload_bytes` and `truncated` exact); [`get`]
+    /// always returns them.
+    ///
+    /// [`get`]: DeadLetterSink::get
     async fn list(&self, query: &DeadLetterQuery) -> Result<DeadLetterPage, DeadLetterError>;
 
     /// One letter, unless it does not exist or expired.
@@ -392,14 +408,29 @@ mod tests {
     }
 
     #[test]
-    fn large_payloads_are_cut_and_not_replayable() {
+    fn large_payloads_are_kept_whole_unless_a_sink_cuts_them() {
         let mut big = letter("v", b"", 5);
         big.entry.data = Bytes::from(vec![b'x'; MAX_INLINE_PAYLOAD + 10]);
-        let stored = big.into_stored(Utc::now());
+        let mut stored = big.into_stored(Utc::now());
+        assert_eq!(
+            stored.payload.len(),
+            MAX_INLINE_PAYLOAD + 10,
+            "into_stored keeps it all"
+        );
+        assert!(!stored.truncated);
+        assert_eq!(stored.replay_entry().unwrap().data.len(), MAX_INLINE_PAYLOAD + 10);
+        stored.cut_to(MAX_INLINE_PAYLOAD);
         assert_eq!(stored.payload.len(), MAX_INLINE_PAYLOAD);
         assert_eq!(stored.payload_bytes, (MAX_INLINE_PAYLOAD + 10) as u64);
-        assert!(stored.truncated());
+        assert!(stored.truncated);
         assert_eq!(stored.replay_entry(), None);
+        // A listing that left the payload out is not replayable either.
+        let mut listed = letter("v", b"{}", 5).into_stored(Utc::now());
+        listed.payload = Bytes::new();
+        assert_eq!(listed.replay_entry(), None);
+        let mut exact = letter("v", b"{}", 5).into_stored(Utc::now());
+        exact.cut_to(2);
+        assert!(!exact.truncated, "nothing cut");
         let small = letter("v", b"{}", 5).into_stored(Utc::now());
         assert_eq!(small.replay_entry().unwrap().data, Bytes::from_static(b"{}"));
         assert_eq!(small.expires_at - small.received_at, DEAD_LETTER_RETENTION);

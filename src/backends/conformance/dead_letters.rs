@@ -1,6 +1,7 @@
 //! Conformance checks of the dead-letter port ([`DeadLetterSink`]): idempotent writes,
 //! listing order and paging per tenant and day, the reason filter, inspect and delete,
-//! payload bytes kept exactly, the 64 KB inline limit.
+//! payload bytes kept exactly, large payloads (over the 64 KiB a DynamoDB item keeps
+//! inline, up to the 1 MiB a record can have) kept whole and replayable.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -205,22 +206,74 @@ pub async fn check_dead_letters_basics(sink: &dyn DeadLetterSink) {
     assert_eq!(all_of(sink, query).await.len(), 36);
 }
 
-/// A payload over 64 KB keeps its first 64 KB and its size, and cannot be replayed; one of
-/// exactly 64 KB is kept whole.
+/// Payloads over [`MAX_INLINE_PAYLOAD`] (just over it, and ~900 KB, near the 1 MiB a
+/// record may have) come back whole and replayable; listings give their size and never
+/// call them cut; a rewrite, a replay-style delete and a delete work on them as on small
+/// ones.
 pub async fn check_dead_letters_large_payloads(sink: &dyn DeadLetterSink) {
     let tenant = unique_tenant("dl-big");
     let at = Utc::now();
-    let mut big = dead_letter(&tenant, at, 1, DeadLetterReason::Unprovisioned);
-    big.entry.data = Bytes::from(vec![b'x'; MAX_INLINE_PAYLOAD + 1000]);
-    let mut exact = dead_letter(&tenant, at, 2, DeadLetterReason::Unprovisioned);
-    exact.entry.data = Bytes::from(vec![b'y'; MAX_INLINE_PAYLOAD]);
-    let (big_id, exact_id) = (big.id(), exact.id());
-    sink.put(vec![big, exact]).await.expect("put");
-    let big = sink.get(&big_id).await.unwrap().expect("kept");
-    assert_eq!(big.payload.len(), MAX_INLINE_PAYLOAD);
-    assert_eq!(big.payload_bytes, (MAX_INLINE_PAYLOAD + 1000) as u64);
-    assert!(big.replay_entry().is_none());
-    let exact = sink.get(&exact_id).await.unwrap().expect("kept");
-    assert_eq!(exact.payload.len(), MAX_INLINE_PAYLOAD);
-    assert!(exact.replay_entry().is_some());
+    let sized = |n: u32, len: usize| {
+        let mut letter = dead_letter(&tenant, at, n, DeadLetterReason::Unprovisioned);
+        // Not one repeated byte, so a shifted or partly lost body would not compare equal.
+        letter.entry.data = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        letter
+    };
+    let letters = [
+        sized(1, MAX_INLINE_PAYLOAD + 1000),
+        sized(2, MAX_INLINE_PAYLOAD),
+        sized(3, 900_000),
+    ];
+    let ids: Vec<_> = letters.iter().map(DeadLetter::id).collect();
+    sink.put(letters.to_vec()).await.expect("put");
+    // A retried batch rewrites them.
+    sink.put(letters.to_vec()).await.expect("rewrite");
+    for (letter, id) in letters.iter().zip(&ids) {
+        let stored = sink.get(id).await.unwrap().expect("kept");
+        let len = letter.entry.data.len();
+        assert_eq!(stored.payload_bytes, len as u64);
+        assert!(!stored.truncated, "{len} bytes: not cut");
+        assert!(
+            stored.payload == letter.entry.data,
+            "{len} bytes: every byte kept"
+        );
+        assert!(
+            stored.replay_entry().expect("replayable") == letter.entry,
+            "{len} bytes: the replay puts the record back as it was"
+        );
+    }
+    let page = sink
+        .list(&DeadLetterQuery {
+            tenant: tenant.clone(),
+            day: at.date_naive(),
+            reason: None,
+            limit: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let mut sizes: Vec<_> = page
+        .letters
+        .iter()
+        .map(|l| (l.payload_bytes, l.truncated))
+        .collect();
+    sizes.sort();
+    assert_eq!(
+        sizes,
+        vec![
+            (MAX_INLINE_PAYLOAD as u64, false),
+            ((MAX_INLINE_PAYLOAD + 1000) as u64, false),
+            (900_000, false)
+        ],
+        "the listing gives full sizes, nothing cut"
+    );
+    // Deleted as a replay deletes, and plainly: gone, and a rewrite after a delete is whole.
+    let read = sink.get(&ids[2]).await.unwrap().unwrap();
+    assert!(sink.delete_unchanged(&read).await.unwrap());
+    assert_eq!(sink.get(&ids[2]).await.unwrap(), None);
+    assert!(sink.delete(&ids[0]).await.unwrap());
+    assert_eq!(sink.get(&ids[0]).await.unwrap(), None);
+    sink.put(vec![letters[0].clone()]).await.unwrap();
+    let again = sink.get(&ids[0]).await.unwrap().expect("written again");
+    assert!(again.payload == letters[0].entry.data);
 }

@@ -70,7 +70,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use api_keys::{API_KEYS_TABLE, DynamoDbApiKeyStore};
-pub use dead_letters::{DEAD_LETTERS_TABLE, DynamoDbDeadLetters};
+pub use dead_letters::{DEAD_LETTER_OBJECTS, DEAD_LETTERS_TABLE, DynamoDbDeadLetters};
 pub use history::{AGGREGATES_TABLE, BatchFaults, DynamoDbHistoryStore, HISTORY_TABLE};
 pub use lease_store::DynamoDbLeaseStore;
 pub use registry::DynamoDbVehicleRegistry;
@@ -103,6 +103,24 @@ pub struct DynamoDbConfig {
     /// are provisioned by infrastructure code) and make no call at connect.
     /// Default: `false`.
     pub create_tables_if_missing: bool,
+    /// Where the dead-letter store (`backends.state = "dynamodb"`) keeps payloads over
+    /// 64 KiB, which do not fit its items (DynamoDB items are at most 400 KB). Default
+    /// `truncate`; config/aws.toml sets `archive_bucket`.
+    pub dead_letter_payloads: DeadLetterPayloads,
+}
+
+/// `dynamodb.dead_letter_payloads`: what happens to a dead letter's payload over 64 KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterPayloads {
+    /// Keep only its first 64 KiB and its size, with a warning and a count in
+    /// `fleetwire_dead_letters_truncated_total`: the letter can be inspected, not replayed.
+    #[default]
+    Truncate,
+    /// Store it whole as an S3 object under `<archive.prefix>dead-letters/` in the
+    /// archive's bucket, with the archive's S3 settings (`archive.backend = "s3"` and
+    /// `archive.bucket` required; `archive.enabled` need not be set).
+    ArchiveBucket,
 }
 
 impl Default for DynamoDbConfig {
@@ -114,6 +132,7 @@ impl Default for DynamoDbConfig {
             lease_table: "fleetwire_leases".into(),
             table_prefix: "fleetwire_".into(),
             create_tables_if_missing: false,
+            dead_letter_payloads: DeadLetterPayloads::Truncate,
         }
     }
 }

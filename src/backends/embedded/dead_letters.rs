@@ -6,6 +6,12 @@
 //! first". Value: a little-endian `u32` header length, the header as JSON (everything but
 //! the payload), then the payload bytes as they are.
 //!
+//! Payloads are kept whole, never cut (unlike DynamoDB's 400 KB items, a redb value has no
+//! size limit that matters here): the largest is bounded by what can be ingested at all,
+//! ≤ 1 MiB (a Kinesis record, `http.max_body_bytes`, Tesla's 1,000,000-byte frames), so
+//! every letter can be replayed. Rows written before payloads were kept whole may hold a
+//! cut payload; they read back `truncated`.
+//!
 //! Expiry: reads skip letters past `expires_at`; expired rows are deleted when the store
 //! opens (every node start). A healthy system writes none, so a node running for months
 //! holds at most a month of letters more than it needs to.
@@ -56,6 +62,9 @@ struct Header {
     source: Option<DeadLetterSource>,
     partition_key: String,
     payload_bytes: u64,
+    /// Absent in rows written before cuts were marked; see `decode`.
+    #[serde(default)]
+    truncated: bool,
     received_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -67,6 +76,7 @@ fn encode(letter: &StoredDeadLetter) -> Vec<u8> {
         source: letter.source.clone(),
         partition_key: letter.partition_key.clone(),
         payload_bytes: letter.payload_bytes,
+        truncated: letter.truncated,
         received_at: letter.received_at,
         expires_at: letter.expires_at,
     })
@@ -86,13 +96,16 @@ fn decode(id: DeadLetterId, bytes: &[u8]) -> Result<StoredDeadLetter, DeadLetter
         .ok_or_else(|| corrupt("short"))?;
     let header = bytes.get(4..4 + len).ok_or_else(|| corrupt("short header"))?;
     let header: Header = serde_json::from_slice(header).map_err(|e| corrupt(&e.to_string()))?;
+    let payload = Bytes::copy_from_slice(&bytes[4 + len..]);
     Ok(StoredDeadLetter {
         id,
         reason: header.reason,
         detail: header.detail,
         source: header.source,
         partition_key: header.partition_key,
-        payload: Bytes::copy_from_slice(&bytes[4 + len..]),
+        // Older rows were cut without the flag: shorter than their size means cut.
+        truncated: header.truncated || (payload.len() as u64) < header.payload_bytes,
+        payload,
         payload_bytes: header.payload_bytes,
         received_at: header.received_at,
         expires_at: header.expires_at,
@@ -293,6 +306,7 @@ pub const DEFAULT_DEAD_LETTER_CAPACITY: usize = 1000;
 
 /// The last `capacity` dead letters, in process only (nothing survives a restart): a sink
 /// for tests of the producer on its own. Nodes use [`RedbDeadLetters`] or DynamoDB.
+/// Payloads are kept whole, so it holds at most `capacity` × 1 MiB.
 #[derive(Debug)]
 pub struct InMemoryDeadLetters {
     capacity: usize,

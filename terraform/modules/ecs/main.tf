@@ -49,7 +49,9 @@ locals {
     FLEETWIRE_AUTH__ISSUER    = var.auth_issuer
     FLEETWIRE_AUTH__JWKS_URL  = var.auth_jwks_url
     FLEETWIRE_AUTH__AUDIENCES = local.auth_audiences_json
-    # The raw archive's bucket ([archive] in config/aws.toml; keys raw/..., docs/data-model.md).
+    # The raw archive's bucket ([archive] in config/aws.toml; keys raw/..., docs/data-model.md),
+    # also the home of large dead-letter payloads (dynamodb.dead_letter_payloads =
+    # "archive_bucket" in config/aws.toml; keys dead-letters/...).
     FLEETWIRE_ARCHIVE__BUCKET = var.archive_bucket_name
     FLEETWIRE_ARCHIVE__REGION = local.region
     # The KMS key that wraps the VIN vault's data keys (vault.wrapper = "kms" in

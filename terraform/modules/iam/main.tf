@@ -21,7 +21,8 @@
 #            vault key directly, Encrypt and Decrypt only (src/vault/kms.rs wraps the vault's
 #            data keys), and only with the encryption context naming a data-key item
 #            (vin_vault_pk = "~key#<version>").
-#   S3       the archive bucket's raw/ and dead-letters/ prefixes.
+#   S3       the archive bucket: raw/ (Put, Get: src/backends/s3) and dead-letters/ (Put,
+#            Get, Delete: large dead-letter payloads, src/backends/dynamodb/dead_letters.rs).
 #   SSM      the ECS Exec channels and the session log, only when execute command is
 #            enabled.
 
@@ -156,12 +157,17 @@ data "aws_iam_policy_document" "task" {
   }
 
   statement {
-    sid     = "ArchiveObjects"
-    actions = ["s3:PutObject", "s3:GetObject"]
-    resources = [
-      "${var.archive_bucket_arn}/raw/*",
-      "${var.archive_bucket_arn}/dead-letters/*",
-    ]
+    sid       = "ArchiveObjects"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${var.archive_bucket_arn}/raw/*"]
+  }
+
+  # Dead-letter payloads over 64 KiB (src/backends/dynamodb/dead_letters.rs): written
+  # before their item, read by inspect and replay, deleted with their letter.
+  statement {
+    sid       = "DeadLetterPayloads"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"]
+    resources = ["${var.archive_bucket_arn}/dead-letters/*"]
   }
 
   statement {

@@ -4,8 +4,10 @@
 #
 # Encrypted with the environment's KMS key (bucket key on, so S3 calls KMS once per bucket
 # key rather than per object), versioned, public access blocked, TLS enforced. Lifecycle:
-# raw/ moves to Standard-IA, then Glacier Instant Retrieval, then expires; old versions
-# and incomplete multipart uploads are cleaned up.
+# raw/ moves to Standard-IA, then Glacier Instant Retrieval, then expires; dead-letters/
+# expires with the letters (30 days, DEAD_LETTER_RETENTION), which also removes objects a
+# rewrite or a failed delete left behind; old versions and incomplete multipart uploads are
+# cleaned up.
 
 resource "aws_s3_bucket" "archive" {
   #checkov:skip=CKV_AWS_18:Server access logs would need a second bucket per environment; the only writer is the task role, and CloudTrail data events (account-level) are the audit trail for reads.
