@@ -11,6 +11,7 @@
 mod common;
 
 use common::cloud::unique;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,13 +20,22 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use fleetwire::backends::conformance::{self, read_shard, stored};
+use fleetwire::backends::embedded::{RedbLeaseStore, open_database};
 use fleetwire::backends::kinesis::{
     EnhancedFanOutConfig, EnhancedFanOutStream, KinesisConfig, KinesisError, KinesisStream, ReadMode,
     connect_record_stream,
 };
-use fleetwire_actors::ports::{
-    PutEntry, RecordStream, SequenceNumber, ShardId, ShardIterator, StartPosition, StreamError, StreamRecord,
+use fleetwire_actors::codec::encode_record;
+use fleetwire_actors::consumer::{
+    ConsumerConfig, GracefulShutdown, LeaseCoordinator, RecordRouter, RouteError,
 };
+use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
+use fleetwire_actors::ports::{
+    Checkpoint, LeaseStore, PutEntry, RecordStream, SequenceNumber, ShardId, ShardIterator, StartPosition,
+    StreamError, StreamRecord,
+};
+use fleetwire_actors::producer::DeadLetter;
+use fleetwire_actors::registry::ActorRegistry;
 
 const ENDPOINT_VAR: &str = "FLEETWIRE_TEST_KINESIS_TLS_ENDPOINT";
 const CA_VAR: &str = "FLEETWIRE_TEST_KINESIS_CA_FILE";
@@ -438,5 +448,204 @@ async fn the_tls_endpoint_needs_the_extra_ca() {
             "unexpected failure: {m}"
         ),
         other => panic!("an untrusted certificate must fail the call, got {other:?}"),
+    }
+}
+
+// ---- end to end: the real consumer on enhanced fan-out -------------------------------------
+
+/// Records every routed record as (vehicle, n): the consumer's output seam, not a backend.
+#[derive(Default)]
+struct RecordingRouter {
+    routed: std::sync::Mutex<Vec<(String, i64)>>,
+}
+
+#[async_trait::async_trait]
+impl RecordRouter for RecordingRouter {
+    async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
+        let mut routed = self.routed.lock().unwrap();
+        for record in records {
+            let SignalValue::Int(n) = record.payload["n"] else {
+                panic!("n is an integer")
+            };
+            routed.push((vehicle_id.0.clone(), n));
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError> {
+        panic!("no record of this test is undecodable: {letters:?}");
+    }
+}
+
+impl RecordingRouter {
+    fn routed(&self) -> Vec<(String, i64)> {
+        self.routed.lock().unwrap().clone()
+    }
+}
+
+/// Puts `n` in `from..to` for each of `vehicles` vehicles, in rounds; returns the highest
+/// sequence number per shard.
+async fn put_numbered(
+    s: &dyn RecordStream,
+    vehicles: usize,
+    from: i64,
+    to: i64,
+) -> BTreeMap<ShardId, SequenceNumber> {
+    let mut last = BTreeMap::new();
+    for n in from..to {
+        let entries = (0..vehicles)
+            .map(|v| {
+                let record = TelemetryRecord {
+                    timestamp: chrono::Utc::now(),
+                    vehicle_id: VehicleId(format!("car-{v}")),
+                    payload: [("n".to_string(), SignalValue::Int(n))].into(),
+                    can_id: None,
+                    ingest_received_at: chrono::Utc::now(),
+                };
+                PutEntry {
+                    partition_key: record.vehicle_id.0.clone(),
+                    data: encode_record(&record),
+                }
+            })
+            .collect();
+        for outcome in s.put_records(entries).await.expect("put") {
+            let (shard, seq) = stored(&outcome);
+            let slot = last.entry(shard).or_insert_with(|| seq.clone());
+            *slot = seq.max(slot.clone());
+        }
+    }
+    last
+}
+
+/// Waits until `check` holds, polling every 50 ms; panics with `what` after 60 s.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let polled = tokio::time::timeout(Duration::from_secs(60), async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "timed out waiting until {what}");
+}
+
+fn consumer_config(worker: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        worker_id: Some(worker.into()),
+        max_records_per_get: 50,
+        idle_poll_ms: 10,
+        checkpoint_interval_ms: 50,
+        retry_backoff_initial_ms: 10,
+        retry_backoff_max_ms: 200,
+        ..ConsumerConfig::default()
+    }
+}
+
+/// The real lease coordinator and shard consumers reading through enhanced fan-out route
+/// every record exactly once, in order per vehicle, and checkpoint to the last record; a
+/// second coordinator taking over from those checkpoints (new subscriptions at
+/// AFTER_SEQUENCE_NUMBER while the first ones may still be held) routes only the new ones.
+#[actix_rt::test]
+async fn the_consumer_routes_every_record_once_on_enhanced_fan_out() {
+    let name = unique("fw-efo-e2e");
+    let cfg = config(&name, Some(2));
+    let polling = KinesisStream::connect(&cfg).await.expect("creating the stream");
+    let outcome = tokio::task::spawn_local({
+        let cfg = cfg.clone();
+        async move {
+            let stream: Arc<dyn RecordStream> = connect_record_stream(&cfg).await.unwrap();
+            let leases: Arc<dyn LeaseStore> =
+                Arc::new(RedbLeaseStore::new(open_database(None).unwrap()).unwrap());
+            let router = Arc::new(RecordingRouter::default());
+            let expected = |to: i64| -> BTreeSet<(String, i64)> {
+                (0..8)
+                    .flat_map(|v| (0..to).map(move |n| (format!("car-{v}"), n)))
+                    .collect()
+            };
+            let check = |routed: &[(String, i64)], to: i64| {
+                let unique: BTreeSet<(String, i64)> = routed.iter().cloned().collect();
+                assert_eq!(routed.len(), unique.len(), "some records were routed twice");
+                assert_eq!(unique, expected(to), "routed records differ from the records put");
+                let mut per_vehicle: HashMap<&str, Vec<i64>> = HashMap::new();
+                for (vehicle, n) in routed {
+                    per_vehicle.entry(vehicle).or_default().push(*n);
+                }
+                for (vehicle, ns) in per_vehicle {
+                    assert!(
+                        ns.windows(2).all(|w| w[0] < w[1]),
+                        "{vehicle} out of order: {ns:?}"
+                    );
+                }
+            };
+            let checkpointed = |last: BTreeMap<ShardId, SequenceNumber>| {
+                let leases = leases.clone();
+                async move {
+                    let held: BTreeMap<String, Checkpoint> = leases
+                        .list_leases()
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|l| (l.lease_key, l.checkpoint))
+                        .collect();
+                    last.iter()
+                        .all(|(shard, seq)| held.get(&shard.0) == Some(&Checkpoint::Sequence(seq.clone())))
+                }
+            };
+
+            let (first, _) = LeaseCoordinator::start(
+                consumer_config("one"),
+                stream.clone(),
+                leases.clone(),
+                router.clone(),
+                ActorRegistry::new(),
+            );
+            let last = put_numbered(&*stream, 8, 0, 20).await;
+            wait_until("all 160 records are routed", || async {
+                router.routed().len() >= 160
+            })
+            .await;
+            check(&router.routed(), 20);
+            wait_until("the checkpoints reach the last records", || {
+                checkpointed(last.clone())
+            })
+            .await;
+            tokio::time::timeout(Duration::from_secs(30), first.send(GracefulShutdown))
+                .await
+                .expect("graceful shutdown in time")
+                .unwrap();
+
+            // A second worker on a fresh reader (another node) resumes from the checkpoints.
+            let stream: Arc<dyn RecordStream> = connect_record_stream(&cfg).await.unwrap();
+            let (second, _) = LeaseCoordinator::start(
+                consumer_config("two"),
+                stream.clone(),
+                leases.clone(),
+                router.clone(),
+                ActorRegistry::new(),
+            );
+            let last = put_numbered(&*stream, 8, 20, 30).await;
+            wait_until("all 240 records are routed", || async {
+                router.routed().len() >= 240
+            })
+            .await;
+            wait_until("the checkpoints reach the new last records", || {
+                checkpointed(last.clone())
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            check(&router.routed(), 30);
+            tokio::time::timeout(Duration::from_secs(30), second.send(GracefulShutdown))
+                .await
+                .expect("graceful shutdown in time")
+                .unwrap();
+        }
+    })
+    .await;
+    polling.delete_stream().await.expect("delete_stream failed");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
