@@ -93,6 +93,9 @@ const MAX_SUBSCRIBES_PER_CALL: u32 = 8;
 /// (SubscribeToShard API reference); kinesis-local frees a dropped subscription at its
 /// next 1 s tick.
 const IN_USE_WAIT: Duration = Duration::from_secs(6);
+/// After this long of finding the shard held elsewhere, reads fail with `Unavailable`
+/// instead of returning empty batches: a takeover should have worked long before.
+const IN_USE_LIMIT: Duration = Duration::from_secs(60);
 /// Positions remembered as equivalent to the held one; a reader only ever comes back with
 /// its latest token, so a few cover every real case.
 const MAX_EQUIVALENT: usize = 4;
@@ -418,6 +421,8 @@ struct Subscription {
     /// When SubscribeToShard was last called for this shard (kept across resets: the AWS
     /// rate limit does not care why we subscribe again).
     last_subscribe: Option<Instant>,
+    /// Since when every subscription attempt found the shard held elsewhere.
+    in_use_since: Option<Instant>,
 }
 
 impl Subscription {
@@ -429,6 +434,7 @@ impl Subscription {
             pending: None,
             millis_behind_latest: 0,
             last_subscribe: None,
+            in_use_since: None,
         }
     }
 
@@ -439,12 +445,27 @@ impl Subscription {
 
     /// Starts over at `position`: the held subscription and buffered records go.
     fn reset(&mut self, position: StartPosition) {
-        let last_subscribe = self.last_subscribe;
+        let (last_subscribe, in_use_since) = (self.last_subscribe, self.in_use_since);
         *self = Self::new(position);
         self.last_subscribe = last_subscribe;
+        self.in_use_since = in_use_since;
+    }
+
+    /// Notes a ResourceInUseException; an error once it has lasted [`IN_USE_LIMIT`].
+    fn held_elsewhere(&mut self, shard: &ShardId) -> Result<(), StreamError> {
+        let since = *self.in_use_since.get_or_insert_with(Instant::now);
+        tracing::debug!(%shard, "The shard is still held by another subscription; trying again.");
+        if since.elapsed() >= IN_USE_LIMIT {
+            return Err(StreamError::Unavailable(format!(
+                "SubscribeToShard: {shard} has been held by another subscription of this consumer for {:?}",
+                since.elapsed()
+            )));
+        }
+        Ok(())
     }
 
     fn take_event(&mut self, event: SubscribeToShardEvent) {
+        self.in_use_since = None;
         self.millis_behind_latest = u64::try_from(event.millis_behind_latest).unwrap_or(0);
         let children: Vec<ShardId> = event
             .child_shards
@@ -594,7 +615,7 @@ impl RecordStream for EnhancedFanOutStream {
                 }
                 subscribes += 1;
                 if !self.subscribe(shard, &mut sub).await? {
-                    tracing::debug!(%shard, "The shard is still held by another subscription; trying again.");
+                    sub.held_elsewhere(shard)?;
                     extend_for_in_use(&mut deadline, &mut waited_for_in_use);
                     continue;
                 }
@@ -610,11 +631,11 @@ impl RecordStream for EnhancedFanOutStream {
                 // The subscription ended (or idled out): subscribe again from `next`.
                 Ok(None) => sub.live = None,
                 // Held elsewhere: it passes (AWS: a call 5 s after the holder's takes
-                // over), so this is an empty batch, not an error, unless it persists
-                // past the deadline, which the loop also turns into an empty batch.
+                // over), so try again until the deadline, then an empty batch; an error
+                // only once it has lasted IN_USE_LIMIT.
                 Ok(Some(Item::Failed { in_use: true, .. })) => {
-                    tracing::debug!(%shard, "The shard is still held by another subscription; trying again.");
                     sub.live = None;
+                    sub.held_elsewhere(shard)?;
                     extend_for_in_use(&mut deadline, &mut waited_for_in_use);
                 }
                 Ok(Some(Item::Failed { error, .. })) => {

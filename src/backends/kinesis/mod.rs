@@ -1,5 +1,5 @@
 //! The Amazon Kinesis Data Streams backend of the stream port: [`KinesisStream`]
-//! implements [`RecordStream`](fleetwire_actors::ports::RecordStream) with
+//! implements [`RecordStream`] with
 //! `aws-sdk-kinesis`, so producers and shard consumers run unchanged on a real stream.
 //!
 //! # Shape
@@ -7,6 +7,12 @@
 //! - `stream.rs`: [`KinesisStream`], one SDK client plus the stream name; every port call
 //!   is one Kinesis API call (ListShards pages with `NextToken`), plus admin helpers
 //!   (create, split, merge, delete) for local development and tests.
+//! - `fan_out.rs`: [`EnhancedFanOutStream`], the same port read through enhanced fan-out
+//!   (RegisterStreamConsumer + SubscribeToShard) when `read_mode = "enhanced_fan_out"`:
+//!   synthetic iterator tokens, one subscription per shard pulled on demand, resubscribing
+//!   when a subscription expires or the reader jumps to another position (its module docs
+//!   have the details). Lists, puts and pings go through the wrapped [`KinesisStream`].
+//!   [`connect_record_stream`] picks the reader by [`ReadMode`].
 //! - `errors.rs`: how SDK errors and per-record PutRecords error codes become
 //!   [`StreamError`]s, in one table for every
 //!   operation.
@@ -27,6 +33,11 @@
 //! | `InternalFailure`, any 5xx, timeouts, connection errors, unreadable responses | `Unavailable` | transient by nature |
 //! | `AccessDeniedException`, `KMS*` other than throttling, unknown codes | `Unavailable` | fixed by an operator (IAM, KMS) without a restart, so callers keep retrying with backoff rather than drop records |
 //! | the request could not be built (an SDK-side bug) | `InvalidArgument` | retrying the same input cannot help |
+//! | SubscribeToShard event-stream exceptions (by variant: the SDK leaves their code empty): `ResourceNotFoundException` / `KMSThrottlingException` / others | `NotFound` / `Throttled` / as by code above (`InternalFailureException`, `KMS*`: `Unavailable`) | same reasons; the next read subscribes again |
+//! | SubscribeToShard `ResourceInUseException` (call or event) | none at first: the read waits up to 6 s, then returns an empty batch; `Unavailable` once it lasted 60 s | another subscription of the consumer still holds the shard (a previous owner's, or ours just dropped; AWS lets a call 5 s after it take over); for a minute it is something else (another deployment with the same consumer name), which the consumer's read errors should show |
+//! | SubscribeToShard `LimitExceededException` | `Throttled` | over one call per second per consumer and shard (the reader spaces its calls 1.1 s apart) or too many consumers |
+//! | RegisterStreamConsumer `ResourceInUseException` | none | the consumer exists: reuse it (DescribeStreamConsumer) |
+//! | the consumer not ACTIVE within `register_timeout_secs`, or DELETING | `KinesisError::ConsumerNotActive` at start | an operator must look |
 //!
 //! Per-entry PutRecords error codes use the same table, so
 //! `ProvisionedThroughputExceededException` fails that entry with `Throttled` and
@@ -41,6 +52,16 @@
 //! reaches the caller, whose backoff covers longer outages.
 //!
 //! # The emulator
+//!
+//! kinesis-local serves HTTP/1 on 4568 and TLS with HTTP/2 on 4567; enhanced fan-out needs
+//! the TLS port. Its bundled certificate (`server.json` in the package) has no
+//! subjectAltName, which rustls rejects for any host ("certificate is not valid for any
+//! names"), so `scripts/emulators` generates a CA and a certificate for IP 127.0.0.1 and
+//! localhost and starts it with `KINESIS_MOCK_CERT_PATH`; tests trust the CA through
+//! `extra_ca_file`. kinesis-local's SubscribeToShard never ends a closed shard's stream
+//! (no null ContinuationSequenceNumber, no ChildShards), so the end of a split shard is
+//! tested against AWS's documented event only in unit tests, and on the emulator a closed
+//! parent read by fan-out stays empty instead of ending.
 //!
 //! Tests run against `kinesis-local` (`scripts/emulators start kinesis`;
 //! `shared/notes/emulators.md`). It answers a garbage shard iterator with a bare HTTP 500
