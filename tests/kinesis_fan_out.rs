@@ -649,3 +649,56 @@ async fn the_consumer_routes_every_record_once_on_enhanced_fan_out() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// A whole node configured with `kinesis.read_mode = "enhanced_fan_out"` (the wiring in
+/// `node.rs`): records ingested over HTTP reach the vehicle state through SubscribeToShard,
+/// the calls are counted, and the node drains at shutdown.
+#[actix_rt::test]
+async fn a_node_reads_its_stream_through_enhanced_fan_out() {
+    let name = unique("fw-efo-node");
+    let mut node_config = common::test_config(None);
+    node_config.backends.stream = fleetwire::config::StreamBackend::Kinesis;
+    node_config.kinesis = config(&name, Some(2));
+    let t = common::TestNode::start(node_config.clone()).await;
+    common::eventually("node ready", || async {
+        t.get(&format!("{}/readyz", t.admin)).await.0 == 200
+    })
+    .await;
+    let vehicles: Vec<String> = (0..10).map(|i| format!("efo-{i}")).collect();
+    for second in 1..=3 {
+        let batch: Vec<_> = vehicles
+            .iter()
+            .map(|v| common::record(v, second, f64::from(second) * 10.0))
+            .collect();
+        let (status, reply) = t.ingest(&serde_json::json!(batch)).await;
+        assert_eq!((status, reply["accepted"].as_u64()), (200, Some(10)), "{reply}");
+    }
+    for v in &vehicles {
+        common::eventually(&format!("{v}'s last record applied"), || async {
+            let (status, state) = t.get(&format!("{}/v1/vehicles/{v}", t.api)).await;
+            status == 200 && state["signals"]["Soc"]["value"] == 30.0 && state["version"] == 3
+        })
+        .await;
+    }
+    let (_, metrics) = t.get_text(&format!("{}/metrics", t.admin)).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("fleetwire_aws_calls_total{")
+                && l.contains("operation=\"SubscribeToShard\"")
+                && l.contains("result=\"ok\"")),
+        "no successful SubscribeToShard counted in:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("operation=\"GetRecords\""),
+        "a fan-out node does not poll"
+    );
+    let report = t.shutdown(Duration::from_secs(30)).await;
+    KinesisStream::connect(&node_config.kinesis)
+        .await
+        .unwrap()
+        .delete_stream()
+        .await
+        .unwrap();
+    assert!(report.drained, "every acked record was checkpointed");
+}
