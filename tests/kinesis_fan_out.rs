@@ -702,3 +702,25 @@ async fn a_node_reads_its_stream_through_enhanced_fan_out() {
         .unwrap();
     assert!(report.drained, "every acked record was checkpointed");
 }
+
+/// A subscription outlives the SDK's per-operation timeout (30 s, `backends/aws.rs`): the
+/// timeout covers the SubscribeToShard call, not the event stream that follows, so one
+/// subscription keeps delivering (AWS keeps it for 5 minutes).
+#[tokio::test]
+async fn a_subscription_outlives_the_operation_timeout() {
+    with_fan_out(1, |s| async move {
+        let shard = ShardId("shardId-000000000000".into());
+        let mut it = s.get_shard_iterator(&shard, StartPosition::Latest).await.unwrap();
+        let started = Instant::now();
+        let mut n = 0;
+        while started.elapsed() < Duration::from_secs(35) {
+            s.put_records(vec![entry("k", format!("r{n}"))]).await.unwrap();
+            let (got, next) = read_n(&*s, it, 1, 100, Duration::from_secs(10)).await;
+            assert_eq!(got.iter().map(body).collect::<Vec<_>>(), [format!("r{n}")]);
+            it = next.unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+    .await;
+}

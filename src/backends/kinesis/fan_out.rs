@@ -12,7 +12,7 @@
 //! | token | position |
 //! |---|---|
 //! | `efo:<shard>:trim_horizon` | `TRIM_HORIZON` |
-//! | `efo:<shard>:latest` | `LATEST` (pinned when the first `get_records` subscribes) |
+//! | `efo:<shard>:latest` | `LATEST` (`get_shard_iterator` subscribes at once, so it means "after this call", as a polling iterator does) |
 //! | `efo:<shard>:at:<seq>` | `AT_SEQUENCE_NUMBER` |
 //! | `efo:<shard>:after:<seq>` | `AFTER_SEQUENCE_NUMBER` |
 //!
@@ -576,6 +576,16 @@ impl RecordStream for EnhancedFanOutStream {
         self.polling
             .get_shard_iterator(shard_id, position.clone())
             .await?;
+        if position == StartPosition::Latest {
+            // A polling LATEST iterator starts at the moment it is made; a subscription's
+            // LATEST at the moment it is opened. Opening it now keeps the meaning: records
+            // put after this call are delivered by the first reads. (Should the shard be
+            // held elsewhere, the first read subscribes instead, a little later.)
+            let entry = self.entry(shard_id);
+            let mut sub = entry.lock().await;
+            sub.reset(StartPosition::Latest);
+            self.subscribe(shard_id, &mut sub).await?;
+        }
         Ok(IteratorToken {
             shard_id: shard_id.clone(),
             position,
