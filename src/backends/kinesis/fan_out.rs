@@ -39,21 +39,30 @@
 //! next call subscribes again. SubscribeToShard is allowed once per second per consumer
 //! and shard (same reference): calls for one shard are spaced at least
 //! [`SUBSCRIBE_INTERVAL`] apart by sleeping. A second call within 5 s of a successful one
-//! is `ResourceInUseException` on AWS (`Unavailable`: retried with backoff); after 5 s it
-//! takes the subscription over, which is how a shard's new lease owner gets it.
+//! is `ResourceInUseException` on AWS; after 5 s it takes the subscription over, which is
+//! how a shard's new lease owner (or this reader, after dropping its own subscription)
+//! gets it. So a read that meets ResourceInUse keeps trying for up to 6 s and then returns
+//! an empty batch; only after a minute of it do reads fail (`Unavailable`). kinesis-local
+//! behaves alike: it frees a dropped subscription within a couple of seconds.
+//!
+//! The SDK's operation timeout (30 s) covers the SubscribeToShard call, not the event
+//! stream after it (tested: one subscription delivers for over 35 s).
 //!
 //! # Backpressure and bounds
 //!
 //! Events are pulled from the HTTP/2 stream only as `get_records` asks for them: a task
-//! per subscription reads the event stream into a channel of one event, and blocks while
+//! per subscription reads the event stream into a channel of one event and waits while
 //! that event is not taken, so HTTP/2 flow control holds Kinesis back. Per shard at most
-//! two events are held (one in the channel, one being handed out), plus the HTTP/2 receive
-//! window. A subscription nobody reads for [`IDLE_CLOSE`] (its shard's lease went
-//! elsewhere) is closed; the event it held is dropped, which loses nothing, since the
-//! position has not moved past it.
+//! three events are held (one being handed out, one in the channel, one waiting to enter
+//! it), plus the HTTP/2 receive window. A subscription whose next event nobody takes for [`IDLE_CLOSE`] (its shard's
+//! lease went elsewhere) is closed, dropping the waiting event, which loses nothing: the
+//! position has not moved past it. Shards that ended are forgotten.
 //!
-//! `get_records` waits at most `event_wait_ms` for an event, then returns an empty batch
-//! with a token at the same position (the consumer backs off on empty batches).
+//! `get_records` waits `event_wait_ms` for an event, then returns an empty batch with a
+//! token at the same position (the consumer backs off on empty batches). A subscription it
+//! opened gets a fresh `event_wait_ms` for its first event, and ResourceInUse extends the
+//! wait to 6 s, but a read never waits more than `event_wait_ms` + 8 s (plus a
+//! SubscribeToShard call in flight at that moment, itself bounded by the SDK's timeouts).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -93,6 +102,9 @@ const MAX_SUBSCRIBES_PER_CALL: u32 = 8;
 /// (SubscribeToShard API reference); kinesis-local frees a dropped subscription at its
 /// next 1 s tick.
 const IN_USE_WAIT: Duration = Duration::from_secs(6);
+/// Most a `get_records` call waits beyond `event_wait_ms` (for a new subscription's first
+/// event, or for a shard held elsewhere), not counting a SubscribeToShard call in flight.
+const MAX_EXTRA_WAIT: Duration = Duration::from_secs(8);
 /// After this long of finding the shard held elsewhere, reads fail with `Unavailable`
 /// instead of returning empty batches: a takeover should have worked long before.
 const IN_USE_LIMIT: Duration = Duration::from_secs(60);
@@ -313,10 +325,10 @@ async fn register_consumer(
 
 /// The first time a call finds the shard held elsewhere, it waits up to [`IN_USE_WAIT`]
 /// for it (an empty batch before that would tell nothing about the position).
-fn extend_for_in_use(deadline: &mut Instant, done: &mut bool) {
+fn extend_for_in_use(deadline: &mut Instant, done: &mut bool, hard_stop: Instant) {
     if !*done {
         *done = true;
-        *deadline = (*deadline).max(Instant::now() + IN_USE_WAIT);
+        *deadline = (*deadline).max(Instant::now() + IN_USE_WAIT).min(hard_stop);
     }
 }
 
@@ -610,7 +622,10 @@ impl RecordStream for EnhancedFanOutStream {
         if !sub.continues_from(&token.position) {
             sub.reset(token.position.clone());
         }
-        let mut deadline = Instant::now() + self.event_wait;
+        let started = Instant::now();
+        // No extension below goes past this.
+        let hard_stop = started + self.event_wait + MAX_EXTRA_WAIT;
+        let mut deadline = started + self.event_wait;
         let mut subscribes = 0;
         let mut waited_for_in_use = false;
         while sub.pending.is_none() {
@@ -626,13 +641,13 @@ impl RecordStream for EnhancedFanOutStream {
                 subscribes += 1;
                 if !self.subscribe(shard, &mut sub).await? {
                     sub.held_elsewhere(shard)?;
-                    extend_for_in_use(&mut deadline, &mut waited_for_in_use);
+                    extend_for_in_use(&mut deadline, &mut waited_for_in_use, hard_stop);
                     continue;
                 }
                 // A new subscription gets the full wait for its first event: until then
                 // nothing is known about the position (an empty batch would claim 0 ms
                 // behind), and the call itself may have taken a while.
-                deadline = deadline.max(Instant::now() + self.event_wait);
+                deadline = deadline.max(Instant::now() + self.event_wait).min(hard_stop);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let Some(live) = sub.live.as_mut() else { continue };
@@ -646,7 +661,7 @@ impl RecordStream for EnhancedFanOutStream {
                 Ok(Some(Item::Failed { in_use: true, .. })) => {
                     sub.live = None;
                     sub.held_elsewhere(shard)?;
-                    extend_for_in_use(&mut deadline, &mut waited_for_in_use);
+                    extend_for_in_use(&mut deadline, &mut waited_for_in_use, hard_stop);
                 }
                 Ok(Some(Item::Failed { error, .. })) => {
                     sub.live = None;
