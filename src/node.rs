@@ -221,11 +221,11 @@ impl Ports {
             StreamBackend::Embedded => Arc::new(
                 EmbeddedStream::open(&config.embedded.stream, dir).context("opening the embedded stream")?,
             ),
-            StreamBackend::Kinesis => {
-                Arc::new(KinesisStream::connect(&config.kinesis).await.with_context(|| {
-                    format!("connecting to Kinesis stream {}", config.kinesis.stream_name)
-                })?)
-            }
+            // The stream the shard consumers read: polling or enhanced fan-out by
+            // `kinesis.read_mode`.
+            StreamBackend::Kinesis => crate::backends::kinesis::connect_record_stream(&config.kinesis)
+                .await
+                .with_context(|| format!("connecting to Kinesis stream {}", config.kinesis.stream_name))?,
         };
         let stream: Arc<dyn RecordStream> = if config.faults.any() {
             warn!(faults = ?config.faults, "Injecting stream faults ([faults]): for tests and staging only.");
@@ -313,8 +313,10 @@ async fn topic_streams(config: &Config) -> anyhow::Result<HashMap<Topic, Arc<dyn
                 )
             }
             StreamBackend::Kinesis => {
+                // Written only, so always the polling client (no consumer to register).
                 let cfg = KinesisConfig {
                     stream_name: kinesis_name.clone(),
+                    read_mode: crate::backends::kinesis::ReadMode::Polling,
                     ..k.clone()
                 };
                 Arc::new(

@@ -23,6 +23,19 @@ pub(crate) async fn sdk_config(
     endpoint_url: Option<&str>,
     static_credentials: bool,
 ) -> SdkConfig {
+    sdk_config_with_ca(region, endpoint_url, static_credentials, None).await
+}
+
+/// [`sdk_config`] whose HTTPS client also trusts the PEM certificates in `extra_ca_pem`
+/// (next to the system roots): for emulators and private endpoints with their own CA.
+/// Certificates are still verified by rustls' WebPKI rules, names included (a server
+/// certificate needs a subjectAltName matching the endpoint's host).
+pub(crate) async fn sdk_config_with_ca(
+    region: &str,
+    endpoint_url: Option<&str>,
+    static_credentials: bool,
+    extra_ca_pem: Option<Vec<u8>>,
+) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .timeout_config(
@@ -34,6 +47,21 @@ pub(crate) async fn sdk_config(
         );
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
+    }
+    if let Some(pem) = extra_ca_pem {
+        use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+        let context = TlsContext::builder()
+            .with_trust_store(TrustStore::default().with_pem_certificate(pem))
+            .build()
+            .expect("a TLS context with a trust store always builds");
+        // The same client the SDK builds by default (rustls with aws-lc-rs, HTTP/1.1 and
+        // HTTP/2 by ALPN), with one more root.
+        loader = loader.http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+                .tls_context(context)
+                .build_https(),
+        );
     }
     if static_credentials {
         // Letters and digits only: DynamoDB Local rejects any other access key id with

@@ -7,6 +7,7 @@
 //! `ErrorCode` is a bare string anyway, so one table serves every call.
 
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::types::error::SubscribeToShardEventStreamError;
 use fleetwire_actors::ports::StreamError;
 
 /// Classifies a failed SDK call. `op` names the Kinesis operation for the message.
@@ -25,6 +26,31 @@ where
         SdkError::ServiceError(ctx) => from_code(ctx.err().code(), status, message),
         // `SdkError` is non-exhaustive; whatever a later SDK adds is not the caller's fault.
         _ => StreamError::Unavailable(message),
+    }
+}
+
+/// Classifies an error of a SubscribeToShard event stream (after the subscription was
+/// established). The event's exception type picks the variant but the SDK leaves the
+/// metadata code empty, so this goes by variant: the same table as [`from_code`], and
+/// anything else (a dropped connection, an unreadable frame) is `Unavailable`, since
+/// subscribing again from the last position is the cure. The `bool` is whether it was
+/// `ResourceInUseException` (another subscription of this consumer holds the shard).
+pub(super) fn classify_subscription<R>(
+    err: SdkError<SubscribeToShardEventStreamError, R>,
+) -> (StreamError, bool)
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use SubscribeToShardEventStreamError as E;
+    let message = format!("SubscribeToShard event stream: {}", DisplayErrorContext(&err));
+    match &err {
+        SdkError::ServiceError(ctx) => match ctx.err() {
+            E::ResourceNotFoundException(_) => (StreamError::NotFound(message), false),
+            E::ResourceInUseException(_) => (StreamError::Unavailable(message), true),
+            E::KmsThrottlingException(_) => (StreamError::Throttled(message), false),
+            other => (from_code(other.code(), None, message), false),
+        },
+        _ => (StreamError::Unavailable(message), false),
     }
 }
 

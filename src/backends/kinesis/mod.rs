@@ -1,5 +1,5 @@
 //! The Amazon Kinesis Data Streams backend of the stream port: [`KinesisStream`]
-//! implements [`RecordStream`](fleetwire_actors::ports::RecordStream) with
+//! implements [`RecordStream`] with
 //! `aws-sdk-kinesis`, so producers and shard consumers run unchanged on a real stream.
 //!
 //! # Shape
@@ -7,6 +7,12 @@
 //! - `stream.rs`: [`KinesisStream`], one SDK client plus the stream name; every port call
 //!   is one Kinesis API call (ListShards pages with `NextToken`), plus admin helpers
 //!   (create, split, merge, delete) for local development and tests.
+//! - `fan_out.rs`: [`EnhancedFanOutStream`], the same port read through enhanced fan-out
+//!   (RegisterStreamConsumer + SubscribeToShard) when `read_mode = "enhanced_fan_out"`:
+//!   synthetic iterator tokens, one subscription per shard pulled on demand, resubscribing
+//!   when a subscription expires or the reader jumps to another position (its module docs
+//!   have the details). Lists, puts and pings go through the wrapped [`KinesisStream`].
+//!   [`connect_record_stream`] picks the reader by [`ReadMode`].
 //! - `errors.rs`: how SDK errors and per-record PutRecords error codes become
 //!   [`StreamError`]s, in one table for every
 //!   operation.
@@ -27,6 +33,11 @@
 //! | `InternalFailure`, any 5xx, timeouts, connection errors, unreadable responses | `Unavailable` | transient by nature |
 //! | `AccessDeniedException`, `KMS*` other than throttling, unknown codes | `Unavailable` | fixed by an operator (IAM, KMS) without a restart, so callers keep retrying with backoff rather than drop records |
 //! | the request could not be built (an SDK-side bug) | `InvalidArgument` | retrying the same input cannot help |
+//! | SubscribeToShard event-stream exceptions (by variant: the SDK leaves their code empty): `ResourceNotFoundException` / `KMSThrottlingException` / others | `NotFound` / `Throttled` / as by code above (`InternalFailureException`, `KMS*`: `Unavailable`) | same reasons; the next read subscribes again |
+//! | SubscribeToShard `ResourceInUseException` (call or event) | none at first: the read waits up to 6 s, then returns an empty batch; `Unavailable` once it lasted 60 s | another subscription of the consumer still holds the shard (a previous owner's, or ours just dropped; AWS lets a call 5 s after it take over); for a minute it is something else (another deployment with the same consumer name), which the consumer's read errors should show |
+//! | SubscribeToShard `LimitExceededException` | `Throttled` | over one call per second per consumer and shard (the reader spaces its calls 1.1 s apart) or too many consumers |
+//! | RegisterStreamConsumer `ResourceInUseException` | none | the consumer exists: reuse it (DescribeStreamConsumer) |
+//! | the consumer not ACTIVE within `register_timeout_secs`, or DELETING | `KinesisError::ConsumerNotActive` at start | an operator must look |
 //!
 //! Per-entry PutRecords error codes use the same table, so
 //! `ProvisionedThroughputExceededException` fails that entry with `Throttled` and
@@ -42,6 +53,16 @@
 //!
 //! # The emulator
 //!
+//! kinesis-local serves HTTP/1 on 4568 and TLS with HTTP/2 on 4567; enhanced fan-out needs
+//! the TLS port. Its bundled certificate (`server.json` in the package) has no
+//! subjectAltName, which rustls rejects for any host ("certificate is not valid for any
+//! names"), so `scripts/emulators` generates a CA and a certificate for IP 127.0.0.1 and
+//! localhost and starts it with `KINESIS_MOCK_CERT_PATH`; tests trust the CA through
+//! `extra_ca_file`. kinesis-local's SubscribeToShard never ends a closed shard's stream
+//! (no null ContinuationSequenceNumber, no ChildShards), so the end of a split shard is
+//! tested against AWS's documented event only in unit tests, and on the emulator a closed
+//! parent read by fan-out stays empty instead of ending.
+//!
 //! Tests run against `kinesis-local` (`scripts/emulators start kinesis`;
 //! `shared/notes/emulators.md`). It answers a garbage shard iterator with a bare HTTP 500
 //! where AWS answers `InvalidArgumentException`; this backend does not second-guess a 500
@@ -49,14 +70,100 @@
 //! garbage iterator is `Unavailable`, against AWS `InvalidArgument`.
 
 mod errors;
+mod fan_out;
 mod stream;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use fleetwire_actors::ports::RecordStream;
 
 use fleetwire_actors::ports::StreamError;
 use serde::{Deserialize, Serialize};
 
+pub use fan_out::{EnhancedFanOutStream, IteratorToken};
 pub use stream::KinesisStream;
+
+/// How the shard consumers read the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// GetRecords polling: the shard's 2 MB/s and 5 calls/s of read throughput are shared
+    /// by every application reading it. No registration, works on every emulator.
+    #[default]
+    Polling,
+    /// Enhanced fan-out (SubscribeToShard over HTTP/2): a registered consumer gets its own
+    /// 2 MB/s per shard and records are pushed as they arrive ([`EnhancedFanOutStream`]).
+    EnhancedFanOut,
+}
+
+/// `[kinesis.enhanced_fan_out]`: settings of [`ReadMode::EnhancedFanOut`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnhancedFanOutConfig {
+    /// Name of the registered stream consumer (1–128 characters of `a-zA-Z0-9_.-`). Every
+    /// node of one deployment uses the same name, so they share one consumer (and its
+    /// throughput), each subscribing to the shards it holds leases for. An existing
+    /// consumer of that name is reused. Default `"fleetwire"`.
+    pub consumer_name: String,
+    /// Longest time one `get_records` call waits for the next event of a subscription
+    /// before returning an empty batch (the consumer then backs off and asks again), in
+    /// milliseconds, 1 to 60,000. Default 2,000.
+    pub event_wait_ms: u64,
+    /// How long `connect` waits for the consumer to become ACTIVE after registering it,
+    /// in seconds (AWS takes a few seconds), at least 1. Default 120.
+    pub register_timeout_secs: u64,
+}
+
+impl Default for EnhancedFanOutConfig {
+    fn default() -> Self {
+        Self {
+            consumer_name: "fleetwire".into(),
+            event_wait_ms: 2_000,
+            register_timeout_secs: 120,
+        }
+    }
+}
+
+/// Most `event_wait_ms` allows: a minute without an answer is a hang to the consumer.
+const MAX_EVENT_WAIT_MS: u64 = 60_000;
+
+/// Connects the stream the shard consumers read, in the configured [`ReadMode`]: a
+/// [`KinesisStream`] for polling, an [`EnhancedFanOutStream`] (registering its consumer)
+/// for enhanced fan-out.
+pub async fn connect_record_stream(config: &KinesisConfig) -> Result<Arc<dyn RecordStream>, KinesisError> {
+    let polling = KinesisStream::connect(config).await?;
+    Ok(match config.read_mode {
+        ReadMode::Polling => Arc::new(polling),
+        ReadMode::EnhancedFanOut => {
+            Arc::new(EnhancedFanOutStream::connect(polling, &config.enhanced_fan_out).await?)
+        }
+    })
+}
+
+/// Reads and checks `kinesis.extra_ca_file`: PEM certificates that rustls accepts as
+/// trust anchors (checked here because the SDK's HTTP client panics on one it cannot use).
+pub(crate) fn load_extra_ca(path: &std::path::Path) -> Result<Vec<u8>, KinesisError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad =
+        |why: String| KinesisError::InvalidConfig(format!("kinesis.extra_ca_file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no certificate".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not usable as a trusted root: {e}")))?;
+    }
+    Ok(pem)
+}
 
 /// Configuration of the [`KinesisStream`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +192,17 @@ pub struct KinesisConfig {
     /// identity, ECS/EC2 roles). `true`: fixed dummy credentials, which emulators accept
     /// and AWS rejects. Default: `false`.
     pub static_credentials: bool,
+    /// A PEM file of CA certificates to trust in addition to the system roots, for an
+    /// `https://` endpoint with its own CA (kinesis-local's TLS port, a private endpoint).
+    /// Certificates are verified as usual, names included. Default: `None`.
+    pub extra_ca_file: Option<PathBuf>,
+    /// How the shard consumers read: `"polling"` (GetRecords) or `"enhanced_fan_out"`
+    /// (SubscribeToShard; needs an `https://` endpoint, as it runs over HTTP/2). Only the
+    /// vehicle-data stream is read this way; the Tesla topic streams are only written.
+    /// Default: `"polling"`.
+    pub read_mode: ReadMode,
+    /// `[kinesis.enhanced_fan_out]`: the consumer for `read_mode = "enhanced_fan_out"`.
+    pub enhanced_fan_out: EnhancedFanOutConfig,
 }
 
 impl Default for KinesisConfig {
@@ -98,6 +216,9 @@ impl Default for KinesisConfig {
             endpoint_url: None,
             create_if_missing: None,
             static_credentials: false,
+            extra_ca_file: None,
+            read_mode: ReadMode::Polling,
+            enhanced_fan_out: EnhancedFanOutConfig::default(),
         }
     }
 }
@@ -117,18 +238,47 @@ impl KinesisConfig {
                 "kinesis.create_if_missing must be at least 1 shard".into(),
             ));
         }
+        if self.read_mode == ReadMode::EnhancedFanOut {
+            let efo = &self.enhanced_fan_out;
+            validate_name("kinesis.enhanced_fan_out.consumer_name", &efo.consumer_name)?;
+            if !(1..=MAX_EVENT_WAIT_MS).contains(&efo.event_wait_ms) {
+                return Err(KinesisError::InvalidConfig(format!(
+                    "kinesis.enhanced_fan_out.event_wait_ms must be 1 to {MAX_EVENT_WAIT_MS}, got {}",
+                    efo.event_wait_ms
+                )));
+            }
+            if efo.register_timeout_secs == 0 {
+                return Err(KinesisError::InvalidConfig(
+                    "kinesis.enhanced_fan_out.register_timeout_secs must be at least 1".into(),
+                ));
+            }
+            // SubscribeToShard is an HTTP/2 event stream; the SDK's client speaks HTTP/2
+            // only after TLS ALPN, so a plain endpoint cannot work.
+            if let Some(url) = &self.endpoint_url
+                && !url.starts_with("https://")
+            {
+                return Err(KinesisError::InvalidConfig(format!(
+                    "kinesis.read_mode = \"enhanced_fan_out\" needs an https:// endpoint (HTTP/2), got {url:?}"
+                )));
+            }
+        }
         Ok(())
     }
 }
 
 /// The CreateStream `StreamName` rules.
 pub(crate) fn validate_stream_name(name: &str) -> Result<(), KinesisError> {
+    validate_name("kinesis.stream_name", name)
+}
+
+/// The rules Kinesis has for stream and consumer names: 1–128 of `[a-zA-Z0-9_.-]`.
+fn validate_name(field: &str, name: &str) -> Result<(), KinesisError> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if name.is_empty() || name.len() > MAX_STREAM_NAME_CHARS || !ok_chars {
         return Err(KinesisError::InvalidConfig(format!(
-            "kinesis.stream_name must be 1 to {MAX_STREAM_NAME_CHARS} characters of a-z, A-Z, 0-9, _ . -, got {name:?}"
+            "{field} must be 1 to {MAX_STREAM_NAME_CHARS} characters of a-z, A-Z, 0-9, _ . -, got {name:?}"
         )));
     }
     Ok(())
@@ -160,6 +310,16 @@ pub enum KinesisError {
         /// How long we waited.
         waited: Duration,
     },
+    /// The enhanced fan-out consumer did not become ACTIVE in time (or is being deleted).
+    #[error("kinesis stream consumer {consumer} is {status}, not ACTIVE, after {waited:?}")]
+    ConsumerNotActive {
+        /// The consumer's name.
+        consumer: String,
+        /// Its last status (CREATING, DELETING).
+        status: String,
+        /// How long we waited.
+        waited: Duration,
+    },
 }
 
 #[cfg(test)]
@@ -186,6 +346,63 @@ mod tests {
         assert_eq!(cfg.create_if_missing, Some(2));
         assert_eq!(cfg.region, "us-east-1");
         assert!(serde_json::from_str::<KinesisConfig>(r#"{"stream": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn fan_out_config_defaults_and_validation() {
+        let cfg: KinesisConfig = serde_json::from_str(
+            r#"{"endpoint_url": "https://127.0.0.1:4567", "read_mode": "enhanced_fan_out",
+                "enhanced_fan_out": {"consumer_name": "c-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.read_mode, ReadMode::EnhancedFanOut);
+        assert_eq!(cfg.enhanced_fan_out.consumer_name, "c-1");
+        assert_eq!(cfg.enhanced_fan_out.event_wait_ms, 2_000);
+        assert_eq!(cfg.enhanced_fan_out.register_timeout_secs, 120);
+        cfg.validate().unwrap();
+        assert_eq!(KinesisConfig::default().read_mode, ReadMode::Polling);
+        assert!(serde_json::from_str::<KinesisConfig>(r#"{"enhanced_fan_out": {"consumer": "x"}}"#).is_err());
+        assert!(serde_json::from_str::<KinesisConfig>(r#"{"read_mode": "fan_out"}"#).is_err());
+        let bad = |f: fn(&mut KinesisConfig)| {
+            let mut c = cfg.clone();
+            f(&mut c);
+            assert!(
+                matches!(c.validate(), Err(KinesisError::InvalidConfig(_))),
+                "{c:?}"
+            );
+        };
+        bad(|c| c.enhanced_fan_out.consumer_name = "with space".into());
+        bad(|c| c.enhanced_fan_out.event_wait_ms = 0);
+        bad(|c| c.enhanced_fan_out.event_wait_ms = 60_001);
+        bad(|c| c.enhanced_fan_out.register_timeout_secs = 0);
+        bad(|c| c.endpoint_url = Some("http://127.0.0.1:4568".into()));
+        // The fan-out settings do not matter while polling.
+        let mut polling = cfg.clone();
+        polling.read_mode = ReadMode::Polling;
+        polling.endpoint_url = Some("http://127.0.0.1:4568".into());
+        polling.enhanced_fan_out.event_wait_ms = 0;
+        polling.validate().unwrap();
+    }
+
+    #[test]
+    fn extra_ca_file_must_hold_usable_certificates() {
+        let dir = std::env::temp_dir().join(format!("fw-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for path in [empty, garbage, dir.join("missing.pem")] {
+            assert!(
+                matches!(load_extra_ca(&path), Err(KinesisError::InvalidConfig(_))),
+                "{path:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

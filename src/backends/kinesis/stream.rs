@@ -51,10 +51,16 @@ impl KinesisStream {
     /// first call (and in `ping`, hence `/readyz`), so a node can start before its stream.
     pub async fn connect(config: &KinesisConfig) -> Result<Self, KinesisError> {
         config.validate()?;
-        let shared = crate::backends::aws::sdk_config(
+        let extra_ca = config
+            .extra_ca_file
+            .as_deref()
+            .map(super::load_extra_ca)
+            .transpose()?;
+        let shared = crate::backends::aws::sdk_config_with_ca(
             &config.region,
             config.endpoint_url.as_deref(),
             config.static_credentials,
+            extra_ca,
         )
         .await;
         let client = Client::from_conf(
@@ -210,6 +216,24 @@ impl KinesisStream {
         }
     }
 
+    /// The stream's ARN (DescribeStreamSummary), which the consumer APIs take.
+    pub async fn stream_arn(&self) -> Result<String, KinesisError> {
+        let out = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream_name)
+            .send()
+            .await
+            .map_err(|e| self.err(classify("DescribeStreamSummary", e)))?;
+        out.stream_description_summary
+            .map(|s| s.stream_arn)
+            .ok_or_else(|| {
+                self.err(StreamError::Unavailable(
+                    "DescribeStreamSummary returned no summary".into(),
+                ))
+            })
+    }
+
     /// The stream's status (DescribeStreamSummary).
     async fn status(&self) -> Result<StreamStatus, StreamError> {
         let out = self
@@ -244,7 +268,7 @@ impl KinesisStream {
         }
     }
 
-    fn err(&self, source: StreamError) -> KinesisError {
+    pub(super) fn err(&self, source: StreamError) -> KinesisError {
         KinesisError::Stream {
             stream: self.stream_name.clone(),
             source,
@@ -474,7 +498,7 @@ fn put_outcome(result: PutRecordsResultEntry) -> PutOutcome {
     }
 }
 
-fn stream_record(record: Record) -> StreamRecord {
+pub(super) fn stream_record(record: Record) -> StreamRecord {
     StreamRecord {
         sequence_number: SequenceNumber(record.sequence_number),
         partition_key: record.partition_key.unwrap_or_default(),
