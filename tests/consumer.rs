@@ -2,92 +2,22 @@
 //! stream and redb lease store. The router is a recording test double: it is the
 //! consumer's own output seam, not a backend.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use actix::{Addr, Arbiter};
-use async_trait::async_trait;
+mod common;
+
+use common::consumer::{RecordingRouter, assert_in_order, put_numbered, wait_until};
 use fleetwire::backends::embedded::{EmbeddedStream, EmbeddedStreamConfig, RedbLeaseStore, open_database};
-use fleetwire_actors::codec::encode_record;
-use fleetwire_actors::consumer::{
-    ConsumerConfig, ConsumerStatus, GracefulShutdown, LeaseCoordinator, RecordRouter, RouteError,
-};
-use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
-use fleetwire_actors::ports::{
-    Checkpoint, Lease, LeaseStore, PutEntry, PutOutcome, RecordStream, SequenceNumber, ShardId,
-};
-use fleetwire_actors::producer::DeadLetter;
+use fleetwire_actors::consumer::{ConsumerConfig, ConsumerStatus, GracefulShutdown, LeaseCoordinator};
+use fleetwire_actors::ports::{Checkpoint, Lease, LeaseStore, PutEntry, PutOutcome, RecordStream};
 use fleetwire_actors::registry::{ActorKind, ActorRegistry};
 
 /// Longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Records every routed record as (vehicle, n); fails while `fail_remaining > 0`.
-#[derive(Default)]
-struct RecordingRouter {
-    routed: Mutex<Vec<(String, i64)>>,
-    fail_remaining: AtomicUsize,
-    failures: AtomicUsize,
-    /// Time each call takes (a slow vehicle store).
-    delay: Option<Duration>,
-    /// Undecodable records handed over as dead letters.
-    dead: Mutex<Vec<DeadLetter>>,
-}
-
-#[async_trait]
-impl RecordRouter for RecordingRouter {
-    async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
-        if let Some(delay) = self.delay {
-            tokio::time::sleep(delay).await;
-        }
-        let failing = self
-            .fail_remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            self.failures.fetch_add(1, Ordering::SeqCst);
-            return Err(RouteError::NotPersisted {
-                vehicle: vehicle_id,
-                reason: "store down".into(),
-            });
-        }
-        let mut routed = self.routed.lock().unwrap();
-        for record in records {
-            assert_eq!(record.vehicle_id, vehicle_id, "a group holds one vehicle");
-            let SignalValue::Int(n) = record.payload["n"] else {
-                panic!("n is an integer")
-            };
-            routed.push((vehicle_id.0.clone(), n));
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError> {
-        let failing = self
-            .fail_remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if failing.is_ok() {
-            self.failures.fetch_add(1, Ordering::SeqCst);
-            return Err(RouteError::DeadLetterFailed {
-                reason: "dead-letter store down".into(),
-            });
-        }
-        self.dead.lock().unwrap().extend(letters);
-        Ok(())
-    }
-}
-
-impl RecordingRouter {
-    fn routed(&self) -> Vec<(String, i64)> {
-        self.routed.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.routed.lock().unwrap().len()
-    }
-}
 
 struct Backends {
     stream: Arc<EmbeddedStream>,
@@ -133,61 +63,6 @@ fn start(
     )
 }
 
-/// Puts `per_vehicle` records for each of `vehicles` vehicles, numbered `from..`, in
-/// rounds (every vehicle's n, then the next n). Returns the highest sequence per shard.
-async fn put(
-    stream: &EmbeddedStream,
-    vehicles: usize,
-    from: i64,
-    per_vehicle: i64,
-) -> BTreeMap<ShardId, SequenceNumber> {
-    let mut last = BTreeMap::new();
-    for n in from..from + per_vehicle {
-        let entries = (0..vehicles)
-            .map(|v| {
-                let record = TelemetryRecord {
-                    timestamp: chrono::Utc::now(),
-                    vehicle_id: VehicleId(format!("car-{v}")),
-                    payload: [("n".to_string(), SignalValue::Int(n))].into(),
-                    can_id: None,
-                    ingest_received_at: chrono::Utc::now(),
-                };
-                PutEntry {
-                    partition_key: record.vehicle_id.0.clone(),
-                    data: encode_record(&record),
-                }
-            })
-            .collect();
-        for outcome in stream.put_records(entries).await.expect("put") {
-            let PutOutcome::Stored {
-                shard_id,
-                sequence_number,
-            } = outcome
-            else {
-                panic!("put failed: {outcome:?}")
-            };
-            let slot = last.entry(shard_id).or_insert_with(|| sequence_number.clone());
-            *slot = sequence_number.max(slot.clone());
-        }
-    }
-    last
-}
-
-/// Polls `check` every 20 ms until it holds; panics with `what` after [`WAIT`].
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let polled = tokio::time::timeout(WAIT, async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(polled.is_ok(), "timed out waiting until {what}");
-}
-
 async fn leases(b: &Backends) -> BTreeMap<String, Lease> {
     b.leases
         .list_leases()
@@ -213,19 +88,6 @@ fn assert_exactly_once_in_order(routed: &[(String, i64)], expected: &BTreeSet<(S
     assert_in_order(routed);
 }
 
-fn assert_in_order(routed: &[(String, i64)]) {
-    let mut per_vehicle: HashMap<&str, Vec<i64>> = HashMap::new();
-    for (vehicle, n) in routed {
-        per_vehicle.entry(vehicle).or_default().push(*n);
-    }
-    for (vehicle, ns) in per_vehicle {
-        assert!(
-            ns.windows(2).all(|w| w[0] < w[1]),
-            "{vehicle} out of order: {ns:?}"
-        );
-    }
-}
-
 async fn shut_down(addr: &Addr<LeaseCoordinator>) {
     tokio::time::timeout(WAIT, addr.send(GracefulShutdown))
         .await
@@ -245,14 +107,21 @@ async fn every_record_is_routed_once_in_order_and_checkpointed() {
         router.clone(),
         registry.clone(),
     );
-    let last = put(&b.stream, 12, 0, 25).await;
-    wait_until("all 300 records are routed", || async { router.count() >= 300 }).await;
-    assert_exactly_once_in_order(&router.routed(), &expected(12, 25));
-    wait_until("every checkpoint reaches its shard's last sequence", || async {
-        let leases = leases(&b).await;
-        last.iter()
-            .all(|(shard, seq)| leases[&shard.0].checkpoint == Checkpoint::Sequence(seq.clone()))
+    let last = put_numbered(&*b.stream, 12, 0, 25).await;
+    wait_until(WAIT, "all 300 records are routed", || async {
+        router.count() >= 300
     })
+    .await;
+    assert_exactly_once_in_order(&router.routed(), &expected(12, 25));
+    wait_until(
+        WAIT,
+        "every checkpoint reaches its shard's last sequence",
+        || async {
+            let leases = leases(&b).await;
+            last.iter()
+                .all(|(shard, seq)| leases[&shard.0].checkpoint == Checkpoint::Sequence(seq.clone()))
+        },
+    )
     .await;
     assert_eq!(status.worker_id(), "solo");
     assert_eq!(status.held_leases().len(), 4);
@@ -283,8 +152,8 @@ async fn a_failing_router_is_retried_without_advancing_the_checkpoint() {
     let router = Arc::new(RecordingRouter::default());
     router.fail_remaining.store(usize::MAX, Ordering::SeqCst);
     let (addr, _status) = start(&b, config("solo", 3000), &router);
-    let last = put(&b.stream, 3, 0, 10).await;
-    wait_until("the router has failed a few times", || async {
+    let last = put_numbered(&*b.stream, 3, 0, 10).await;
+    wait_until(WAIT, "the router has failed a few times", || async {
         router.failures.load(Ordering::SeqCst) >= 4
     })
     .await;
@@ -298,10 +167,13 @@ async fn a_failing_router_is_retried_without_advancing_the_checkpoint() {
 
     // The store comes back after three more failures.
     router.fail_remaining.store(3, Ordering::SeqCst);
-    wait_until("all 30 records are routed", || async { router.count() >= 30 }).await;
+    wait_until(WAIT, "all 30 records are routed", || async {
+        router.count() >= 30
+    })
+    .await;
     assert_exactly_once_in_order(&router.routed(), &expected(3, 10));
     let (shard, seq) = last.into_iter().next().unwrap();
-    wait_until("the checkpoint reaches the last record", || async {
+    wait_until(WAIT, "the checkpoint reaches the last record", || async {
         leases(&b).await[&shard.0].checkpoint == Checkpoint::Sequence(seq.clone())
     })
     .await;
@@ -315,7 +187,7 @@ async fn undecodable_records_become_dead_letters_before_the_checkpoint_passes_th
     // The dead-letter store is down at first: nothing may be checkpointed.
     router.fail_remaining.store(usize::MAX, Ordering::SeqCst);
     let (addr, _status) = start(&b, config("solo", 3000), &router);
-    put(&b.stream, 1, 0, 1).await;
+    put_numbered(&*b.stream, 1, 0, 1).await;
     let outcomes = b
         .stream
         .put_records(vec![PutEntry {
@@ -331,8 +203,8 @@ async fn undecodable_records_become_dead_letters_before_the_checkpoint_passes_th
     else {
         panic!("stored")
     };
-    put(&b.stream, 1, 1, 1).await;
-    wait_until("the router has failed a few times", || async {
+    put_numbered(&*b.stream, 1, 1, 1).await;
+    wait_until(WAIT, "the router has failed a few times", || async {
         router.failures.load(Ordering::SeqCst) >= 3
     })
     .await;
@@ -342,7 +214,10 @@ async fn undecodable_records_become_dead_letters_before_the_checkpoint_passes_th
         "no checkpoint past a record that is neither applied nor dead-lettered"
     );
     router.fail_remaining.store(0, Ordering::SeqCst);
-    wait_until("both good records are routed", || async { router.count() >= 2 }).await;
+    wait_until(WAIT, "both good records are routed", || async {
+        router.count() >= 2
+    })
+    .await;
     let dead = router.dead.lock().unwrap().clone();
     assert!(!dead.is_empty());
     assert!(
@@ -356,7 +231,7 @@ async fn undecodable_records_become_dead_letters_before_the_checkpoint_passes_th
     let source = letter.source.clone().expect("a source");
     assert_eq!(source.shard, shard_id.0);
     assert_eq!(source.sequence, Some(sequence_number.0.clone()));
-    wait_until("the checkpoint passes the undecodable record", || async {
+    wait_until(WAIT, "the checkpoint passes the undecodable record", || async {
         matches!(&leases(&b).await[&shard_id.0].checkpoint, Checkpoint::Sequence(s) if *s > sequence_number)
     })
     .await;
@@ -365,7 +240,7 @@ async fn undecodable_records_become_dead_letters_before_the_checkpoint_passes_th
 
 /// Waits until the two statuses hold 2 leases each and are ready.
 async fn wait_for_even_split(a: &ConsumerStatus, b: &ConsumerStatus) {
-    wait_until("the two workers hold 2 leases each", || async {
+    wait_until(WAIT, "the two workers hold 2 leases each", || async {
         a.held_leases().len() == 2 && b.held_leases().len() == 2 && a.is_ready() && b.is_ready()
     })
     .await;
@@ -389,13 +264,13 @@ async fn two_workers_split_the_shards_and_a_graceful_stop_hands_over_at_once() {
 
     // Two waves: the first gets each shard's (immediate) first checkpoint, the second
     // is routed but not yet checkpointed when the shutdown comes.
-    put(&b.stream, 12, 0, 5).await;
-    wait_until("the first 60 records are routed", || async {
+    put_numbered(&*b.stream, 12, 0, 5).await;
+    wait_until(WAIT, "the first 60 records are routed", || async {
         router.count() >= 60
     })
     .await;
-    put(&b.stream, 12, 5, 5).await;
-    wait_until("the first 120 records are routed", || async {
+    put_numbered(&*b.stream, 12, 5, 5).await;
+    wait_until(WAIT, "the first 120 records are routed", || async {
         router.count() >= 120
     })
     .await;
@@ -403,7 +278,7 @@ async fn two_workers_split_the_shards_and_a_graceful_stop_hands_over_at_once() {
     let stopped_at = Instant::now();
     shut_down(&addr_a).await;
     assert!(status_a.held_leases().is_empty());
-    wait_until("worker-b holds all 4 leases", || async {
+    wait_until(WAIT, "worker-b holds all 4 leases", || async {
         status_b.held_leases().len() == 4
     })
     .await;
@@ -413,11 +288,14 @@ async fn two_workers_split_the_shards_and_a_graceful_stop_hands_over_at_once() {
         "released leases are taken promptly, took {handover:?}"
     );
 
-    let last = put(&b.stream, 12, 10, 10).await;
-    wait_until("all 240 records are routed", || async { router.count() >= 240 }).await;
+    let last = put_numbered(&*b.stream, 12, 10, 10).await;
+    wait_until(WAIT, "all 240 records are routed", || async {
+        router.count() >= 240
+    })
+    .await;
     // A's final checkpoints covered everything it routed, so B routed nothing again.
     assert_exactly_once_in_order(&router.routed(), &expected(12, 20));
-    wait_until("worker-b checkpoints every shard to its end", || async {
+    wait_until(WAIT, "worker-b checkpoints every shard to its end", || async {
         let leases = leases(&b).await;
         last.iter().all(|(shard, seq)| {
             let lease = &leases[&shard.0];
@@ -454,16 +332,16 @@ async fn a_killed_worker_loses_its_leases_after_the_failover_time() {
     wait_for_even_split(&status_a, &status_b).await;
     let a_leases = status_a.held_leases();
 
-    put(&b.stream, 12, 0, 10).await;
-    wait_until("the first 120 records are routed", || async {
+    put_numbered(&*b.stream, 12, 0, 10).await;
+    wait_until(WAIT, "the first 120 records are routed", || async {
         router.count() >= 120
     })
     .await;
 
     assert!(arbiter.stop(), "worker-a's arbiter was running");
     let killed_at = Instant::now();
-    put(&b.stream, 12, 10, 10).await;
-    wait_until("worker-b holds all 4 leases", || async {
+    put_numbered(&*b.stream, 12, 10, 10).await;
+    wait_until(WAIT, "worker-b holds all 4 leases", || async {
         status_b.held_leases().len() == 4
     })
     .await;
@@ -480,7 +358,7 @@ async fn a_killed_worker_loses_its_leases_after_the_failover_time() {
     }
 
     let want = expected(12, 20);
-    wait_until("every record put is routed", || async {
+    wait_until(WAIT, "every record put is routed", || async {
         router.routed().into_iter().collect::<BTreeSet<_>>() == want
     })
     .await;
@@ -500,10 +378,10 @@ async fn after_a_split_the_parent_is_read_to_its_end_before_the_children() {
         ..Default::default()
     });
     let parent = b.stream.list_shards().await.unwrap().remove(0);
-    put(&b.stream, 8, 0, 30).await;
+    put_numbered(&*b.stream, 8, 0, 30).await;
     let middle = parent.starting_hash_key / 2 + parent.ending_hash_key / 2;
     let (first, second) = b.stream.split_shard(&parent.shard_id, middle).expect("split");
-    let last_children = put(&b.stream, 8, 30, 30).await;
+    let last_children = put_numbered(&*b.stream, 8, 30, 30).await;
     assert!(
         last_children.keys().all(|s| *s == first || *s == second),
         "new records go to the children"
@@ -512,10 +390,14 @@ async fn after_a_split_the_parent_is_read_to_its_end_before_the_children() {
     let mut cfg = config("solo", 3000);
     cfg.max_records_per_get = 5;
     let (addr, status) = start(&b, cfg, &router);
-    wait_until("all 480 records are routed", || async { router.count() >= 480 }).await;
+    wait_until(WAIT, "all 480 records are routed", || async {
+        router.count() >= 480
+    })
+    .await;
     assert_exactly_once_in_order(&router.routed(), &expected(8, 60));
 
     wait_until(
+        WAIT,
         "the parent is at SHARD_END and the children at their ends",
         || async {
             let leases = leases(&b).await;
@@ -536,12 +418,12 @@ async fn after_a_split_the_parent_is_read_to_its_end_before_the_children() {
 
     // The children have begun, so the parent's lease is deleted (KCL's completed lease
     // cleanup) — and the shard sync must not lease the still-listed parent again.
-    wait_until("the finished parent's lease is deleted", || async {
+    wait_until(WAIT, "the finished parent's lease is deleted", || async {
         !leases(&b).await.contains_key(&parent.shard_id.0)
     })
     .await;
     let rounds = status.completed_rounds();
-    wait_until("three more lease rounds", || async {
+    wait_until(WAIT, "three more lease rounds", || async {
         status.completed_rounds() >= rounds + 3
     })
     .await;
@@ -572,7 +454,10 @@ async fn the_coordinator_is_not_ready_without_a_lease_store_round() {
         "a generated worker id: {}",
         status.worker_id()
     );
-    wait_until("the first round makes it ready", || async { status.is_ready() }).await;
+    wait_until(WAIT, "the first round makes it ready", || async {
+        status.is_ready()
+    })
+    .await;
     shut_down(&addr).await;
     assert!(!status.is_ready(), "a stopped coordinator is not ready");
 }

@@ -44,6 +44,17 @@ fn registration(vehicle: &str, tenant: &str, status: VehicleStatus) -> Registrat
     }
 }
 
+/// A node whose tenancy router never caches registrations (so a provision is seen at
+/// once), and an admin client.
+async fn start_uncached() -> (TestNode, reqwest::Client) {
+    let mut config = test_config(None);
+    config.tenancy = TenancyConfig {
+        cache_ttl_secs: 0,
+        ..TenancyConfig::default()
+    };
+    (TestNode::start(config).await, admin_client())
+}
+
 fn json_entry(vehicle: &str, second: u32) -> PutEntry {
     let mut r = record(vehicle, second, 42.0);
     r["ingest_received_at"] = json!(Utc::now());
@@ -55,13 +66,7 @@ fn json_entry(vehicle: &str, second: u32) -> PutEntry {
 
 #[actix_rt::test]
 async fn admin_lists_inspects_replays_and_deletes_dead_letters() {
-    let mut config = test_config(None);
-    config.tenancy = TenancyConfig {
-        cache_ttl_secs: 0,
-        ..TenancyConfig::default()
-    };
-    let t = TestNode::start(config).await;
-    let admin = admin_client();
+    let (t, admin) = start_uncached().await;
     // A stranger's record and bytes that are no record at all, straight onto the stream
     // (as another producer would write them).
     t.node
@@ -259,13 +264,7 @@ async fn tenant_admins_see_and_replay_only_their_own_dead_letters() {
 
 #[actix_rt::test]
 async fn a_large_dead_letter_is_inspected_and_replayed_whole() {
-    let mut config = test_config(None);
-    config.tenancy = TenancyConfig {
-        cache_ttl_secs: 0,
-        ..TenancyConfig::default()
-    };
-    let t = TestNode::start(config).await;
-    let admin = admin_client();
+    let (t, admin) = start_uncached().await;
     // Far over the 64 KiB a DynamoDB item keeps inline, within the 1 MiB of a record.
     let mut r = record("bigcar", 1, 42.0);
     r["ingest_received_at"] = json!(Utc::now());

@@ -11,7 +11,8 @@
 mod common;
 
 use common::cloud::unique;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use common::consumer::{RecordingRouter, assert_in_order, put_numbered, wait_until};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,16 +26,11 @@ use fleetwire::backends::kinesis::{
     EnhancedFanOutConfig, EnhancedFanOutStream, KinesisConfig, KinesisError, KinesisStream, ReadMode,
     connect_record_stream,
 };
-use fleetwire_actors::codec::encode_record;
-use fleetwire_actors::consumer::{
-    ConsumerConfig, GracefulShutdown, LeaseCoordinator, RecordRouter, RouteError,
-};
-use fleetwire_actors::model::{SignalValue, TelemetryRecord, VehicleId};
+use fleetwire_actors::consumer::{ConsumerConfig, GracefulShutdown, LeaseCoordinator};
 use fleetwire_actors::ports::{
     Checkpoint, LeaseStore, PutEntry, RecordStream, SequenceNumber, ShardId, ShardIterator, StartPosition,
     StreamError, StreamRecord,
 };
-use fleetwire_actors::producer::DeadLetter;
 use fleetwire_actors::registry::ActorRegistry;
 
 const ENDPOINT_VAR: &str = "FLEETWIRE_TEST_KINESIS_TLS_ENDPOINT";
@@ -454,85 +450,6 @@ async fn the_tls_endpoint_needs_the_extra_ca() {
 
 // ---- end to end: the real consumer on enhanced fan-out -------------------------------------
 
-/// Records every routed record as (vehicle, n): the consumer's output seam, not a backend.
-#[derive(Default)]
-struct RecordingRouter {
-    routed: std::sync::Mutex<Vec<(String, i64)>>,
-}
-
-#[async_trait::async_trait]
-impl RecordRouter for RecordingRouter {
-    async fn route(&self, vehicle_id: VehicleId, records: Vec<TelemetryRecord>) -> Result<(), RouteError> {
-        let mut routed = self.routed.lock().unwrap();
-        for record in records {
-            let SignalValue::Int(n) = record.payload["n"] else {
-                panic!("n is an integer")
-            };
-            routed.push((vehicle_id.0.clone(), n));
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(&self, letters: Vec<DeadLetter>) -> Result<(), RouteError> {
-        panic!("no record of this test is undecodable: {letters:?}");
-    }
-}
-
-impl RecordingRouter {
-    fn routed(&self) -> Vec<(String, i64)> {
-        self.routed.lock().unwrap().clone()
-    }
-}
-
-/// Puts `n` in `from..to` for each of `vehicles` vehicles, in rounds; returns the highest
-/// sequence number per shard.
-async fn put_numbered(
-    s: &dyn RecordStream,
-    vehicles: usize,
-    from: i64,
-    to: i64,
-) -> BTreeMap<ShardId, SequenceNumber> {
-    let mut last = BTreeMap::new();
-    for n in from..to {
-        let entries = (0..vehicles)
-            .map(|v| {
-                let record = TelemetryRecord {
-                    timestamp: chrono::Utc::now(),
-                    vehicle_id: VehicleId(format!("car-{v}")),
-                    payload: [("n".to_string(), SignalValue::Int(n))].into(),
-                    can_id: None,
-                    ingest_received_at: chrono::Utc::now(),
-                };
-                PutEntry {
-                    partition_key: record.vehicle_id.0.clone(),
-                    data: encode_record(&record),
-                }
-            })
-            .collect();
-        for outcome in s.put_records(entries).await.expect("put") {
-            let (shard, seq) = stored(&outcome);
-            let slot = last.entry(shard).or_insert_with(|| seq.clone());
-            *slot = seq.max(slot.clone());
-        }
-    }
-    last
-}
-
-/// Waits until `check` holds, polling every 50 ms; panics with `what` after 60 s.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let polled = tokio::time::timeout(Duration::from_secs(60), async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(polled.is_ok(), "timed out waiting until {what}");
-}
-
 fn consumer_config(worker: &str) -> ConsumerConfig {
     ConsumerConfig {
         worker_id: Some(worker.into()),
@@ -570,16 +487,7 @@ async fn the_consumer_routes_every_record_once_on_enhanced_fan_out() {
                 let unique: BTreeSet<(String, i64)> = routed.iter().cloned().collect();
                 assert_eq!(routed.len(), unique.len(), "some records were routed twice");
                 assert_eq!(unique, expected(to), "routed records differ from the records put");
-                let mut per_vehicle: HashMap<&str, Vec<i64>> = HashMap::new();
-                for (vehicle, n) in routed {
-                    per_vehicle.entry(vehicle).or_default().push(*n);
-                }
-                for (vehicle, ns) in per_vehicle {
-                    assert!(
-                        ns.windows(2).all(|w| w[0] < w[1]),
-                        "{vehicle} out of order: {ns:?}"
-                    );
-                }
+                assert_in_order(routed);
             };
             let checkpointed = |last: BTreeMap<ShardId, SequenceNumber>| {
                 let leases = leases.clone();
@@ -604,14 +512,16 @@ async fn the_consumer_routes_every_record_once_on_enhanced_fan_out() {
                 ActorRegistry::new(),
             );
             let last = put_numbered(&*stream, 8, 0, 20).await;
-            wait_until("all 160 records are routed", || async {
+            wait_until(Duration::from_secs(60), "all 160 records are routed", || async {
                 router.routed().len() >= 160
             })
             .await;
             check(&router.routed(), 20);
-            wait_until("the checkpoints reach the last records", || {
-                checkpointed(last.clone())
-            })
+            wait_until(
+                Duration::from_secs(60),
+                "the checkpoints reach the last records",
+                || checkpointed(last.clone()),
+            )
             .await;
             tokio::time::timeout(Duration::from_secs(30), first.send(GracefulShutdown))
                 .await
@@ -627,17 +537,20 @@ async fn the_consumer_routes_every_record_once_on_enhanced_fan_out() {
                 router.clone(),
                 ActorRegistry::new(),
             );
-            let last = put_numbered(&*stream, 8, 20, 30).await;
-            wait_until("all 240 records are routed", || async {
+            let last = put_numbered(&*stream, 8, 20, 10).await;
+            wait_until(Duration::from_secs(60), "all 240 records are routed", || async {
                 router.routed().len() >= 240
             })
             .await;
-            wait_until("the checkpoints reach the new last records", || {
-                checkpointed(last.clone())
-            })
+            wait_until(
+                Duration::from_secs(60),
+                "the checkpoints reach the new last records",
+                || checkpointed(last.clone()),
+            )
             .await;
             tokio::time::sleep(Duration::from_millis(500)).await;
             check(&router.routed(), 30);
+            assert!(router.dead.lock().unwrap().is_empty(), "no record is undecodable");
             tokio::time::timeout(Duration::from_secs(30), second.send(GracefulShutdown))
                 .await
                 .expect("graceful shutdown in time")

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cloud;
+pub mod consumer;
 pub mod private_redis;
 pub mod redis_keys;
 pub mod tesla;

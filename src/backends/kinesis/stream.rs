@@ -218,24 +218,18 @@ impl KinesisStream {
 
     /// The stream's ARN (DescribeStreamSummary), which the consumer APIs take.
     pub async fn stream_arn(&self) -> Result<String, KinesisError> {
-        let out = self
-            .client
-            .describe_stream_summary()
-            .stream_name(&self.stream_name)
-            .send()
+        self.summary()
             .await
-            .map_err(|e| self.err(classify("DescribeStreamSummary", e)))?;
-        out.stream_description_summary
             .map(|s| s.stream_arn)
-            .ok_or_else(|| {
-                self.err(StreamError::Unavailable(
-                    "DescribeStreamSummary returned no summary".into(),
-                ))
-            })
+            .map_err(|e| self.err(e))
     }
 
     /// The stream's status (DescribeStreamSummary).
     async fn status(&self) -> Result<StreamStatus, StreamError> {
+        self.summary().await.map(|s| s.stream_status)
+    }
+
+    async fn summary(&self) -> Result<aws_sdk_kinesis::types::StreamDescriptionSummary, StreamError> {
         let out = self
             .client
             .describe_stream_summary()
@@ -244,7 +238,6 @@ impl KinesisStream {
             .await
             .map_err(|e| classify("DescribeStreamSummary", e))?;
         out.stream_description_summary
-            .map(|s| s.stream_status)
             .ok_or_else(|| StreamError::Unavailable("DescribeStreamSummary returned no summary".into()))
     }
 
