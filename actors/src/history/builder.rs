@@ -230,6 +230,11 @@ impl<H: Clone> HistoryBuilder<H> {
 
     fn close(&mut self, start: i64) -> Option<ClosedBucket<H>> {
         let b = self.open.remove(&start)?;
+        if self.open.is_empty() {
+            // An emptied BTreeMap keeps its root node: eleven OpenBucket slots, about
+            // 1.3 KB per idle vehicle (measured by tests/idle_actor_memory.rs). Free it.
+            self.open = BTreeMap::new();
+        }
         Some(ClosedBucket {
             start_ms: start,
             records: b.records,
