@@ -48,6 +48,7 @@ impl S3Bucket {
         .await;
         let s3 = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(config.endpoint_url.is_some())
+            .interceptor(aws::call_metrics())
             .build();
         Ok(Self {
             client: Client::from_conf(s3),
