@@ -172,17 +172,12 @@ impl ApiKeyStore for DynamoDbApiKeyStore {
     }
 
     async fn by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
+        let item = self
             .table
-            .client
-            .get_item()
-            .table_name(&self.table.name)
-            .key(KEY_HASH, s(key_hash))
-            .consistent_read(true)
-            .send()
+            .get_consistent(Item::from([(KEY_HASH.to_owned(), s(key_hash))]))
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        out.item.as_ref().map(from_item).transpose()
+        item.as_ref().map(from_item).transpose()
     }
 
     async fn list(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>, StoreError> {

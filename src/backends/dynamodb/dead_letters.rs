@@ -331,17 +331,10 @@ fn payload_object(item: &Item) -> Option<&str> {
 impl DynamoDbDeadLetters {
     /// The item of `id`, read consistently.
     async fn get_item(&self, id: &DeadLetterId) -> Result<Option<Item>, DeadLetterError> {
-        let out = self
-            .table
-            .client
-            .get_item()
-            .table_name(&self.table.name)
-            .set_key(Some(Self::key(id)))
-            .consistent_read(true)
-            .send()
+        self.table
+            .get_consistent(Self::key(id))
             .await
-            .map_err(|e| failed("GetItem", DisplayErrorContext(&e)))?;
-        Ok(out.item)
+            .map_err(|e| failed("GetItem", DisplayErrorContext(&e)))
     }
 
     /// The payload object `key`; `None` when it is gone.

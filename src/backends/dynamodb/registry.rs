@@ -85,17 +85,12 @@ fn status_str(status: VehicleStatus) -> &'static str {
 #[async_trait]
 impl VehicleRegistry for DynamoDbVehicleRegistry {
     async fn lookup(&self, vehicle_id: &VehicleId) -> Result<Option<Registration>, StoreError> {
-        let out = self
+        let item = self
             .table
-            .client
-            .get_item()
-            .table_name(&self.table.name)
-            .set_key(Some(Self::key(vehicle_id)))
-            .consistent_read(true)
-            .send()
+            .get_consistent(Self::key(vehicle_id))
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        out.item.as_ref().map(decode).transpose()
+        item.as_ref().map(decode).transpose()
     }
 
     async fn provision(&self, r: &Registration) -> Result<ProvisionOutcome, StoreError> {

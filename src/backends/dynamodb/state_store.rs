@@ -170,17 +170,12 @@ impl StateStore for DynamoDbStateStore {
         tenant: &TenantId,
         vehicle_id: &VehicleId,
     ) -> Result<Option<VehicleSnapshot>, StoreError> {
-        let out = self
+        let item = self
             .table
-            .client
-            .get_item()
-            .table_name(&self.table.name)
-            .key(PK, pk(tenant, vehicle_id))
-            .consistent_read(true)
-            .send()
+            .get_consistent(Item::from([(PK.to_owned(), pk(tenant, vehicle_id))]))
             .await
             .map_err(|e| store_error("GetItem", e))?;
-        out.item.as_ref().map(decode).transpose()
+        item.as_ref().map(decode).transpose()
     }
 
     async fn save(&self, snapshot: &VehicleSnapshot) -> Result<SaveOutcome, StoreError> {

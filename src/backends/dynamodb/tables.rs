@@ -99,6 +99,23 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// The item under `key`, read consistently (a write acknowledged a moment ago is seen),
+    /// or `None`. The SDK's error is returned as is, for each store to classify.
+    pub async fn get_consistent(
+        &self,
+        key: Item,
+    ) -> Result<Option<Item>, SdkError<aws_sdk_dynamodb::operation::get_item::GetItemError>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
     /// Validates `config`, builds its client for the table `name` and, with
     /// `create_tables_if_missing`, creates the table as `spec` says. Without it no call is
     /// made: a missing table shows up at the first call (and in `/readyz`).

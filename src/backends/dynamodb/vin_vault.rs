@@ -84,17 +84,12 @@ impl VaultStore for DynamoDbVaultStore {
     }
 
     async fn get(&self, pk: &str) -> Result<Option<VaultItem>, VaultError> {
-        let out = self
+        let item = self
             .table
-            .client
-            .get_item()
-            .table_name(&self.table.name)
-            .set_key(Some(Self::key(pk)))
-            .consistent_read(true)
-            .send()
+            .get_consistent(Self::key(pk))
             .await
             .map_err(|e| failed("GetItem", DisplayErrorContext(&e)))?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = item else { return Ok(None) };
         let corrupt = |what: &str| VaultError::Store(format!("vin_vault item: {what}"));
         let ct = match item.get("ct") {
             Some(AttributeValue::B(b)) => b.as_ref().to_vec(),
