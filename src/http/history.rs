@@ -38,8 +38,9 @@ pub struct HistoryQuery {
     /// Most records per page, 1..=10000 (default 1000). A page ends on a bucket boundary.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
-    /// The previous page's `next_cursor`.
-    #[param(pattern = r"^-?[0-9]{1,19}$")]
+    /// The previous page's `next_cursor` (a bucket start in Unix ms). At most 18 digits:
+    /// every such number fits the i64 the API parses, where 19 digits may not.
+    #[param(pattern = r"^-?[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
