@@ -347,6 +347,9 @@ impl Config {
         if self.embedded.stream.shards == 0 {
             problems.push("embedded.stream.shards must be at least 1".to_owned());
         }
+        if self.embedded.cache_mib == 0 {
+            problems.push("embedded.cache_mib must be at least 1".to_owned());
+        }
         if self.consumer.failover_time_ms < 300 {
             problems.push("consumer.failover_time_ms must be at least 300".to_owned());
         }

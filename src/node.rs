@@ -136,7 +136,8 @@ impl Ports {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let b = &config.backends;
         let dir = config.embedded.data_dir.as_deref();
-        let db = embedded::open_database(dir).context("opening the embedded database")?;
+        let db = embedded::open_database_with_cache(dir, config.embedded.cache_mib)
+            .context("opening the embedded database")?;
         type StateBackends = (
             Arc<dyn StateStore>,
             Arc<dyn VehicleRegistry>,

@@ -66,7 +66,7 @@ fn car(tenant: &TenantId, vehicle: &str, version: u64) -> VehicleSnapshot {
         .into_iter()
         .map(|(k, value)| {
             (
-                k.to_owned(),
+                k.into(),
                 SignalReading {
                     value,
                     timestamp: now,

@@ -836,7 +836,7 @@ async fn a_slow_fanout_subscriber_is_told_it_lagged() {
                 version,
                 last_seen: None,
                 changed: vec![],
-                signals: BTreeMap::new(),
+                signals: Default::default(),
                 ingest_received_at: Utc::now(),
                 fleet_events: vec![],
             }))

@@ -143,8 +143,8 @@ async fn fifty_vehicles_are_persisted_published_and_deduplicated() {
     for i in 0..50 {
         let snap = h.stored(&format!("car-{i:02}")).await;
         assert_eq!(snap.version, 2, "{}", snap.vehicle_id);
-        assert_eq!(snap.signals["Soc"].value, SignalValue::Int(79));
-        assert_eq!(snap.signals["Speed"].value, SignalValue::Int(i));
+        assert_eq!(snap.signals.get("Soc").unwrap().value, SignalValue::Int(79));
+        assert_eq!(snap.signals.get("Speed").unwrap().value, SignalValue::Int(i));
         assert_eq!(snap.recent_records.len(), 2);
     }
     let mut seen = Vec::new();
@@ -152,7 +152,7 @@ async fn fifty_vehicles_are_persisted_published_and_deduplicated() {
         let update = h.next_update().await;
         assert_eq!(
             (update.version, update.changed.as_slice()),
-            (2, ["Soc".to_string(), "Speed".into()].as_slice())
+            (2, ["Soc".into(), "Speed".into()].as_slice())
         );
         seen.push(update.vehicle_id.0);
     }
@@ -232,7 +232,7 @@ async fn a_released_vehicle_reloads_what_another_node_stored() {
     assert_eq!(update.version, 4, "applied on top of the other node's state");
     let stored = h.stored("car-1").await;
     assert_eq!(stored.version, 4);
-    assert_eq!(stored.signals["Soc"].value, SignalValue::Int(77));
+    assert_eq!(stored.signals.get("Soc").unwrap().value, SignalValue::Int(77));
     h.shutdown().await;
 }
 
@@ -273,7 +273,7 @@ async fn state_and_dedupe_window_survive_a_restart() {
     h.route(vec![record("car-1", 12, &[("Soc", 78)])]).await.unwrap();
     let update = h.next_update().await;
     assert_eq!(update.version, 3);
-    assert_eq!(update.signals["Odometer"].value, SignalValue::Int(5));
+    assert_eq!(update.signals.get("Odometer").unwrap().value, SignalValue::Int(5));
     h.shutdown().await;
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fleetwire_actors::model::{
-    Location, SignalReading, SignalValue, TelemetryRecord, TenantId, VehicleId, VehicleUpdate,
+    Location, SignalReading, SignalValue, Signals, TelemetryRecord, TenantId, VehicleId, VehicleUpdate,
 };
 use fleetwire_actors::ports::stream::{even_hash_ranges, hash_key, shard_for_key};
 use fleetwire_actors::ports::{EventId, ShardDescription, ShardId};
@@ -132,11 +132,11 @@ fn state_apply(c: &mut Criterion) {
 }
 
 fn sse_serialize(c: &mut Criterion) {
-    let signals: BTreeMap<String, SignalReading> = payload(7)
+    let signals: Signals = payload(7)
         .into_iter()
         .map(|(k, value)| {
             (
-                k,
+                k.into(),
                 SignalReading {
                     value,
                     timestamp: at(7),

@@ -15,6 +15,17 @@ use crate::fleet::{FleetEvent, FleetState};
 
 mod signal_de;
 
+/// A signal's name, e.g. `BatteryLevel`. Names up to 24 bytes (nearly all of Tesla's) are
+/// stored inline: a vehicle holds one per signal, and a published update copies them all.
+pub type SignalName = compact_str::CompactString;
+
+/// Latest reading per signal name, sorted by name. A sorted `Vec` (litemap) rather than a
+/// `BTreeMap`: a vehicle has tens of signals, where B-tree nodes (eleven slots each) cost
+/// about three times the entries themselves, and every idle vehicle keeps one map
+/// (measured by `tests/idle_actor_memory.rs`; docs/performance.md). Serializes as the
+/// same JSON object, keys in order.
+pub type Signals = litemap::LiteMap<SignalName, SignalReading>;
+
 /// Identifier of a vehicle inside fleetwire. Once pseudonymization lands this is the
 /// pseudonym, never a clear VIN; it is also the stream partition key.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -220,7 +231,7 @@ pub struct VehicleSnapshot {
     /// The vehicle.
     pub vehicle_id: VehicleId,
     /// Latest reading per signal name.
-    pub signals: BTreeMap<String, SignalReading>,
+    pub signals: Signals,
     /// Newest source timestamp seen in any applied record.
     pub last_seen: Option<DateTime<Utc>>,
     /// Number of records applied so far; grows by one per applied record and orders
@@ -253,9 +264,11 @@ pub struct VehicleUpdate {
     /// Newest source time seen.
     pub last_seen: Option<DateTime<Utc>>,
     /// Names of the signals this change touched.
-    pub changed: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub changed: Vec<SignalName>,
     /// Latest reading of every signal.
-    pub signals: BTreeMap<String, SignalReading>,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, SignalReading>))]
+    pub signals: Signals,
     /// Ingest time of the newest record in the change; lets a client measure
     /// record → browser latency.
     pub ingest_received_at: DateTime<Utc>,

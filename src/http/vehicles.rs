@@ -38,7 +38,8 @@ struct VehicleView {
     /// The vehicle.
     vehicle_id: VehicleId,
     /// Latest reading per signal name: the value with the newest source timestamp.
-    signals: std::collections::BTreeMap<String, fleetwire_actors::model::SignalReading>,
+    #[schema(value_type = std::collections::BTreeMap<String, fleetwire_actors::model::SignalReading>)]
+    signals: fleetwire_actors::model::Signals,
     /// Newest source timestamp seen; `null` before the first record.
     last_seen: Option<chrono::DateTime<chrono::Utc>>,
     /// Records applied to the vehicle so far.

@@ -19,10 +19,12 @@
 //!   this builder saw records before the hour began; otherwise the actor recomputes it
 //!   from the stored buckets before writing it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+use litemap::LiteMap;
 
 use super::codec::HistoryRecord;
-use crate::model::{RecordId, TelemetryRecord, VehicleId};
+use crate::model::{RecordId, SignalName, TelemetryRecord, VehicleId};
 use crate::ports::SignalStats;
 
 /// One hour in ms.
@@ -33,8 +35,9 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub struct Summary {
     /// Records.
     pub count: u64,
-    /// Numeric signal → stats.
-    pub signals: BTreeMap<String, SignalStats>,
+    /// Numeric signal → stats (a sorted Vec, like [`crate::model::Signals`]: every vehicle
+    /// keeps one per bucket of the open hour).
+    pub signals: LiteMap<SignalName, SignalStats>,
 }
 
 impl Summary {
@@ -45,10 +48,7 @@ impl Summary {
             s.count += 1;
             for (name, value) in &r.payload {
                 if let Some(v) = value.as_f64().filter(|v| v.is_finite()) {
-                    s.signals
-                        .entry(name.clone())
-                        .and_modify(|st| st.merge(&SignalStats::of(v)))
-                        .or_insert_with(|| SignalStats::of(v));
+                    s.add(name, &SignalStats::of(v));
                 }
             }
         }
@@ -58,11 +58,18 @@ impl Summary {
     /// Folds `other` in.
     pub fn merge(&mut self, other: &Summary) {
         self.count += other.count;
-        for (name, st) in &other.signals {
-            self.signals
-                .entry(name.clone())
-                .and_modify(|mine| mine.merge(st))
-                .or_insert(*st);
+        for (name, st) in other.signals.iter() {
+            self.add(name, st);
+        }
+    }
+
+    /// Folds one signal's stats in (a lookup by `&str`: no name is built when it exists).
+    fn add(&mut self, name: &str, stats: &SignalStats) {
+        match self.signals.get_mut(name) {
+            Some(mine) => mine.merge(stats),
+            None => {
+                self.signals.insert(name.into(), *stats);
+            }
         }
     }
 }
@@ -96,7 +103,7 @@ pub struct ClosedHour {
     /// Hour start, Unix ms.
     pub hour_ms: i64,
     /// Summaries per bucket start that this builder knows.
-    pub buckets: BTreeMap<i64, Summary>,
+    pub buckets: LiteMap<i64, Summary>,
     /// Whether `buckets` covers the whole hour; if not, add the stored buckets missing here.
     pub complete: bool,
 }
@@ -114,7 +121,7 @@ impl ClosedHour {
 
 #[derive(Debug, Default)]
 struct HourAcc {
-    buckets: BTreeMap<i64, Summary>,
+    buckets: LiteMap<i64, Summary>,
     complete: bool,
 }
 
@@ -125,9 +132,10 @@ pub struct HistoryBuilder<H> {
     bucket_ms: i64,
     lateness_ms: i64,
     idle_ms: i64,
-    open: BTreeMap<i64, OpenBucket<H>>,
+    // Sorted Vecs (litemap): usually one open bucket and one open hour per vehicle.
+    open: LiteMap<i64, OpenBucket<H>>,
     written_through: Option<i64>,
-    hours: BTreeMap<i64, HourAcc>,
+    hours: LiteMap<i64, HourAcc>,
     first_source_ms: Option<i64>,
     newest_source_ms: Option<i64>,
     /// Newest hour handed out; a bucket written later for it or an older hour starts an
@@ -144,9 +152,9 @@ impl<H: Clone> HistoryBuilder<H> {
             bucket_ms: bucket_ms.max(1),
             lateness_ms: lateness_ms.max(0),
             idle_ms: idle_ms.max(0),
-            open: BTreeMap::new(),
+            open: LiteMap::new(),
             written_through: None,
-            hours: BTreeMap::new(),
+            hours: LiteMap::new(),
             first_source_ms: None,
             newest_source_ms: None,
             taken_hours_through: None,
@@ -222,6 +230,23 @@ impl<H: Clone> HistoryBuilder<H> {
         closing.into_iter().filter_map(|s| self.close(s)).collect()
     }
 
+    /// Milliseconds (wall time) from `now_ms` until [`due`](Self::due) would close a
+    /// bucket: 0 when one is closable now, `None` when no bucket is open. The actor arms
+    /// its flush timer with it instead of polling.
+    pub fn next_close_in(&self, now_ms: i64) -> Option<i64> {
+        let newest = self.newest_source_ms.unwrap_or(i64::MIN);
+        self.open
+            .iter()
+            .map(|(start, b)| {
+                if newest >= start + self.bucket_ms + self.lateness_ms {
+                    0
+                } else {
+                    (b.last_added_ms + self.idle_ms - now_ms).max(0)
+                }
+            })
+            .min()
+    }
+
     /// Every open bucket (the actor is stopping).
     pub fn drain(&mut self) -> Vec<ClosedBucket<H>> {
         let all: Vec<i64> = self.open.keys().copied().collect();
@@ -231,9 +256,9 @@ impl<H: Clone> HistoryBuilder<H> {
     fn close(&mut self, start: i64) -> Option<ClosedBucket<H>> {
         let b = self.open.remove(&start)?;
         if self.open.is_empty() {
-            // An emptied BTreeMap keeps its root node: eleven OpenBucket slots, about
-            // 1.3 KB per idle vehicle (measured by tests/idle_actor_memory.rs). Free it.
-            self.open = BTreeMap::new();
+            // An emptied map keeps its allocation (a BTreeMap here kept an eleven-slot
+            // node, 1.3 KB per idle vehicle, measured by tests/idle_actor_memory.rs). Free it.
+            self.open = LiteMap::new();
         }
         Some(ClosedBucket {
             start_ms: start,
@@ -260,7 +285,7 @@ impl<H: Clone> HistoryBuilder<H> {
         let first = self.first_source_ms;
         let taken = self.taken_hours_through.is_some_and(|t| hour <= t);
         let acc = self.hours.entry(hour).or_insert_with(|| HourAcc {
-            buckets: BTreeMap::new(),
+            buckets: LiteMap::new(),
             complete: !taken && first.is_some_and(|f| f < hour),
         });
         acc.buckets.insert(start_ms, summary);
@@ -365,7 +390,7 @@ mod tests {
         let hours = b.drain_hours();
         let total = hours[0].total();
         assert_eq!(total.count, 3);
-        let soc = total.signals["Soc"];
+        let soc = *total.signals.get("Soc").unwrap();
         assert_eq!((soc.min, soc.max, soc.sum, soc.n), (0.0, 2.0, 3.0, 3));
         assert!(!total.signals.contains_key("Gear"), "text is not aggregated");
     }
@@ -376,6 +401,24 @@ mod tests {
         b.add_batch(&[rec(T0, 1)], None, 1_000);
         assert!(b.due(60_999).is_empty());
         assert_eq!(b.due(61_000).len(), 1);
+    }
+
+    #[test]
+    fn next_close_in_says_when_due_will_close_a_bucket() {
+        let mut b = builder();
+        assert_eq!(b.next_close_in(0), None, "nothing open, no timer");
+        b.add_batch(&[rec(T0, 1)], None, 1_000);
+        assert_eq!(b.next_close_in(1_000), Some(60_000));
+        assert_eq!(b.next_close_in(30_000), Some(31_000));
+        assert!(b.due(30_000 + 30_999).is_empty());
+        // A newer record moves the source time past the first bucket's end + lateness.
+        b.add_batch(&[rec(T0 + 65_000, 1)], None, 40_000);
+        assert_eq!(b.next_close_in(40_000), Some(0));
+        assert_eq!(b.due(40_000).len(), 1);
+        // The second bucket closes idle, 60 s after its record arrived.
+        assert_eq!(b.next_close_in(40_000), Some(60_000));
+        assert_eq!(b.due(100_000).len(), 1);
+        assert_eq!(b.next_close_in(100_000), None);
     }
 
     #[test]

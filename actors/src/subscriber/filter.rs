@@ -120,7 +120,7 @@ impl SubscriptionFilter {
             && self
                 .signals
                 .as_ref()
-                .is_none_or(|set| update.changed.iter().any(|s| set.contains(s)))
+                .is_none_or(|set| update.changed.iter().any(|s| set.contains(s.as_str())))
     }
 
     /// The JSON a client with this filter gets for a matching update: `full` (serialized
@@ -131,8 +131,8 @@ impl SubscriptionFilter {
             return full.clone();
         };
         let mut trimmed = update.clone();
-        trimmed.changed.retain(|s| set.contains(s));
-        trimmed.signals.retain(|name, _| set.contains(name));
+        trimmed.changed.retain(|s| set.contains(s.as_str()));
+        trimmed.signals.retain(|name, _| set.contains(name.as_str()));
         serde_json::to_string(&trimmed)
             .expect("updates always serialize")
             .into()
@@ -209,7 +209,7 @@ mod tests {
             vehicle_id: VehicleId(id.into()),
             version: 1,
             last_seen: None,
-            changed: changed.iter().map(|s| s.to_string()).collect(),
+            changed: changed.iter().map(|s| (*s).into()).collect(),
             signals: ["Soc", "Gear", "Speed"]
                 .into_iter()
                 .map(|s| {
@@ -217,7 +217,7 @@ mod tests {
                         value: SignalValue::Int(1),
                         timestamp: at,
                     };
-                    (s.to_owned(), reading)
+                    (s.into(), reading)
                 })
                 .collect(),
             ingest_received_at: at,

@@ -61,10 +61,10 @@ pub struct VehicleStateActor {
     fleet: FleetServices,
     /// Coalesced state saves, history buckets and aggregates not yet written.
     deferred: Deferred,
+    /// The armed flush timer and when it fires; `None` while nothing is deferred, so
+    /// idle actors cost no wake-ups.
+    flush_timer: Option<(SpawnHandle, Instant)>,
 }
-
-/// How often an actor checks for closed buckets and due coalesced saves.
-const FLUSH_TICK: Duration = Duration::from_millis(500);
 
 impl VehicleStateActor {
     /// An actor for `tenant`'s vehicle `id` that has not loaded its state yet (it does on
@@ -91,6 +91,7 @@ impl VehicleStateActor {
             registration: Some(registration),
             slot,
             fleet: FleetServices::default(),
+            flush_timer: None,
         }
     }
 
@@ -107,11 +108,38 @@ impl VehicleStateActor {
         self
     }
 
-    /// The flush tick: writes closed buckets and a due coalesced save. Inside `ctx.wait`,
-    /// so it never interleaves with a batch.
+    /// Arms the flush timer for the next deferred write (a coalesced save, a bucket that
+    /// closes, a retry), or moves it earlier. Called whenever deferred work may have
+    /// changed: after a batch, a round of writes, an offline alert.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        let dirty = self.state.version() > self.persisted_version;
+        let now = Instant::now();
+        let Some(delay) = self
+            .deferred
+            .next_due_in(dirty, now, Utc::now().timestamp_millis())
+        else {
+            return;
+        };
+        let at = now + delay;
+        if let Some((handle, armed_at)) = self.flush_timer {
+            if armed_at <= at {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        self.flush_timer = Some((ctx.run_later(delay, Self::flush_tick), at));
+    }
+
+    /// The flush timer: writes closed buckets and a due coalesced save. Timers wait while
+    /// a batch runs in `ctx.wait`, so this never interleaves with one.
     fn flush_tick(&mut self, ctx: &mut Context<Self>) {
+        self.flush_timer = None;
         let save = (self.state.version() > self.persisted_version && self.deferred.save_due())
             .then(|| self.state.snapshot());
+        if save.is_none() && !self.deferred.writes_due(Utc::now().timestamp_millis()) {
+            self.schedule_flush(ctx);
+            return;
+        }
         self.flush(ctx, save, false, false);
     }
 
@@ -131,6 +159,7 @@ impl VehicleStateActor {
                         act.persisted_version = act.persisted_version.max(v);
                     }
                     act.write_hours(ctx, false, false);
+                    act.schedule_flush(ctx);
                 }),
         );
     }
@@ -150,9 +179,12 @@ impl VehicleStateActor {
                         act.persisted_version = act.persisted_version.max(v);
                     }
                     if let Err(err) = result {
-                        warn!(vehicle = %act.state.vehicle_id(), %err, "A deferred write failed; retrying on the next tick.");
+                        warn!(vehicle = %act.state.vehicle_id(), %err, "A deferred write failed; retrying.");
                     }
                     act.write_hours(ctx, all, stop);
+                    if !stop {
+                        act.schedule_flush(ctx);
+                    }
                 }),
         );
     }
@@ -177,6 +209,8 @@ impl VehicleStateActor {
                     act.deferred.unwritten_hours.extend(failed);
                     if stop {
                         ctx.stop();
+                    } else {
+                        act.schedule_flush(ctx);
                     }
                 });
         if all {
@@ -211,10 +245,15 @@ impl VehicleStateActor {
                 store.save(&snapshot).await.map(|_| snapshot.version)
             }
             .into_actor(self)
-            .map(|saved, act, _ctx| match saved {
-                Ok(version) => act.persisted_version = act.persisted_version.max(version),
-                // The next batch (or passivation warning) covers it: the state stays ahead.
-                Err(err) => warn!(vehicle = %act.state.vehicle_id(), %err, "Saving an offline alert failed."),
+            .map(|saved, act, ctx| {
+                match saved {
+                    Ok(version) => act.persisted_version = act.persisted_version.max(version),
+                    // The state stays ahead of the store, so the flush timer retries it.
+                    Err(err) => {
+                        warn!(vehicle = %act.state.vehicle_id(), %err, "Saving an offline alert failed.")
+                    }
+                }
+                act.schedule_flush(ctx);
             }),
         );
     }
@@ -330,10 +369,6 @@ impl Actor for VehicleStateActor {
         ctx.run_interval(self.idle_check_period(), Self::passivate_if_idle);
         let offline_every = Duration::from_secs(self.fleet.config.offline_check_secs.max(1));
         ctx.run_interval(offline_every, Self::check_offline);
-        ctx.run_interval(
-            FLUSH_TICK.min(self.deferred.persist_interval.max(Duration::from_millis(50))),
-            Self::flush_tick,
-        );
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -477,7 +512,7 @@ impl Handler<ApplyRecords> for VehicleStateActor {
         // applied something: a retried batch after a failed save is all duplicates, yet
         // its effects still have to be made durable before it is acknowledged. Coalesced:
         // at most one save per `persist_interval_ms`; until then the batch's hold waits
-        // (the checkpoint does not pass it) and the flush tick saves.
+        // (the checkpoint does not pass it) and the flush timer saves.
         let ahead = self.state.version() > self.persisted_version;
         let save = (ahead && self.deferred.save_due()).then(|| self.state.snapshot());
         if ahead
@@ -508,6 +543,7 @@ impl Handler<ApplyRecords> for VehicleStateActor {
                 act.persisted_version = act.persisted_version.max(v);
             }
             act.write_hours(ctx, false, false);
+            act.schedule_flush(ctx);
             // The batch's own hold: what it deferred holds clones.
             if let Some(hold) = hold {
                 hold.release();

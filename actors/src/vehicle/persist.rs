@@ -1,5 +1,5 @@
 //! The vehicle actor's writes: the coalesced latest-state save, closed history buckets
-//! and hour aggregates. The actor decides *when* (a batch, its flush tick, its stop);
+//! and hour aggregates. The actor decides *when* (a batch, its flush timer, its stop);
 //! this file builds the write ([`Flush`]), runs it ([`run_flush`]) and settles its result
 //! ([`Deferred::settle`]): durable effects release their [`DurabilityHold`]s, failed ones
 //! keep them and are retried by the next batch or tick (the shard checkpoint waits).
@@ -42,7 +42,12 @@ pub(crate) struct Deferred {
     pub unwritten: Vec<ClosedBucket<DurabilityHold>>,
     /// Hours whose aggregate write failed; retried with the next hours.
     pub unwritten_hours: Vec<ClosedHour>,
+    /// Whether the last round of writes failed: the next one waits [`RETRY_AFTER`].
+    pub failed: bool,
 }
+
+/// Wait before writes are retried after a failure (a failing store is not hammered).
+pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// One round of writes.
 pub(crate) struct Flush {
@@ -71,7 +76,35 @@ impl Deferred {
             }),
             unwritten: Vec::new(),
             unwritten_hours: Vec::new(),
+            failed: false,
         }
+    }
+
+    /// How long until the next deferred write is due, given whether the state is ahead
+    /// of the store (`dirty`); `None` when nothing is deferred. The actor arms one timer
+    /// with it, so an idle actor with everything written has no flush timer at all.
+    pub fn next_due_in(&self, dirty: bool, now: Instant, now_ms: i64) -> Option<Duration> {
+        let save = dirty.then(|| {
+            self.last_save.map_or(Duration::ZERO, |t| {
+                (t + self.persist_interval).saturating_duration_since(now)
+            })
+        });
+        let retry = (!self.unwritten.is_empty() || !self.unwritten_hours.is_empty()).then_some(RETRY_AFTER);
+        let close = self
+            .history
+            .as_ref()
+            .and_then(|(_, b)| b.next_close_in(now_ms))
+            .map(|ms| Duration::from_millis(ms.max(0) as u64));
+        let due = [save, retry, close].into_iter().flatten().min()?;
+        Some(if self.failed { due.max(RETRY_AFTER) } else { due })
+    }
+
+    /// Whether a flush would write anything besides the state now: a failed write to
+    /// retry or a bucket that closes by `now_ms`.
+    pub fn writes_due(&self, now_ms: i64) -> bool {
+        !self.unwritten.is_empty()
+            || !self.unwritten_hours.is_empty()
+            || self.history.as_ref().and_then(|(_, b)| b.next_close_in(now_ms)) == Some(0)
     }
 
     /// Whether a state save is due now (the interval since the last one has passed).
@@ -145,6 +178,7 @@ impl Deferred {
                 }
             }
         }
+        self.failed = first_error.is_err();
         (saved_version, first_error)
     }
 
@@ -238,7 +272,11 @@ pub(crate) async fn write_hours(
                 vehicle_id: vehicle.clone(),
                 hour_ms: hour.hour_ms,
                 count: total.count,
-                signals: total.signals,
+                signals: total
+                    .signals
+                    .into_iter()
+                    .map(|(name, st)| (name.into_string(), st))
+                    .collect(),
                 expires_at: h.config.aggregate_expiry(hour.hour_ms),
             };
             h.store.put_aggregate(&aggregate).await
@@ -271,7 +309,7 @@ async fn backfill(
             .query_buckets(tenant, vehicle, hour.hour_ms, end, after, 100)
             .await?;
         for b in &page.buckets {
-            if let std::collections::btree_map::Entry::Vacant(slot) = hour.buckets.entry(b.start_ms) {
+            if let litemap::Entry::Vacant(slot) = hour.buckets.entry(b.start_ms) {
                 slot.insert(summary_of(b)?);
             }
         }
@@ -562,5 +600,56 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(agg.count, 95, "recomputed from the stored buckets, not added");
+    }
+
+    #[test]
+    fn the_flush_timer_is_armed_only_while_something_is_deferred() {
+        let second = Duration::from_secs(1);
+        let now = Instant::now();
+        let services = HistoryServices {
+            config: Arc::new(HistoryConfig::default()),
+            store: Arc::new(FakeHistory::default()),
+        };
+        let mut d = Deferred::new(second, Some(services), &VehicleId("v1".into()));
+        assert_eq!(d.next_due_in(false, now, 0), None, "nothing deferred: no timer");
+        assert_eq!(
+            d.next_due_in(true, now, 0),
+            Some(Duration::ZERO),
+            "never saved: save now"
+        );
+        d.last_save = Some(now);
+        assert_eq!(
+            d.next_due_in(true, now, 0),
+            Some(second),
+            "coalesced: one interval after the last save"
+        );
+
+        // An open bucket closes idle_close_secs (60 s) after its last record.
+        let batch = [record("v1", 0, &[("Soc", 1)])];
+        d.history.as_mut().unwrap().1.add_batch(&batch, None, 1_000);
+        assert_eq!(d.next_due_in(false, now, 1_000), Some(Duration::from_secs(60)));
+        assert_eq!(
+            d.next_due_in(true, now, 1_000),
+            Some(second),
+            "the earliest deadline wins"
+        );
+        assert!(!d.writes_due(60_999) && d.writes_due(61_000));
+
+        // After a failed round, retries wait RETRY_AFTER even when a save is overdue.
+        d.last_save = None;
+        d.failed = true;
+        assert_eq!(d.next_due_in(true, now, 1_000), Some(RETRY_AFTER));
+        d.failed = false;
+        d.unwritten_hours.push(ClosedHour {
+            hour_ms: 0,
+            buckets: Default::default(),
+            complete: true,
+        });
+        assert_eq!(
+            d.next_due_in(false, now, 1_000),
+            Some(RETRY_AFTER),
+            "a failed hour is retried"
+        );
+        assert!(d.writes_due(1_000));
     }
 }

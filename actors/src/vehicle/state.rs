@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::fleet::{FilterReason, FleetContext, FleetEvent};
 use crate::model::{
-    RecordId, SignalReading, TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate,
+    RecordId, SignalName, SignalReading, TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, VehicleUpdate,
 };
 
 /// What applying one record did.
@@ -28,7 +28,7 @@ pub enum ApplyOutcome {
     /// At least one signal took the record's value; the version grew by one.
     Applied {
         /// Names of the signals that changed, in name order.
-        changed: Vec<String>,
+        changed: Vec<SignalName>,
     },
     /// The record was seen recently; nothing changed.
     Duplicate,
@@ -53,7 +53,7 @@ pub struct BatchOutcome {
     /// Counts per outcome.
     pub report: ApplyReport,
     /// Union of the signal names changed by the batch.
-    pub changed: BTreeSet<String>,
+    pub changed: BTreeSet<SignalName>,
     /// Latest `ingest_received_at` among the applied records; `None` if nothing applied.
     pub newest_ingest: Option<DateTime<Utc>>,
     /// Fleet events the batch derived, oldest first.
@@ -145,20 +145,26 @@ impl VehicleState {
         for (name, value) in &record.payload {
             // Strictly newer only: an equal timestamp keeps the first arrival, so the
             // result does not depend on how often a stream segment is replayed.
-            let newer = self
-                .snapshot
-                .signals
-                .get(name)
-                .is_none_or(|r| record.timestamp > r.timestamp);
-            if newer {
-                self.snapshot.signals.insert(
-                    name.clone(),
-                    SignalReading {
+            let newer = match self.snapshot.signals.get_mut(name.as_str()) {
+                Some(current) if record.timestamp > current.timestamp => {
+                    current.value = value.clone();
+                    current.timestamp = record.timestamp;
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    let reading = SignalReading {
                         value: value.clone(),
                         timestamp: record.timestamp,
-                    },
-                );
-                changed.push(name.clone());
+                    };
+                    self.snapshot
+                        .signals
+                        .insert(SignalName::from(name.as_str()), reading);
+                    true
+                }
+            };
+            if newer {
+                changed.push(SignalName::from(name.as_str()));
             }
         }
         self.snapshot.last_seen = self.snapshot.last_seen.max(Some(record.timestamp));
@@ -235,7 +241,7 @@ impl VehicleState {
     /// the fleet events it derived.
     pub fn update(
         &self,
-        changed: Vec<String>,
+        changed: Vec<SignalName>,
         ingest_received_at: DateTime<Utc>,
         fleet_events: Vec<FleetEvent>,
     ) -> VehicleUpdate {
@@ -279,7 +285,7 @@ mod tests {
 
     fn applied(names: &[&str]) -> ApplyOutcome {
         ApplyOutcome::Applied {
-            changed: names.iter().map(|s| s.to_string()).collect(),
+            changed: names.iter().map(|s| SignalName::from(*s)).collect(),
         }
     }
 
@@ -306,11 +312,14 @@ mod tests {
             applied(&["Odometer"])
         );
         let snap = s.snapshot();
-        assert_eq!(snap.signals["Soc"].value, SignalValue::Int(70));
-        assert_eq!(snap.signals["Soc"].timestamp, at(20));
-        assert_eq!(snap.signals["Odometer"].timestamp, at(10));
+        assert_eq!(snap.signals.get("Soc").unwrap().value, SignalValue::Int(70));
+        assert_eq!(snap.signals.get("Soc").unwrap().timestamp, at(20));
+        assert_eq!(snap.signals.get("Odometer").unwrap().timestamp, at(10));
         assert_eq!(s.apply(&record("v1", 5, &[("Soc", 1)])), ApplyOutcome::Stale);
-        assert_eq!(s.snapshot().signals["Soc"].value, SignalValue::Int(70));
+        assert_eq!(
+            s.snapshot().signals.get("Soc").unwrap().value,
+            SignalValue::Int(70)
+        );
     }
 
     #[test]
@@ -318,7 +327,10 @@ mod tests {
         let mut s = state(8);
         s.apply(&record("v1", 10, &[("Gear", 1)]));
         assert_eq!(s.apply(&record("v1", 10, &[("Gear", 2)])), ApplyOutcome::Stale);
-        assert_eq!(s.snapshot().signals["Gear"].value, SignalValue::Int(1));
+        assert_eq!(
+            s.snapshot().signals.get("Gear").unwrap().value,
+            SignalValue::Int(1)
+        );
     }
 
     #[test]
@@ -345,10 +357,7 @@ mod tests {
                 stale: 1
             }
         );
-        assert_eq!(
-            out.changed,
-            BTreeSet::from(["Soc".to_string(), "Speed".to_string()])
-        );
+        assert_eq!(out.changed, BTreeSet::from(["Soc".into(), "Speed".into()]));
         assert_eq!(out.newest_ingest, Some(at(15)));
         assert_eq!(s.version(), 4);
     }

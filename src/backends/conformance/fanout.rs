@@ -1,7 +1,6 @@
 //! Fan-out conformance: live delivery in log order with the log's ids, per-tenant
 //! replay logs with the shared coverage rule, and their bounds.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ pub fn update_of(tenant: &TenantId, vehicle: &str, version: u64) -> Arc<VehicleU
         version,
         last_seen: None,
         changed: vec!["Soc".into()],
-        signals: BTreeMap::new(),
+        signals: Default::default(),
         ingest_received_at: chrono::Utc::now(),
         fleet_events: vec![],
     })

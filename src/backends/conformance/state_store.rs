@@ -50,7 +50,7 @@ fn rich(tenant: &TenantId, vehicle: &str, version: u64, writer: i64) -> VehicleS
         ),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), reading(v)))
+    .map(|(k, v)| (k.into(), reading(v)))
     .collect();
     s
 }

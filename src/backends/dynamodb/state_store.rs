@@ -34,7 +34,7 @@
 //! Throttling (after the SDK's own retries) is [`StoreError::Throttled`]: the vehicle actor
 //! fails the batch, the shard consumer backs off and its checkpoint waits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -43,7 +43,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 
 use fleetwire_actors::fleet::FleetState;
-use fleetwire_actors::model::{RecordId, SignalReading, TenantId, VehicleId, VehicleSnapshot};
+use fleetwire_actors::model::{RecordId, SignalReading, Signals, TenantId, VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
 
 use super::tables::{
@@ -256,7 +256,7 @@ fn parse_time(v: &AttributeValue) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)?.checked_add_signed(chrono::Duration::nanoseconds(nanos))
 }
 
-fn signals(signals: &BTreeMap<String, SignalReading>) -> AttributeValue {
+fn signals(signals: &Signals) -> AttributeValue {
     AttributeValue::M(
         signals
             .iter()
@@ -266,7 +266,7 @@ fn signals(signals: &BTreeMap<String, SignalReading>) -> AttributeValue {
                     ("v".to_owned(), AttributeValue::S(value)),
                     ("t".to_owned(), time(reading.timestamp)),
                 ]);
-                (name.clone(), AttributeValue::M(entry))
+                (name.to_string(), AttributeValue::M(entry))
             })
             .collect(),
     )
@@ -325,7 +325,7 @@ fn decode(item: &Item) -> Result<VehicleSnapshot, StoreError> {
         None => None,
         Some(v) => Some(parse_time(v).ok_or_else(|| corrupt("last_seen is not a time".into()))?),
     };
-    let mut readings = BTreeMap::new();
+    let mut readings = Signals::new();
     if let Some(map) = item.get(SIGNALS) {
         let map = map.as_m().map_err(|_| corrupt("signals is not a map".into()))?;
         for (name, entry) in map {
@@ -334,7 +334,7 @@ fn decode(item: &Item) -> Result<VehicleSnapshot, StoreError> {
             let value = entry.get("v").and_then(|v| v.as_s().ok()).ok_or_else(bad)?;
             let value = serde_json::from_str(value).map_err(|_| bad())?;
             let timestamp = entry.get("t").and_then(parse_time).ok_or_else(bad)?;
-            readings.insert(name.clone(), SignalReading { value, timestamp });
+            readings.insert(name.as_str().into(), SignalReading { value, timestamp });
         }
     }
     let recent_records = match item.get(RECENT) {

@@ -22,15 +22,27 @@ pub const DATABASE_FILE_NAME: &str = "fleetwire.redb";
 /// and uses `dir/fleetwire.redb`. One `Database` serves every store because redb allows a
 /// single writer per file anyway, and one file is one thing to back up.
 ///
-/// Blocking: call it at startup, not from a busy async task.
+/// Blocking: call it at startup, not from a busy async task. The page cache gets the
+/// default ceiling of `embedded.cache_mib`; the node uses [`open_database_with_cache`].
 pub fn open_database(data_dir: Option<&Path>) -> Result<Arc<Database>, EmbeddedError> {
+    let mib = super::EmbeddedConfig::default().cache_mib;
+    open_database_with_cache(data_dir, mib)
+}
+
+/// [`open_database`] with a page cache ceiling of `cache_mib` MiB (`embedded.cache_mib`).
+pub fn open_database_with_cache(
+    data_dir: Option<&Path>,
+    cache_mib: u64,
+) -> Result<Arc<Database>, EmbeddedError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(usize::try_from(cache_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX));
     let db = match data_dir {
-        None => Database::builder()
+        None => builder
             .create_with_backend(InMemoryBackend::new())
             .map_err(redb_err)?,
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| EmbeddedError::io(dir, e))?;
-            Database::create(dir.join(DATABASE_FILE_NAME)).map_err(redb_err)?
+            builder.create(dir.join(DATABASE_FILE_NAME)).map_err(redb_err)?
         }
     };
     Ok(Arc::new(db))

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api_keys::RedbApiKeyStore;
 pub use archive::DirectoryArchive;
-pub use db::{DATABASE_FILE_NAME, open_database};
+pub use db::{DATABASE_FILE_NAME, open_database, open_database_with_cache};
 pub use dead_letters::{
     DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterSummary, InMemoryDeadLetters, RedbDeadLetters,
 };
@@ -65,6 +65,11 @@ pub struct EmbeddedConfig {
     /// Updates older than this many seconds cannot be replayed; 0: no age limit. At most
     /// 86,400. Default: 600.
     pub replay_max_age_secs: u64,
+    /// Ceiling of redb's page cache for the shared database, in MiB (at least 1). redb's
+    /// own default is 1 GiB, which a node with many vehicles fills with pages it rarely
+    /// reads again (snapshots are read once, when a vehicle's actor starts), so the process
+    /// would grow towards 1 GiB beside the actors. Default: 64.
+    pub cache_mib: u64,
 }
 
 impl EmbeddedConfig {
@@ -82,6 +87,7 @@ impl Default for EmbeddedConfig {
             fanout_capacity: 4096,
             replay_max_events: 10_000,
             replay_max_age_secs: 600,
+            cache_mib: 64,
         }
     }
 }
@@ -171,6 +177,7 @@ mod tests {
         assert_eq!(cfg.data_dir, None);
         assert_eq!(cfg.fanout_capacity, 4096);
         assert_eq!((cfg.replay_max_events, cfg.replay_max_age_secs), (10_000, 600));
+        assert_eq!(cfg.cache_mib, 64);
         cfg.replay_retention().validate("embedded").unwrap();
         assert_eq!(cfg.stream.shards, 4);
         assert_eq!(cfg.stream.retention_secs, 3600);
