@@ -26,6 +26,13 @@ pub type SignalName = compact_str::CompactString;
 /// same JSON object, keys in order.
 pub type Signals = litemap::LiteMap<SignalName, SignalReading>;
 
+/// Serializes [`Signals`] as a JSON object, also when empty: litemap writes an empty map as
+/// `[]` to human-readable formats (it cannot see from no entry that keys are strings).
+/// Every `Signals` field that reaches JSON uses it (`serialize_with`).
+pub fn serialize_signals<S: serde::Serializer>(signals: &Signals, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(signals.iter())
+}
+
 /// Identifier of a vehicle inside fleetwire. Once pseudonymization lands this is the
 /// pseudonym, never a clear VIN; it is also the stream partition key.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -231,6 +238,7 @@ pub struct VehicleSnapshot {
     /// The vehicle.
     pub vehicle_id: VehicleId,
     /// Latest reading per signal name.
+    #[serde(serialize_with = "serialize_signals")]
     pub signals: Signals,
     /// Newest source timestamp seen in any applied record.
     pub last_seen: Option<DateTime<Utc>>,
@@ -268,6 +276,7 @@ pub struct VehicleUpdate {
     pub changed: Vec<SignalName>,
     /// Latest reading of every signal.
     #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, SignalReading>))]
+    #[serde(serialize_with = "serialize_signals")]
     pub signals: Signals,
     /// Ingest time of the newest record in the change; lets a client measure
     /// record → browser latency.
@@ -304,6 +313,16 @@ mod tests {
         assert_eq!(update.tenant.as_str(), "default");
         let json = serde_json::to_string(&update).unwrap();
         assert!(json.contains(r#""tenant":"default""#));
+        assert!(
+            json.contains(r#""signals":{}"#),
+            "no signals is an empty object: {json}"
+        );
+        let snapshot = VehicleSnapshot::default();
+        assert!(
+            serde_json::to_string(&snapshot)
+                .unwrap()
+                .contains(r#""signals":{}"#)
+        );
         // No fleet events: the wire is what it was before they existed.
         assert!(update.fleet_events.is_empty() && !json.contains("fleet_events"));
     }

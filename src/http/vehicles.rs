@@ -39,6 +39,7 @@ struct VehicleView {
     vehicle_id: VehicleId,
     /// Latest reading per signal name: the value with the newest source timestamp.
     #[schema(value_type = std::collections::BTreeMap<String, fleetwire_actors::model::SignalReading>)]
+    #[serde(serialize_with = "fleetwire_actors::model::serialize_signals")]
     signals: fleetwire_actors::model::Signals,
     /// Newest source timestamp seen; `null` before the first record.
     last_seen: Option<chrono::DateTime<chrono::Utc>>,

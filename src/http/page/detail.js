@@ -153,7 +153,8 @@ export class Detail {
       ["Position", pos ? pos.latitude.toFixed(5) + ", " + pos.longitude.toFixed(5) : "–"],
       ["In geofences", ev ? (ev.geofences.join(", ") || "none") : "…"],
       ["Active alerts", ev ? (ev.active_alerts.join(", ") || "none") : "…"],
-      ["Last seen", ago(now - v.lastSeen) + " · version " + v.version],
+      // A reload after a `reset` marks versions -1 until the server's state arrives.
+      ["Last seen", ago(now - v.lastSeen) + (v.version >= 0 ? " · version " + v.version : " · reloading")],
     ];
     const html = figures.map(([k, x]) => `<div><dt>${esc(k)}</dt><dd>${esc(x)}</dd></div>`).join("");
     if (p.shown.figures !== html) { p.shown.figures = html; p.figures.innerHTML = html; }
