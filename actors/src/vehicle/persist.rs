@@ -2,7 +2,7 @@
 //! and hour aggregates. The actor decides *when* (a batch, its flush timer, its stop);
 //! this file builds the write ([`Flush`]), runs it ([`run_flush`]) and settles its result
 //! ([`Deferred::settle`]): durable effects release their [`DurabilityHold`]s, failed ones
-//! keep them and are retried by the next batch or tick (the shard checkpoint waits).
+//! keep them and are retried by the next batch or the flush timer (the shard checkpoint waits).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,11 +89,9 @@ impl Deferred {
                 (t + self.persist_interval).saturating_duration_since(now)
             })
         });
-        let retry = (!self.unwritten.is_empty() || !self.unwritten_hours.is_empty()).then_some(RETRY_AFTER);
+        let retry = self.retry_pending().then_some(RETRY_AFTER);
         let close = self
-            .history
-            .as_ref()
-            .and_then(|(_, b)| b.next_close_in(now_ms))
+            .next_close_in(now_ms)
             .map(|ms| Duration::from_millis(ms.max(0) as u64));
         let due = [save, retry, close].into_iter().flatten().min()?;
         Some(if self.failed { due.max(RETRY_AFTER) } else { due })
@@ -102,9 +100,18 @@ impl Deferred {
     /// Whether a flush would write anything besides the state now: a failed write to
     /// retry or a bucket that closes by `now_ms`.
     pub fn writes_due(&self, now_ms: i64) -> bool {
-        !self.unwritten.is_empty()
-            || !self.unwritten_hours.is_empty()
-            || self.history.as_ref().and_then(|(_, b)| b.next_close_in(now_ms)) == Some(0)
+        self.retry_pending() || self.next_close_in(now_ms) == Some(0)
+    }
+
+    /// Whether a bucket or hour write failed and waits for a retry.
+    fn retry_pending(&self) -> bool {
+        !self.unwritten.is_empty() || !self.unwritten_hours.is_empty()
+    }
+
+    /// Milliseconds until the history builder closes a bucket (see
+    /// [`HistoryBuilder::next_close_in`]); `None` without history or open buckets.
+    fn next_close_in(&self, now_ms: i64) -> Option<i64> {
+        self.history.as_ref().and_then(|(_, b)| b.next_close_in(now_ms))
     }
 
     /// Whether a state save is due now (the interval since the last one has passed).
