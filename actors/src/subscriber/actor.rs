@@ -389,8 +389,9 @@ impl Actor for Subscriber {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum Deliver {
-    /// A live update that matches the filter.
-    Update(Arc<HubEvent>),
+    /// Live updates that match the filter, in log order (those the hub found ready
+    /// together: at most [`super::hub::HUB_CHUNK`]).
+    Updates(Vec<Arc<HubEvent>>),
     /// The client must reload the state.
     Reset {
         /// Where delivery continues.
@@ -408,12 +409,19 @@ impl Handler<Deliver> for Subscriber {
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.registration.handled(false);
         match msg {
-            Deliver::Update(event) => {
-                if self.outbox.offer(event) == Offer::Coalesced {
-                    self.coalesced += 1;
-                    metrics::counter!(telemetry::SUBSCRIBER_COALESCED_TOTAL).increment(1);
+            Deliver::Updates(events) => {
+                // Flushed one by one, so a client that keeps up gets every update and only
+                // one that falls behind sees them coalesced.
+                for event in events {
+                    if ctx.state() != ActorState::Running {
+                        return; // Disconnected by a flush below; the rest has nowhere to go.
+                    }
+                    if self.outbox.offer(event) == Offer::Coalesced {
+                        self.coalesced += 1;
+                        metrics::counter!(telemetry::SUBSCRIBER_COALESCED_TOTAL).increment(1);
+                    }
+                    self.flush(ctx);
                 }
-                self.flush(ctx);
             }
             Deliver::Reset { at, reason } => {
                 self.outbox.reset(at, reason);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::prelude::*;
+use futures_util::StreamExt;
 use tracing::warn;
 
 use super::actor::{Deliver, Subscriber};
@@ -16,6 +17,10 @@ use crate::model::{TenantId, VehicleUpdate};
 use crate::ports::{EventId, FanOut, FanOutMessage, LogEntry};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
 use crate::telemetry;
+
+/// Most fan-out entries the hub routes as one chunk, and so the most updates in one
+/// [`Deliver::Updates`].
+pub const HUB_CHUNK: usize = 64;
 
 /// One update as the hub hands it to subscribers: with its log id, and serialized once
 /// for all of them.
@@ -88,6 +93,8 @@ struct Route {
     dropped: Arc<AtomicU64>,
     /// A `Dropped` reset is on its way to it; further drops are covered by that reset.
     reset_owed: bool,
+    /// Updates of the chunk being routed, sent as one [`Deliver::Updates`] at its end.
+    staged: Vec<Arc<HubEvent>>,
 }
 
 /// Routes fan-out entries to the subscribers of this node.
@@ -126,44 +133,62 @@ impl SubscriberHub {
             .set_detail("last_event_id", self.last_event_id.map(|id| id.to_string()));
     }
 
-    fn route(&mut self, id: EventId, update: Arc<VehicleUpdate>) {
+    /// Serializes an update once and stages it for every local subscriber whose filter
+    /// matches; [`Self::deliver_staged`] sends what is staged.
+    fn stage(&mut self, id: EventId, update: Arc<VehicleUpdate>) {
         let Some(routes) = self.tenants.get_mut(&update.tenant) else {
             return;
         };
         let event = Arc::new(HubEvent::new(id, update));
-        routes.retain(|_, route| {
-            if !route.filter.matches(&event.update) {
-                return true;
+        for route in routes.values_mut() {
+            if route.filter.matches(&event.update) {
+                route.staged.push(event.clone());
             }
-            match route.addr.try_send(Deliver::Update(event.clone())) {
-                Ok(()) => {
-                    route.reset_owed = false;
-                    true
-                }
-                Err(SendError::Full(_)) => {
-                    metrics::counter!(telemetry::SUBSCRIBER_HUB_DROPPED_TOTAL).increment(1);
-                    route.dropped.fetch_add(1, Ordering::Relaxed);
-                    // The client can no longer get every update after its last id, so it is
-                    // told to reload. One reset covers every drop until a delivery succeeds
-                    // again, which keeps this `do_send` (past the mailbox bound) to one
-                    // message per overload episode.
-                    if !route.reset_owed {
-                        route.reset_owed = true;
-                        route.addr.do_send(Deliver::Reset {
-                            at: ResetAt::At(id),
-                            reason: ResetReason::Dropped,
-                        });
+        }
+    }
+
+    /// Sends each subscriber its staged updates as one message. A full mailbox drops the
+    /// whole batch, counted per update.
+    fn deliver_staged(&mut self) {
+        for routes in self.tenants.values_mut() {
+            routes.retain(|_, route| {
+                let Some(first) = route.staged.first().map(|e| e.id) else {
+                    return true;
+                };
+                let batch = std::mem::take(&mut route.staged);
+                let n = batch.len() as u64;
+                match route.addr.try_send(Deliver::Updates(batch)) {
+                    Ok(()) => {
+                        route.reset_owed = false;
+                        true
                     }
-                    true
+                    Err(SendError::Full(_)) => {
+                        metrics::counter!(telemetry::SUBSCRIBER_HUB_DROPPED_TOTAL).increment(n);
+                        route.dropped.fetch_add(n, Ordering::Relaxed);
+                        // The client can no longer get every update after its last id, so
+                        // it is told to reload. One reset covers every drop until a
+                        // delivery succeeds again, which keeps this `do_send` (past the
+                        // mailbox bound) to one message per overload episode.
+                        if !route.reset_owed {
+                            route.reset_owed = true;
+                            route.addr.do_send(Deliver::Reset {
+                                at: ResetAt::At(first),
+                                reason: ResetReason::Dropped,
+                            });
+                        }
+                        true
+                    }
+                    Err(SendError::Closed(_)) => false,
                 }
-                Err(SendError::Closed(_)) => false,
-            }
-        });
+            });
+        }
     }
 
     /// Tells the subscribers of `tenant` (all when `None`) to reload. Resets are rare and
     /// must not be lost, so they may exceed the mailbox bound.
-    fn reset(&self, tenant: Option<&TenantId>, at: ResetAt, reason: ResetReason) {
+    /// What is staged goes first, so a subscriber sees updates and resets in log order.
+    fn reset(&mut self, tenant: Option<&TenantId>, at: ResetAt, reason: ResetReason) {
+        self.deliver_staged();
         let routes = self
             .tenants
             .iter()
@@ -179,34 +204,40 @@ impl Actor for SubscriberHub {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.add_stream(self.fanout.subscribe());
+        // Entries that are ready together (a consumer batch arrives as a burst) are routed
+        // together: one mailbox message per subscriber per chunk instead of one per update,
+        // so a burst longer than the mailbox is not dropped merely for arriving at once.
+        ctx.add_stream(self.fanout.subscribe().ready_chunks(HUB_CHUNK));
     }
 }
 
-impl StreamHandler<FanOutMessage> for SubscriberHub {
-    fn handle(&mut self, msg: FanOutMessage, _ctx: &mut Context<Self>) {
+impl StreamHandler<Vec<FanOutMessage>> for SubscriberHub {
+    fn handle(&mut self, chunk: Vec<FanOutMessage>, _ctx: &mut Context<Self>) {
         self.registration.handled(false);
-        match msg {
-            FanOutMessage::Entry(entry) => {
-                self.routed += 1;
-                self.last_event_id = Some(entry.id());
-                match entry {
-                    LogEntry::Update { id, update } => self.route(id, update),
-                    LogEntry::Gap { tenant, id } => {
-                        warn!(%tenant, %id, "The tenant's log records lost updates; its subscribers reload.");
-                        self.reset(Some(&tenant), ResetAt::At(id), ResetReason::Gap);
+        for msg in chunk {
+            match msg {
+                FanOutMessage::Entry(entry) => {
+                    self.routed += 1;
+                    self.last_event_id = Some(entry.id());
+                    match entry {
+                        LogEntry::Update { id, update } => self.stage(id, update),
+                        LogEntry::Gap { tenant, id } => {
+                            warn!(%tenant, %id, "The tenant's log records lost updates; its subscribers reload.");
+                            self.reset(Some(&tenant), ResetAt::At(id), ResetReason::Gap);
+                        }
                     }
                 }
-            }
-            FanOutMessage::Lost { tenant, skipped } => {
-                warn!(
-                    tenant = tenant.as_ref().map(TenantId::as_str),
-                    skipped, "Fan-out subscription lost updates; telling subscribers to reload."
-                );
-                metrics::counter!(telemetry::FANOUT_LAGGED_TOTAL).increment(skipped);
-                self.reset(tenant.as_ref(), ResetAt::Unchanged, ResetReason::Lagged);
+                FanOutMessage::Lost { tenant, skipped } => {
+                    warn!(
+                        tenant = tenant.as_ref().map(TenantId::as_str),
+                        skipped, "Fan-out subscription lost updates; telling subscribers to reload."
+                    );
+                    metrics::counter!(telemetry::FANOUT_LAGGED_TOTAL).increment(skipped);
+                    self.reset(tenant.as_ref(), ResetAt::Unchanged, ResetReason::Lagged);
+                }
             }
         }
+        self.deliver_staged();
         self.publish_details();
     }
 
@@ -242,6 +273,7 @@ impl Handler<Register> for SubscriberHub {
             addr: msg.addr,
             dropped: msg.dropped,
             reset_owed: false,
+            staged: Vec::new(),
         };
         self.tenants
             .entry(msg.tenant.clone())

@@ -20,10 +20,13 @@
 //!
 //! Every edge is bounded and none of them can slow the pipeline:
 //!
-//! 1. Hub → subscriber mailbox (`mailbox_capacity`): `try_send`; when full the update is
-//!    dropped and counted (`fleetwire_subscriber_hub_dropped_total`), and the subscriber is
-//!    sent one `reset` (past the bound, once per episode): its client can no longer resume
-//!    exactly, so it reloads.
+//! 1. Hub → subscriber mailbox (`mailbox_capacity` messages): the hub routes the entries
+//!    that are ready together (up to [`HUB_CHUNK`]) and `try_send`s each subscriber its
+//!    share as one message, so a burst is not dropped merely for arriving at once. When
+//!    the mailbox is full, that message's updates are dropped and counted
+//!    (`fleetwire_subscriber_hub_dropped_total`), and the subscriber is sent one `reset`
+//!    (past the bound, once per episode): its client can no longer resume exactly, so it
+//!    reloads.
 //! 2. Subscriber → SSE body channel (`channel_capacity`): when the client does not read,
 //!    the channel fills and updates wait in the subscriber's [`OutboundQueue`], coalesced
 //!    to the latest update per vehicle (`fleetwire_subscriber_coalesced_total`), so its
@@ -49,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 pub use actor::{Deliver, Resume, Subscriber, SubscriberServices, SubscriberSpec, SubscriberStream};
 pub use filter::{EventType, FilterQuery, MAX_FILTER_SIGNALS, MAX_FILTER_VEHICLES, SubscriptionFilter};
-pub use hub::{CloseAll, HubEvent, Register, SubscriberHub, Unregister};
+pub use hub::{CloseAll, HUB_CHUNK, HubEvent, Register, SubscriberHub, Unregister};
 pub use outbox::{Offer, Outbox, Outgoing, Replayed, ResetAt, ResetReason};
 pub use queue::{OutboundQueue, PushOutcome};
 
@@ -57,7 +60,8 @@ pub use queue::{OutboundQueue, PushOutcome};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubscriberConfig {
-    /// Capacity of each subscriber's actor mailbox (hub → subscriber). Default 256.
+    /// Capacity of each subscriber's actor mailbox (hub → subscriber), in messages of up
+    /// to [`HUB_CHUNK`] updates. Default 256.
     pub mailbox_capacity: usize,
     /// Events buffered between the subscriber and the HTTP response. Default 64.
     pub channel_capacity: usize,

@@ -534,8 +534,9 @@ mod tests {
             "the bucket is not written yet"
         );
 
-        // A record past the bucket's end + lateness closes and writes it.
-        let batch = vec![record("v1", 66, &[("Soc", 70)])];
+        // A record past the bucket's end + the vehicle's lateness closes and writes it.
+        let past = 61 + HistoryConfig::default().lateness_ms(&VehicleId("v1".into())) / 1000;
+        let batch = vec![record("v1", past, &[("Soc", 70)])];
         addr.send(ApplyRecords {
             records: batch,
             hold: None,

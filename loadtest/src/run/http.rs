@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -81,36 +81,39 @@ pub async fn drive(
         }
         let period = Duration::from_secs_f64(1.0 / hz);
         let now = Utc::now();
-        let records: Vec<(usize, Vec<u8>)> = {
-            let base = match &mut fleet {
-                Some(f) => f
-                    .tick(now)
-                    .into_iter()
-                    .map(|r| (r.timestamp, r.payload))
-                    .collect(),
-                None => vec![(now, Map::new()); n],
-            };
-            let sent_us = now_us();
-            base.into_iter()
+        let mut records: Vec<(usize, DateTime<Utc>, Map<String, Value>)> = match &mut fleet {
+            Some(f) => f
+                .tick(now)
+                .into_iter()
                 .enumerate()
-                .map(|(i, (timestamp, mut payload))| {
-                    seq[i] += 1;
-                    payload.insert("lt_seq".into(), Value::from(seq[i]));
-                    payload.insert("lt_sent_us".into(), Value::from(sent_us));
-                    let record = serde_json::json!({
-                        "timestamp": timestamp,
-                        "vehicle_id": ids[i],
-                        "payload": payload,
-                    });
-                    (i, serde_json::to_vec(&record).expect("records serialize"))
-                })
-                .collect()
+                .map(|(i, r)| (i, r.timestamp, r.payload))
+                .collect(),
+            None => (0..n).map(|i| (i, now, Map::new())).collect(),
         };
         live.sent.fetch_add(n as u64, Ordering::Relaxed);
         let batches = records.len().div_ceil(batch_size).max(1);
         let gap = period / batches as u32;
-        for (k, batch) in records.chunks(batch_size).enumerate() {
+        for (k, chunk) in records.chunks_mut(batch_size).enumerate() {
             tokio::time::sleep_until(tick_start + gap * k as u32).await;
+            // Stamped when the batch goes out, not when the tick began: the batches of a
+            // tick are spread over its period, and that wait is the driver's, not the
+            // target's (stamping at the tick once added up to a period to e2e latency).
+            let sent_us = now_us();
+            let batch: Vec<(usize, Vec<u8>)> = chunk
+                .iter_mut()
+                .map(|(i, timestamp, payload)| {
+                    seq[*i] += 1;
+                    let mut payload = std::mem::take(payload);
+                    payload.insert("lt_seq".into(), Value::from(seq[*i]));
+                    payload.insert("lt_sent_us".into(), Value::from(sent_us));
+                    let record = serde_json::json!({
+                        "timestamp": timestamp,
+                        "vehicle_id": ids[*i],
+                        "payload": payload,
+                    });
+                    (*i, serde_json::to_vec(&record).expect("records serialize"))
+                })
+                .collect();
             let mut pending: Vec<&(usize, Vec<u8>)> = batch.iter().collect();
             let mut backoff = Duration::from_millis(50);
             while !pending.is_empty() {

@@ -6,13 +6,16 @@
 //!
 //! TTL: expired rows are skipped by reads (redb has no TTL); they are overwritten or
 //! stay until the file is compacted. A merge is read-modify-write inside one write
-//! transaction, which redb serializes, so it needs no condition.
+//! transaction, which redb serializes, so it needs no condition. Bucket and aggregate
+//! puts go through a group-commit writer (`group_commit.rs`): a fleet closes its buckets
+//! around the same time, and one fsync'd transaction each held redb's single writer for
+//! seconds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use fleetwire_actors::history::{CODEC, HistoryConfig, codec};
@@ -24,6 +27,7 @@ use fleetwire_actors::vehicle::persist::encode_bucket;
 
 use super::EmbeddedError;
 use super::db::{self, StoreDb};
+use super::group_commit::GroupCommit;
 
 type Key<'a> = (&'a str, &'a str, i64);
 const HISTORY: TableDefinition<Key, &[u8]> = TableDefinition::new("history");
@@ -37,12 +41,55 @@ struct StoredAggregate {
     expires_at: i64,
 }
 
+/// A put, as the writer thread applies it.
+enum Put {
+    /// Rows of closed buckets (overwritten).
+    Buckets(Vec<HistoryBucket>),
+    /// One hour aggregate, already serialized (overwritten).
+    Aggregate {
+        tenant: String,
+        vehicle_id: String,
+        hour_ms: i64,
+        json: Vec<u8>,
+    },
+}
+
 /// [`HistoryStore`] on redb. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbHistoryStore {
-    /// The shared database, run on the blocking pool.
+    /// The shared database, run on the blocking pool (reads and merges).
     db: StoreDb<HistoryError>,
+    /// The writer thread for puts.
+    puts: GroupCommit<Put, (), HistoryError>,
     config: Arc<HistoryConfig>,
+}
+
+/// Applies puts in the writer thread's transaction.
+fn apply_puts(txn: &WriteTransaction, puts: &[Put]) -> Result<Vec<Result<(), HistoryError>>, HistoryError> {
+    let mut history = txn.open_table(HISTORY).map_err(unavailable)?;
+    let mut aggregates = txn.open_table(AGGREGATES).map_err(unavailable)?;
+    for put in puts {
+        match put {
+            Put::Buckets(buckets) => {
+                for b in buckets {
+                    let key = (b.tenant.as_str(), b.vehicle_id.as_str(), b.start_ms);
+                    history
+                        .insert(key, encode_row(b).as_slice())
+                        .map_err(unavailable)?;
+                }
+            }
+            Put::Aggregate {
+                tenant,
+                vehicle_id,
+                hour_ms,
+                json,
+            } => {
+                let key = (tenant.as_str(), vehicle_id.as_str(), *hour_ms);
+                aggregates.insert(key, json.as_slice()).map_err(unavailable)?;
+            }
+        }
+    }
+    Ok(puts.iter().map(|_| Ok(())).collect())
 }
 
 impl std::fmt::Debug for RedbHistoryStore {
@@ -94,8 +141,10 @@ impl RedbHistoryStore {
             db::create(txn, HISTORY)?;
             db::create(txn, AGGREGATES)
         })?;
+        let puts = GroupCommit::start(&db, "history", apply_puts, HistoryError::Unavailable)?;
         Ok(Self {
             db: StoreDb::new(db, "history", HistoryError::Unavailable),
+            puts,
             config,
         })
     }
@@ -104,19 +153,7 @@ impl RedbHistoryStore {
 #[async_trait]
 impl HistoryStore for RedbHistoryStore {
     async fn put_buckets(&self, buckets: &[HistoryBucket]) -> Result<(), HistoryError> {
-        let buckets = buckets.to_vec();
-        StoreDb::run(&self.db, move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
-            {
-                let mut table = txn.open_table(HISTORY).map_err(unavailable)?;
-                for b in &buckets {
-                    let key = (b.tenant.as_str(), b.vehicle_id.as_str(), b.start_ms);
-                    table.insert(key, encode_row(b).as_slice()).map_err(unavailable)?;
-                }
-            }
-            txn.commit().map_err(unavailable)
-        })
-        .await
+        self.puts.write(Put::Buckets(buckets.to_vec())).await
     }
 
     async fn merge_bucket(&self, bucket: &HistoryBucket) -> Result<HistoryBucket, HistoryError> {
@@ -225,24 +262,21 @@ impl HistoryStore for RedbHistoryStore {
         .await
     }
 
-    async fn put_aggregate(&self, aggregate: &HourAggregate) -> Result<(), HistoryError> {
-        let a = aggregate.clone();
-        StoreDb::run(&self.db, move |db| {
-            let json = serde_json::to_vec(&StoredAggregate {
-                count: a.count,
-                signals: a.signals.clone(),
-                expires_at: a.expires_at,
-            })
-            .map_err(unavailable)?;
-            let txn = db.begin_write().map_err(unavailable)?;
-            {
-                let mut table = txn.open_table(AGGREGATES).map_err(unavailable)?;
-                let key = (a.tenant.as_str(), a.vehicle_id.as_str(), a.hour_ms);
-                table.insert(key, json.as_slice()).map_err(unavailable)?;
-            }
-            txn.commit().map_err(unavailable)
+    async fn put_aggregate(&self, a: &HourAggregate) -> Result<(), HistoryError> {
+        let json = serde_json::to_vec(&StoredAggregate {
+            count: a.count,
+            signals: a.signals.clone(),
+            expires_at: a.expires_at,
         })
-        .await
+        .map_err(unavailable)?;
+        self.puts
+            .write(Put::Aggregate {
+                tenant: a.tenant.as_str().to_owned(),
+                vehicle_id: a.vehicle_id.as_str().to_owned(),
+                hour_ms: a.hour_ms,
+                json,
+            })
+            .await
     }
 
     async fn query_aggregates(

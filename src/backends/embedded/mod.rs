@@ -21,6 +21,7 @@ mod archive;
 mod db;
 pub(crate) mod dead_letters;
 mod fanout;
+mod group_commit;
 mod history;
 mod lease_store;
 mod registry;

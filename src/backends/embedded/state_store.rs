@@ -7,41 +7,30 @@
 //! keyed by vehicle id alone; opening one moves its rows over (under the tenant stored in
 //! each snapshot, `default` for all of them) and drops the old table.
 //!
-//! Every durable redb commit costs an fsync (milliseconds), so one commit per save would cap
-//! the store at a few hundred vehicles per second. Instead saves go through a bounded
-//! channel to one writer thread that takes everything pending (up to
-//! [`MAX_SAVES_PER_COMMIT`]), applies it in one write transaction, commits once and then
-//! answers every caller: thousands of saves per second for one fsync each batch. The
-//! channel is bounded ([`SAVE_QUEUE_CAPACITY`]), so when the disk falls behind, `save`
-//! waits — back-pressure up to the vehicle actors — instead of queueing without limit.
+//! Saves go through a group-commit writer thread (`group_commit.rs`): everything pending
+//! is applied in one write transaction with one fsync, and a full queue makes `save` wait
+//! (back-pressure up to the vehicle actors).
 //!
 //! Reads (`load`, `list`) are ordinary read transactions on the blocking pool; redb lets
 //! them run alongside the writer.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
 
 use fleetwire_actors::model::{TenantId, VehicleId, VehicleSnapshot};
 use fleetwire_actors::ports::{SaveOutcome, StateStore, StoreError};
 
 use super::db::{self, StoreDb, unavailable};
+use super::group_commit::GroupCommit;
 use super::{EmbeddedError, redb_err};
 
 /// `(tenant, vehicle_id)` → JSON of [`VehicleSnapshot`].
 const VEHICLES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("vehicle_state");
 /// The table of databases written before tenants: `vehicle_id` → JSON. Migrated at open.
 const LEGACY_VEHICLES: TableDefinition<&str, &[u8]> = TableDefinition::new("vehicles");
-
-/// Saves waiting for the writer before `save` callers have to wait.
-pub const SAVE_QUEUE_CAPACITY: usize = 1024;
-
-/// Most saves applied in one write transaction; bounds how long the first caller of a
-/// batch waits behind the others.
-pub const MAX_SAVES_PER_COMMIT: usize = 512;
 
 /// One save on its way to the writer thread.
 struct SaveRequest {
@@ -54,8 +43,6 @@ struct SaveRequest {
     /// The snapshot, already serialized by the caller so the JSON work is spread over the
     /// async workers instead of piling up on the single writer.
     json: Vec<u8>,
-    /// Where the writer reports the outcome once the batch is committed.
-    reply: oneshot::Sender<Result<SaveOutcome, StoreError>>,
 }
 
 /// Reads only the `version` of a stored snapshot (serde skips the rest without
@@ -72,8 +59,8 @@ struct StoredVersion {
 pub struct RedbStateStore {
     /// For the read transactions, on the blocking pool.
     db: StoreDb<StoreError>,
-    /// Queue to the writer thread.
-    saves: mpsc::Sender<SaveRequest>,
+    /// The writer thread.
+    saves: GroupCommit<SaveRequest, SaveOutcome, StoreError>,
 }
 
 impl std::fmt::Debug for RedbStateStore {
@@ -97,14 +84,7 @@ impl RedbStateStore {
             );
         }
 
-        let (saves, rx) = mpsc::channel(SAVE_QUEUE_CAPACITY);
-        // Weak: the database closes when the last store is dropped, not whenever the
-        // writer thread gets around to noticing.
-        let writer_db = Arc::downgrade(&db);
-        std::thread::Builder::new()
-            .name("fleetwire-state-writer".into())
-            .spawn(move || run_writer(&writer_db, rx))
-            .map_err(|e| EmbeddedError::io("<state-writer thread>", e))?;
+        let saves = GroupCommit::start(&db, "state", apply_batch, StoreError::Unavailable)?;
         Ok(Self {
             db: StoreDb::new(db, "state store", StoreError::Unavailable),
             saves,
@@ -131,22 +111,13 @@ impl StateStore for RedbStateStore {
 
     async fn save(&self, snapshot: &VehicleSnapshot) -> Result<SaveOutcome, StoreError> {
         let json = serde_json::to_vec(snapshot).expect("a VehicleSnapshot always serializes to JSON");
-        let (reply, answer) = oneshot::channel();
         let request = SaveRequest {
             tenant: snapshot.tenant.as_str().to_owned(),
             vehicle_id: snapshot.vehicle_id.0.clone(),
             version: snapshot.version,
             json,
-            reply,
         };
-        // Waits while the queue is full: that is the back-pressure.
-        self.saves
-            .send(request)
-            .await
-            .map_err(|_| StoreError::Unavailable("state writer thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("state writer thread dropped the save".into()))?
+        self.saves.write(request).await
     }
 
     async fn list(
@@ -177,55 +148,6 @@ impl StateStore for RedbStateStore {
         })
         .await
     }
-}
-
-/// The writer thread: batch, commit once, answer everyone. Ends when every sender is gone.
-///
-/// It holds the database only while committing, and lets go of it before answering, so
-/// once every save has returned and the stores are dropped the file is closed and can be
-/// reopened at once (restarts, tests).
-fn run_writer(db: &Weak<Database>, mut rx: mpsc::Receiver<SaveRequest>) {
-    let mut batch = Vec::with_capacity(MAX_SAVES_PER_COMMIT);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_SAVES_PER_COMMIT {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        let result = match db.upgrade() {
-            Some(db) => write_batch(&db, &batch),
-            None => Err(StoreError::Unavailable("the database was closed".into())),
-        };
-        match result {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    // A caller that gave up waiting is fine: its save is committed anyway.
-                    let _ = request.reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, saves = batch.len(), "State store commit failed.");
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// Applies a batch in one durable write transaction. The outer error means nothing of the
-/// batch was committed; the per-save results are only valid once it returns `Ok`.
-fn write_batch(
-    db: &Database,
-    batch: &[SaveRequest],
-) -> Result<Vec<Result<SaveOutcome, StoreError>>, StoreError> {
-    let txn = db.begin_write().map_err(unavailable)?;
-    let outcomes = apply_batch(&txn, batch)?;
-    // Default durability is Immediate: the commit returns after the fsync.
-    txn.commit().map_err(unavailable)?;
-    Ok(outcomes)
 }
 
 fn apply_batch(
