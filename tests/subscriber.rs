@@ -221,13 +221,13 @@ async fn a_client_over_the_byte_budget_is_disconnected_and_resumes() {
     // 200 vehicles of ~200 serialized bytes each: about 40 KiB for the slow client.
     let vehicles: Vec<String> = (0..200).map(|i| format!("car-{i:03}")).collect();
     let names: Vec<&str> = vehicles.iter().map(String::as_str).collect();
-    let publisher = async {
-        for vehicle in &vehicles {
-            setup.publish(vehicle, 1).await;
-            tokio::task::yield_now().await;
-        }
-    };
-    let (_, read) = tokio::join!(publisher, read_until_latest(&mut fast, &names, 1));
+    // The fast client takes each update before the next is published (the hub runs on a
+    // thread of its own, so merely yielding would let it outpace this reader).
+    let mut read = 0;
+    for vehicle in &names {
+        setup.publish(vehicle, 1).await;
+        read += read_until_latest(&mut fast, &[vehicle], 1).await;
+    }
     assert_eq!(read, 200, "the fast client got every update");
 
     let mut last_id = None;
@@ -424,11 +424,13 @@ async fn updates_the_hub_must_drop_end_in_a_reset_not_a_silent_gap() {
     });
     let mut rx = setup.subscribe(SubscriptionFilter::default(), Resume::Fresh);
     setup.wait_for_hub_subscribers(1).await;
-    // Published without yielding, so the hub routes them in a burst that a one-slot
-    // mailbox cannot take.
+    // The hub runs on a thread of its own; this thread runs the subscriber. Blocking it
+    // while the hub routes 200 updates (in chunks of at most `HUB_CHUNK`) means the
+    // subscriber drains nothing meanwhile, so its one-slot mailbox overflows.
     for version in 1..=200 {
         setup.publish(&format!("car-{}", version % 7), version).await;
     }
+    std::thread::sleep(Duration::from_millis(300));
     // Updates dropped after the reset are covered by the reload it asks for, so the
     // client need not see version 200 itself; it must see the reset.
     let reset = loop {

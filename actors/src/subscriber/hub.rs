@@ -112,10 +112,14 @@ pub struct SubscriberHub {
 }
 
 impl SubscriberHub {
-    /// Starts the hub on the current arbiter; it subscribes to `fanout` at once.
+    /// Starts the hub on an arbiter (thread) of its own, which it stops when it stops; it
+    /// subscribes to `fanout` at once. On the node's main arbiter it took turns with the
+    /// shard consumers and the producer, and under load fell so far behind its fan-out
+    /// subscription that entries were lost to it (`fleetwire_fanout_lagged_total`).
     pub fn start(fanout: Arc<dyn FanOut>, registry: &ActorRegistry) -> Addr<Self> {
         let registration = registry.register(ActorKind::SubscriberHub, "hub");
-        Actor::start(Self {
+        let arbiter = Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| Self {
             fanout,
             tenants: HashMap::new(),
             tenant_of: HashMap::new(),
@@ -208,6 +212,10 @@ impl Actor for SubscriberHub {
         // together: one mailbox message per subscriber per chunk instead of one per update,
         // so a burst longer than the mailbox is not dropped merely for arriving at once.
         ctx.add_stream(self.fanout.subscribe().ready_chunks(HUB_CHUNK));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        Arbiter::current().stop();
     }
 }
 
