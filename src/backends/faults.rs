@@ -73,6 +73,10 @@ impl RecordStream for FaultyStream {
         self.inner.list_shards().await
     }
 
+    fn records_added(&self, shard: &ShardId) -> futures_util::future::BoxFuture<'static, ()> {
+        self.inner.records_added(shard)
+    }
+
     async fn put_records(&self, entries: Vec<PutEntry>) -> Result<Vec<PutOutcome>, StreamError> {
         let refused: Vec<bool> = entries
             .iter()

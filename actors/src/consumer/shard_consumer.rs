@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -46,6 +46,9 @@ pub struct ShardConsumer {
     /// Every vehicle this consumer routed (bounded by the shard's vehicles): released to
     /// the router when the consumer stops.
     routed: HashSet<VehicleId>,
+    /// Taken before each read: resolves when records are added to the shard after it
+    /// (`RecordStream::records_added`), which ends the idle wait after an empty read.
+    records_added: Option<BoxFuture<'static, ()>>,
 }
 
 struct InFlight {
@@ -101,6 +104,7 @@ impl ShardConsumer {
             in_flight: None,
             shutdown_waiters: Vec::new(),
             routed: HashSet::new(),
+            records_added: None,
         }
     }
 
@@ -111,10 +115,30 @@ impl ShardConsumer {
         }
         match self.state.next_step(Instant::now()) {
             Step::Wait(duration) => {
-                let handle = ctx.run_later(duration, |act, ctx| {
-                    act.in_flight = None;
-                    act.drive(ctx);
-                });
+                let added = self.records_added.take().filter(|_| self.state.is_idle());
+                let handle = match added {
+                    // Idle after an empty read: whichever comes first, the poll interval
+                    // or a put to this shard.
+                    Some(added) => {
+                        let wait = async move {
+                            tokio::select! {
+                                () = actix::clock::sleep(duration) => false,
+                                () = added => true,
+                            }
+                        };
+                        ctx.spawn(wait.into_actor(self).map(|added, act, ctx| {
+                            if added {
+                                act.state.on_records_added();
+                            }
+                            act.in_flight = None;
+                            act.drive(ctx);
+                        }))
+                    }
+                    None => ctx.run_later(duration, |act, ctx| {
+                        act.in_flight = None;
+                        act.drive(ctx);
+                    }),
+                };
                 self.in_flight = Some(InFlight {
                     handle,
                     is_wait: true,
@@ -145,6 +169,8 @@ impl ShardConsumer {
                 );
             }
             Step::GetRecords { iterator, max } => {
+                // Before the read, so a put that lands while it runs still wakes the wait.
+                self.records_added = Some(self.stream.records_added(&self.shard_id));
                 let stream = self.stream.clone();
                 self.run(ctx, async move { stream.get_records(&iterator, max).await }, |act, result| {
                     if let Err(e) = &result {

@@ -217,6 +217,9 @@ pub struct ShardConsumerState {
     deferred: VecDeque<(SequenceNumber, usize, BatchDurability)>,
     /// No step but `Stop` before this instant (idle poll or backoff).
     not_before: Option<Instant>,
+    /// Whether `not_before` is an idle poll after an empty read (which new records may
+    /// end early), not a backoff (which they must not).
+    idle: bool,
     /// Consecutive failures, for the backoff.
     failures: u32,
     shutdown: Option<ShutdownReason>,
@@ -237,6 +240,7 @@ impl ShardConsumerState {
             pending: None,
             deferred: VecDeque::new(),
             not_before: None,
+            idle: false,
             failures: 0,
             shutdown: None,
             final_checkpoint_attempts: 0,
@@ -323,6 +327,7 @@ impl ShardConsumerState {
         self.failures = self.failures.saturating_add(1);
         let unit: f64 = rand::random();
         self.not_before = Some(now + self.config.backoff.delay(self.failures, unit));
+        self.idle = false;
     }
 
     /// Result of a [`Step::GetIterator`].
@@ -366,7 +371,10 @@ impl ShardConsumerState {
         };
         let (batch, errors) = Batch::decode(&output.records);
         match batch {
-            None if self.position != Position::Ended => self.not_before = Some(now + self.config.idle_poll),
+            None if self.position != Position::Ended => {
+                self.not_before = Some(now + self.config.idle_poll);
+                self.idle = true;
+            }
             None => {}
             Some(batch) if batch.groups.is_empty() && batch.undecodable.is_empty() => self.processed(&batch),
             Some(batch) => self.pending = Some(Arc::new(batch)),
@@ -458,6 +466,19 @@ impl ShardConsumerState {
                 }
                 self.back_off(now);
             }
+        }
+    }
+
+    /// Whether the consumer waits after an empty read (an idle poll) right now.
+    pub fn is_idle(&self) -> bool {
+        self.idle && self.not_before.is_some()
+    }
+
+    /// The stream says records were added to the shard: an idle poll ends now, a backoff
+    /// does not.
+    pub fn on_records_added(&mut self) {
+        if std::mem::take(&mut self.idle) {
+            self.not_before = None;
         }
     }
 
@@ -655,6 +676,27 @@ mod tests {
             );
             assert_eq!(s.checkpointer.pending(), None, "nothing processed");
         }
+    }
+
+    #[test]
+    fn added_records_end_an_idle_poll_but_not_a_backoff() {
+        let now = Instant::now();
+        let mut s = ShardConsumerState::new(seq_cp("5"), config());
+        s.next_step(now);
+        s.on_iterator(Ok(ShardIterator("it".into())), now);
+        s.next_step(now);
+        s.on_records(read(vec![], Some("it")), now);
+        assert!(s.is_idle());
+        assert_eq!(s.next_step(now), Step::Wait(Duration::from_millis(200)));
+        s.on_records_added();
+        assert!(
+            matches!(s.next_step(now), Step::GetRecords { .. }),
+            "reads at once"
+        );
+        s.on_records(Err(StreamError::Throttled("slow down".into())), now);
+        assert!(!s.is_idle());
+        s.on_records_added();
+        assert!(matches!(s.next_step(now), Step::Wait(_)), "a backoff is kept");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
@@ -201,6 +202,14 @@ pub trait RecordStream: Send + Sync + 'static {
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StreamError>;
+
+    /// A future that resolves once records are added to `shard` after this call, for
+    /// streams that can tell (the in-process one); the default never resolves. A shard
+    /// consumer takes it before each read and, after an empty read, ends its idle wait
+    /// when it resolves instead of after `consumer.idle_poll_ms` — on Kinesis it polls.
+    fn records_added(&self, _shard: &ShardId) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// The 128-bit hash key of a partition key: MD5 of its UTF-8 bytes read as a big-endian

@@ -302,6 +302,7 @@ pub(super) fn load(dir: &Path, shards: u32, horizon: i64) -> Result<(Topology, u
                     parents: s.parent_shard_ids,
                     starting_hash_key: s.starting_hash_key,
                     ending_hash_key: s.ending_hash_key,
+                    added: tokio::sync::watch::Sender::new(0),
                 });
             }
             let mut topo = Topology::new(list);

@@ -69,6 +69,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 
 use fleetwire_actors::ports::{
     GetRecordsOutput, PutEntry, PutOutcome, RecordStream, ShardDescription, ShardId, ShardIterator,
@@ -226,6 +227,20 @@ impl RecordStream for EmbeddedStream {
             StartPosition::AfterSequenceNumber(seq) => parse_sequence(&seq)?.saturating_add(1),
         };
         Ok(encode_iterator(shard_id, from, self.inner.now()))
+    }
+
+    fn records_added(&self, shard_id: &ShardId) -> BoxFuture<'static, ()> {
+        let Ok(shard) = self.inner.shard(shard_id) else {
+            return Box::pin(std::future::pending());
+        };
+        // Subscribed now, so an append between this call and the await still counts.
+        let mut added = shard.added.subscribe();
+        Box::pin(async move {
+            if added.changed().await.is_err() {
+                // The shard was dropped (the stream is gone): nothing will be added.
+                std::future::pending::<()>().await;
+            }
+        })
     }
 
     async fn get_records(

@@ -40,6 +40,10 @@ impl Inner {
                 if let Some(sync) = log.append(self, &shard.id, group, &mut outcomes) {
                     to_sync.push(sync);
                 }
+                drop(log);
+                // Readable from here on (as before: a reader may see records before their
+                // fsync); wakes consumers idling on this shard.
+                shard.added.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
         // Outside every lock: concurrent calls' syncs overlap instead of queueing.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 
 use fleetwire_actors::ports::{
     PutOutcome, SequenceNumber, ShardDescription, ShardId, StreamError, StreamRecord,
@@ -23,6 +24,9 @@ pub(super) struct Shard {
     pub(super) starting_hash_key: u128,
     pub(super) ending_hash_key: u128,
     pub(super) log: Mutex<ShardLog>,
+    /// Counts appends, so a consumer waiting for records wakes on one
+    /// (`RecordStream::records_added`).
+    pub(super) added: watch::Sender<u64>,
 }
 
 #[derive(Default)]

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::watch;
+
 use fleetwire_actors::ports::stream::even_hash_ranges;
 use fleetwire_actors::ports::{ShardDescription, ShardId, StreamError};
 
@@ -105,6 +107,7 @@ impl EmbeddedStream {
                     file,
                     ..ShardLog::default()
                 }),
+                added: watch::Sender::new(0),
             }));
         }
 
@@ -219,6 +222,7 @@ pub(super) fn initial_shards(
                 parents: Vec::new(),
                 starting_hash_key: start,
                 ending_hash_key: end,
+                added: watch::Sender::new(0),
             })
         })
         .collect()
