@@ -223,6 +223,40 @@ async fn new_stream_has_kinesis_style_shards_covering_the_key_space() {
 }
 
 #[tokio::test]
+async fn a_put_wakes_whoever_waits_for_records_on_that_shard_only() {
+    let stream = memory_stream();
+    let put = stream.put_records(vec![entry("car-1", "x")]).await.unwrap();
+    let PutOutcome::Stored { shard_id, .. } = &put[0] else {
+        panic!("{put:?}")
+    };
+    let other = ShardId(format!(
+        "shardId-00000000000{}",
+        if shard_id.0.ends_with('0') { 1 } else { 0 }
+    ));
+    let short = std::time::Duration::from_millis(100);
+    // Taken before the put, as a consumer takes it before its read.
+    let (mut mine, mut theirs) = (stream.records_added(shard_id), stream.records_added(&other));
+    assert!(
+        tokio::time::timeout(short, &mut mine).await.is_err(),
+        "nothing added yet: the earlier put does not count"
+    );
+    stream.put_records(vec![entry("car-1", "y")]).await.unwrap();
+    tokio::time::timeout(short, mine)
+        .await
+        .expect("the put to its shard wakes it");
+    assert!(
+        tokio::time::timeout(short, &mut theirs).await.is_err(),
+        "another shard's put does not"
+    );
+    assert!(
+        tokio::time::timeout(short, stream.records_added(&ShardId("shardId-999".into())))
+            .await
+            .is_err(),
+        "an unknown shard never resolves"
+    );
+}
+
+#[tokio::test]
 async fn sequence_numbers_are_unique_across_shards() {
     let stream = memory_stream();
     let outcomes = stream
