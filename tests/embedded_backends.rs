@@ -857,6 +857,57 @@ async fn concurrent_group_commit_saves_are_all_durable() {
     assert!(all.windows(2).all(|w| w[0].vehicle_id < w[1].vehicle_id));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_provisions_share_commits_and_the_first_owner_wins() {
+    use fleetwire_actors::ports::{ProvisionOutcome, Registration, VehicleRegistry, VehicleStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let registration = |tenant: &str, vehicle: String| Registration {
+        vehicle_id: VehicleId(vehicle),
+        tenant: TenantId::parse(tenant).unwrap(),
+        display_name: None,
+        status: VehicleStatus::Active,
+        provisioned_at: Utc::now(),
+    };
+    {
+        let registry = RedbVehicleRegistry::new(open_database(Some(dir.path())).unwrap()).unwrap();
+        // Two tenants race for each of 300 vehicles: the writes land in shared commits,
+        // in which a later provision must still see the earlier one's row.
+        let tasks: Vec<_> = (0..300)
+            .flat_map(|i| ["a", "b"].map(|t| (t, format!("car-{i:03}"))))
+            .map(|(tenant, vehicle)| {
+                let (registry, r) = (registry.clone(), registration(tenant, vehicle));
+                tokio::spawn(async move { registry.provision(&r).await.unwrap() })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        for pair in outcomes.chunks(2) {
+            let mut pair = pair.to_vec();
+            pair.sort_by_key(|o| format!("{o:?}"));
+            assert_eq!(pair, [ProvisionOutcome::Created, ProvisionOutcome::OwnedByOther]);
+        }
+    }
+    // Reopened from the file: every vehicle has exactly one owner, listed under it.
+    let registry = RedbVehicleRegistry::new(open_database(Some(dir.path())).unwrap()).unwrap();
+    let (a, b) = (
+        registry
+            .list(&TenantId::parse("a").unwrap(), None, 1000)
+            .await
+            .unwrap(),
+        registry
+            .list(&TenantId::parse("b").unwrap(), None, 1000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(a.len() + b.len(), 300);
+    for r in a.iter().chain(&b) {
+        let owner = registry.lookup(&r.vehicle_id).await.unwrap().unwrap();
+        assert_eq!(owner.tenant, r.tenant);
+    }
+}
+
 #[tokio::test]
 async fn a_slow_fanout_subscriber_is_told_it_lagged() {
     let fanout = fanout(2);
