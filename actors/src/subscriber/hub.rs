@@ -104,6 +104,9 @@ pub struct SubscriberHub {
     tenants: HashMap<TenantId, HashMap<u64, Route>>,
     /// Tenant of each connection id.
     tenant_of: HashMap<u64, TenantId>,
+    /// Tenants with updates staged in the chunk being routed (so delivering touches only
+    /// their subscribers, not every subscriber of the node).
+    staged_tenants: Vec<TenantId>,
     /// Entries routed so far.
     routed: u64,
     /// Id of the last entry routed (of any tenant).
@@ -123,6 +126,7 @@ impl SubscriberHub {
             fanout,
             tenants: HashMap::new(),
             tenant_of: HashMap::new(),
+            staged_tenants: Vec::new(),
             routed: 0,
             last_event_id: None,
             registration,
@@ -144,17 +148,25 @@ impl SubscriberHub {
             return;
         };
         let event = Arc::new(HubEvent::new(id, update));
+        let mut staged = false;
         for route in routes.values_mut() {
             if route.filter.matches(&event.update) {
                 route.staged.push(event.clone());
+                staged = true;
             }
+        }
+        if staged && !self.staged_tenants.contains(&event.update.tenant) {
+            self.staged_tenants.push(event.update.tenant.clone());
         }
     }
 
     /// Sends each subscriber its staged updates as one message. A full mailbox drops the
     /// whole batch, counted per update.
     fn deliver_staged(&mut self) {
-        for routes in self.tenants.values_mut() {
+        for tenant in std::mem::take(&mut self.staged_tenants) {
+            let Some(routes) = self.tenants.get_mut(&tenant) else {
+                continue;
+            };
             routes.retain(|_, route| {
                 let Some(first) = route.staged.first().map(|e| e.id) else {
                     return true;
