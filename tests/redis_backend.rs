@@ -213,6 +213,92 @@ async fn the_log_holds_what_was_published_and_live_ids_are_log_ids() {
     assert!(entries[0].1[1].contains(r#""vehicle_id":"car""#));
 }
 
+/// Appends are batched (`append.rs`): one script call takes whatever callers queued,
+/// across tenants. Each caller's updates must still land once each, in its order, with
+/// the id its publish returned, and live order must be log order per tenant.
+#[tokio::test]
+async fn concurrent_publishes_are_batched_without_reordering_or_loss() {
+    const TENANTS: usize = 3;
+    const VEHICLES: usize = 20;
+    const VERSIONS: u64 = 10;
+    let mut admin = admin().await;
+    let prefix = unique_prefix();
+    let fanout = fanout(&prefix);
+    let mut sub = fanout.subscribe();
+    wait_subscribed(&fanout).await;
+
+    let tenants: Vec<TenantId> = (0..TENANTS)
+        .map(|t| TenantId::parse(&format!("batch-{t}")).unwrap())
+        .collect();
+    let mut callers = tokio::task::JoinSet::new();
+    // Tenants interleaved, so a batch holds several tenants' entries mixed (the script
+    // appends them grouped by tenant and the ids must still reach the right callers).
+    for v in 0..VEHICLES {
+        for tenant in &tenants {
+            let (fanout, tenant) = (fanout.clone(), tenant.clone());
+            // Like a vehicle actor: one publish at a time, in version order.
+            callers.spawn(async move {
+                let mut ids = Vec::new();
+                for version in 1..=VERSIONS {
+                    let update = update_of(&tenant, &format!("car-{v}"), version);
+                    ids.push((
+                        (tenant.clone(), format!("car-{v}"), version),
+                        fanout.publish(update).await.expect("publish"),
+                    ));
+                }
+                ids
+            });
+        }
+    }
+    let mut published = std::collections::HashMap::new();
+    while let Some(ids) = callers.join_next().await {
+        published.extend(ids.expect("caller"));
+    }
+    let total = TENANTS * VEHICLES * VERSIONS as usize;
+    assert_eq!(published.len(), total);
+
+    let mut last_version = std::collections::HashMap::new();
+    let mut last_id: std::collections::HashMap<TenantId, EventId> = std::collections::HashMap::new();
+    for n in 0..total {
+        let FanOutMessage::Entry(LogEntry::Update { id, update }) = next(&mut sub, "live").await else {
+            panic!("update {n}: expected an update");
+        };
+        let key = (update.tenant.clone(), update.vehicle_id.0.clone(), update.version);
+        assert_eq!(
+            published.get(&key),
+            Some(&id),
+            "{key:?} arrives with the id its publish returned"
+        );
+        let before = last_version
+            .insert((key.0.clone(), key.1.clone()), key.2)
+            .unwrap_or(0);
+        assert_eq!(
+            key.2,
+            before + 1,
+            "{key:?}: each vehicle's updates once each, in order"
+        );
+        let previous = last_id.insert(key.0.clone(), id);
+        assert!(
+            previous.is_none_or(|p| p < id),
+            "{key:?}: live order is log order per tenant"
+        );
+    }
+    for tenant in &tenants {
+        let ids: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(fanout.log_key(tenant))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut admin)
+            .await
+            .expect("XRANGE");
+        assert_eq!(
+            ids.len(),
+            VEHICLES * VERSIONS as usize,
+            "{tenant}'s log holds each update once"
+        );
+    }
+}
+
 #[tokio::test]
 async fn updates_cross_nodes_and_prefixes_isolate() {
     admin().await;

@@ -86,6 +86,9 @@ pub const REDIS_FANOUT_RECOVERED_TOTAL: &str = "fleetwire_redis_fanout_recovered
 pub const REDIS_FANOUT_GAP_MARKERS_TOTAL: &str = "fleetwire_redis_fanout_gap_markers_total";
 /// Time to publish one update (append to the log + PUBLISH), in seconds.
 pub const REDIS_FANOUT_PUBLISH_SECONDS: &str = "fleetwire_redis_fanout_publish_seconds";
+/// Entries appended by one call of the append script (publishes and gap markers queued
+/// together).
+pub const REDIS_FANOUT_APPEND_BATCH_ENTRIES: &str = "fleetwire_redis_fanout_append_batch_entries";
 
 /// Vehicles connected over the Tesla WebSocket listener (gauge).
 pub const TESLA_CONNECTIONS: &str = "fleetwire_tesla_connections";
@@ -331,6 +334,10 @@ pub fn describe() {
         REDIS_FANOUT_PUBLISH_SECONDS,
         metrics::Unit::Seconds,
         "Time to append an update to the Redis log and publish it."
+    );
+    describe_histogram!(
+        REDIS_FANOUT_APPEND_BATCH_ENTRIES,
+        "Entries appended to Redis logs by one append script call."
     );
     describe_counter!(
         TESLA_DATUMS_TOTAL,

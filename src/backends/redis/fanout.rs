@@ -1,8 +1,8 @@
-//! [`RedisFanOut`]: publishes through the append script (`wire.rs`), replays from the
-//! tenants' logs (`log.rs`), and hands each subscription to a reader task (`reader.rs`).
-//! Appends go through one shared multiplexed connection (`publish_conn.rs`); replays,
-//! `PING` and recovery reads through a pool. Failed publishes are recorded as gaps
-//! (`gaps.rs`).
+//! [`RedisFanOut`]: publishes through the batched appender (`append.rs`, the script in
+//! `wire.rs`), replays from the tenants' logs (`log.rs`), and hands each subscription to a
+//! reader task (`reader.rs`). Appends go through one shared multiplexed connection
+//! (`publish_conn.rs`); replays, `PING` and recovery reads through a pool. Failed
+//! publishes are recorded as gaps (`gaps.rs`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_redis::redis;
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use fleetwire_actors::model::{TenantId, VehicleUpdate};
 use fleetwire_actors::ports::{EventId, FanOut, FanOutError, FanOutMessage, Replay, ReplayRetention};
 use fleetwire_actors::telemetry::REDIS_FANOUT_PUBLISH_SECONDS;
@@ -19,11 +19,12 @@ use futures_util::stream::BoxStream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::append::Appender;
 use super::gaps::{self, Gaps};
 use super::keys::Keys;
 use super::publish_conn::PublishConnection;
 use super::reader::{Backoff, Counts, LiveGuard, Reader, ReaderSetup};
-use super::wire::{APPEND_SCRIPT, FIELD_UPDATE, Script};
+use super::wire::FIELD_UPDATE;
 use super::{RedisConfig, RedisError, log, redact_url};
 
 /// How often an idle subscription `PING`s Redis. A quiet channel is otherwise
@@ -35,69 +36,6 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 const POOL_CREATE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the pool's health check of a returning connection (a `PING`) may take.
 const POOL_RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
-
-static APPEND: Script = Script::new(APPEND_SCRIPT);
-
-/// Appends entries to tenants' logs; shared by publishes and the gap retry task.
-#[derive(Clone)]
-pub(crate) struct Appender {
-    /// Replays, `PING` and the subscriptions' recovery reads (not appends).
-    pool: Pool,
-    /// The pipelined connection every append goes through.
-    conn: Arc<PublishConnection>,
-    keys: Arc<Keys>,
-    /// `[max entries, max age ms]` as script arguments.
-    max_events: Arc<str>,
-    max_age_ms: Arc<str>,
-    timeout: Duration,
-}
-
-impl Appender {
-    /// Appends `field = value` to `tenant`'s log and publishes it; bounded by the command
-    /// timeout, (re)connecting included.
-    pub(crate) async fn append(
-        &self,
-        tenant: &TenantId,
-        field: &str,
-        value: &[u8],
-    ) -> Result<EventId, String> {
-        let log = self.keys.log(tenant);
-        let tenants = self.keys.tenants();
-        let channel = self.keys.channel(tenant);
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut lease = self
-            .conn
-            .get(deadline)
-            .await
-            .map_err(|e| format!("no connection: {e}"))?;
-        let keys = [log.as_str(), tenants.as_str()];
-        let args = [
-            channel.as_bytes(),
-            tenant.as_str().as_bytes(),
-            self.max_events.as_bytes(),
-            self.max_age_ms.as_bytes(),
-            field.as_bytes(),
-            value,
-        ];
-        let call = APPEND.invoke::<_, String>(&mut lease.conn, &keys, &args);
-        let id = match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(id)) => id,
-            Ok(Err(e)) => {
-                if PublishConnection::breaks_connection(&e) {
-                    self.conn.discard(lease.generation);
-                }
-                return Err(format!("append script failed: {e}"));
-            }
-            Err(_) => {
-                // A connection that does not answer may be half-open; open a new one.
-                self.conn.discard(lease.generation);
-                return Err(format!("no answer within {:?}", self.timeout));
-            }
-        };
-        id.parse::<EventId>()
-            .map_err(|e| format!("append script returned {e}"))
-    }
-}
 
 /// [`FanOut`] over Redis Streams and pub/sub. Cheap to clone; clones share the pool, the
 /// publish connection, the gap state and the subscription state.
@@ -168,14 +106,14 @@ impl RedisFanOut {
         let retention = config.replay_retention();
         let max_age_ms = retention.max_age.map_or(0, |age| age.as_millis());
         Ok(Self {
-            appender: Appender {
+            appender: Appender::new(
                 pool,
-                conn: Arc::new(PublishConnection::new(client.clone(), backoff)),
-                keys: Arc::new(Keys::new(&config.key_prefix)),
-                max_events: retention.max_events.to_string().into(),
-                max_age_ms: max_age_ms.to_string().into(),
+                PublishConnection::new(client.clone(), backoff),
+                Arc::new(Keys::new(&config.key_prefix)),
+                retention.max_events,
+                max_age_ms,
                 timeout,
-            },
+            ),
             client,
             prefix: config.key_prefix.as_str().into(),
             retention,
@@ -274,7 +212,7 @@ impl FanOut for RedisFanOut {
         let payload = serde_json::to_vec(&*update)
             .map_err(|e| FanOutError::Unavailable(format!("cannot serialize the update: {e}")))?;
         let started = Instant::now();
-        match self.appender.append(tenant, FIELD_UPDATE, &payload).await {
+        match self.appender.append(tenant, FIELD_UPDATE, payload).await {
             Ok(id) => {
                 metrics::histogram!(REDIS_FANOUT_PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
                 Ok(id)

@@ -20,7 +20,7 @@ use fleetwire_actors::model::TenantId;
 use fleetwire_actors::telemetry::REDIS_FANOUT_GAP_MARKERS_TOTAL;
 use tracing::{info, warn};
 
-use super::fanout::Appender;
+use super::append::Appender;
 use super::reader::Backoff;
 use super::wire::FIELD_GAP;
 
@@ -96,7 +96,7 @@ pub(crate) async fn retry(gaps: Weak<Gaps>, appender: Appender, backoff: Backoff
         let Some(gaps) = gaps.upgrade() else { return };
         let mut all_written = true;
         for tenant in gaps.owed() {
-            match appender.append(&tenant, FIELD_GAP, b"1").await {
+            match appender.append(&tenant, FIELD_GAP, b"1".to_vec()).await {
                 Ok(id) => {
                     metrics::counter!(REDIS_FANOUT_GAP_MARKERS_TOTAL, "result" => "ok").increment(1);
                     info!(%tenant, %id, "Redis answers again; recorded the tenant's lost updates as a gap.");

@@ -5,7 +5,8 @@
 //!   over Redis Streams and pub/sub. Every update is appended to its tenant's replay log
 //!   (a stream, `<key_prefix>:t:<tenant>:log`) and published on the tenant's channel
 //!   (`<key_prefix>:t:<tenant>:updates`) by one Lua script, so the live order is the log
-//!   order and the stream entry id is the event id. Each node's subscriber hub holds one
+//!   order and the stream entry id is the event id. Appends are batched (`append.rs`):
+//!   one script call for whatever is queued. Each node's subscriber hub holds one
 //!   pattern subscription to every tenant's channel (`reader.rs`), on a dedicated
 //!   connection that reconnects by itself and then recovers what it missed from the logs.
 //!
@@ -26,6 +27,7 @@
 //! backend does no network I/O, so a node starts (and reports not-ready) while Redis is
 //! down.
 
+mod append;
 mod fanout;
 mod gaps;
 mod keys;

@@ -20,25 +20,39 @@ pub(crate) const FIELD_UPDATE: &str = "u";
 /// Stream field of a gap marker.
 pub(crate) const FIELD_GAP: &str = "gap";
 
-/// Appends one entry to a tenant's log, trims the log, records the tenant and publishes
-/// the entry — in one script, so that no other publish can come between the append and
-/// the `PUBLISH`: the order on the channel is the order of the log, and an entry a
-/// subscriber sees live is already in the log for anyone who replays it.
+/// Appends a batch of entries to their tenants' logs and publishes each, trims the logs
+/// and records the tenants — in one script, so that no other publish can come between an
+/// append and its `PUBLISH`: the order on a channel is the order of the log, and an entry
+/// a subscriber sees live is already in the log for anyone who replays it. (Publishing a
+/// tenant's entries as one message instead, built with `table.concat`, cost Redis more
+/// per entry than a `PUBLISH` each: docs/performance.md.)
 ///
-/// KEYS: log, tenants set. ARGV: channel, tenant, max entries, max age in ms (0: none),
-/// field, value. Returns the new entry's id.
+/// KEYS: the tenants set, then one log per tenant group. ARGV: max entries, max age in ms
+/// (0: none), then per group: channel, tenant, entry count n, and n × (field, value).
+/// Returns the new entries' ids, group by group.
 pub(crate) const APPEND_SCRIPT: &str = r"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', ARGV[5], ARGV[6])
-local age = tonumber(ARGV[4])
-if age > 0 then
-  local ms = tonumber(string.match(id, '^(%d+)-'))
-  if ms > age then
-    redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', ms - age))
+local maxlen, age = ARGV[1], tonumber(ARGV[2])
+local ids, a = {}, 3
+for g = 2, #KEYS do
+  local log, channel, tenant, n = KEYS[g], ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  local id
+  for _ = 1, n do
+    local field, value = ARGV[a], ARGV[a + 1]
+    a = a + 2
+    id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', field, value)
+    ids[#ids + 1] = id
+    redis.call('PUBLISH', channel, id .. ' ' .. field .. ' ' .. value)
   end
+  if age > 0 then
+    local ms = tonumber(string.match(id, '^(%d+)-'))
+    if ms > age then
+      redis.call('XTRIM', log, 'MINID', '~', string.format('%d', ms - age))
+    end
+  end
+  redis.call('SADD', KEYS[1], tenant)
 end
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[5] .. ' ' .. ARGV[6])
-return id
+return ids
 ";
 
 /// The newest id of every tenant's log: a subscription's starting point, taken before it
