@@ -20,6 +20,7 @@ use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig};
 use fleetwire_loadtest::pki::DevPki;
+use fleetwire_loadtest::report::Percentiles;
 use fleetwire_loadtest::run::{RunOptions, run};
 use fleetwire_loadtest::scenario::{Protocol, Scenario};
 use fleetwire_loadtest::tesla::{DriverStats, Drivers};
@@ -76,6 +77,9 @@ struct RunArgs {
     /// Overrides `drain_secs`.
     #[arg(long)]
     drain_secs: Option<u64>,
+    /// Overrides `warmup_secs` (latencies of the first seconds left out of the thresholds).
+    #[arg(long)]
+    warmup_secs: Option<u64>,
     /// Overrides `failover.command` (program and arguments, e.g. `--failover-command sh
     /// --failover-command -c --failover-command 'kill -9 1234'`).
     #[arg(long)]
@@ -195,6 +199,9 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
     if let Some(d) = args.drain_secs {
         s.drain_secs = d;
     }
+    if let Some(w) = args.warmup_secs {
+        s.warmup_secs = w;
+    }
     if !args.failover_command.is_empty() {
         if let Some(f) = &mut s.failover {
             f.command = args.failover_command;
@@ -221,20 +228,10 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
     .await?;
     let d = &report.delivery;
     println!(
-        "accepted {} records ({:.0}/s); ack p50/p99/max {:.1}/{:.1}/{:.1} ms; e2e {}; events {}; lost {}, duplicates {}, double applied {}, superseded {}, resets {}; errors {:?}",
+        "accepted {} records ({:.0}/s); {}; events {}; lost {}, duplicates {}, double applied {}, superseded {}, resets {}; errors {:?}",
         report.throughput.accepted_records,
         report.throughput.accepted_per_sec,
-        report.ack_ms.p50,
-        report.ack_ms.p99,
-        report.ack_ms.max,
-        if report.e2e_measured {
-            format!(
-                "p50/p95/p99/max {:.1}/{:.1}/{:.1}/{:.1} ms",
-                report.e2e_ms.p50, report.e2e_ms.p95, report.e2e_ms.p99, report.e2e_ms.max
-            )
-        } else {
-            "not measured".to_owned()
-        },
+        latencies(&report.ack_ms, report.e2e_measured.then_some(&report.e2e_ms)),
         report.throughput.events,
         report.lost,
         d.duplicates,
@@ -243,6 +240,13 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
         d.resets,
         report.errors,
     );
+    if let Some(steady) = &report.steady {
+        println!(
+            "after the {} s warm-up: {}",
+            report.scenario.warmup_secs,
+            latencies(&steady.ack_ms, report.e2e_measured.then_some(&steady.e2e_ms)),
+        );
+    }
     if let Some(k) = &report.knee {
         println!(
             "knee: at {:.0} s, offered {:.0} records/s ({}); last good window accepted {:.0}/s",
@@ -331,4 +335,22 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
         stats.errors.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// `ack p50/p99/max …; e2e p50/p95/p99/max …` for the summary lines (`None`: e2e not
+/// measured).
+fn latencies(ack: &Percentiles, e2e: Option<&Percentiles>) -> String {
+    let e2e = e2e.map_or_else(
+        || "not measured".to_owned(),
+        |e| {
+            format!(
+                "p50/p95/p99/max {:.1}/{:.1}/{:.1}/{:.1} ms",
+                e.p50, e.p95, e.p99, e.max
+            )
+        },
+    );
+    format!(
+        "ack p50/p99/max {:.1}/{:.1}/{:.1} ms; e2e {e2e}",
+        ack.p50, ack.p99, ack.max
+    )
 }

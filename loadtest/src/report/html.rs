@@ -52,7 +52,7 @@ pub fn render(r: &Report) -> String {
     page.push_str("</table><h2>Summary</h2><table>");
     let t = &r.throughput;
     let d = &r.delivery;
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         (
             "records accepted",
             format!("{} ({:.0}/s)", t.accepted_records, t.accepted_per_sec),
@@ -108,6 +108,21 @@ pub fn render(r: &Report) -> String {
             format!("{} / {}", opt(r.server.rss_mib_max), opt(r.server.rss_mib_last)),
         ),
     ];
+    if let Some(steady) = &r.steady {
+        // Right below the whole-run latencies, which are rows 2 and 3.
+        let e2e = if r.e2e_measured {
+            pct(&steady.e2e_ms)
+        } else {
+            "not measured".into()
+        };
+        rows.splice(
+            4..4,
+            [
+                ("ack after the warm-up (thresholds), ms", pct(&steady.ack_ms)),
+                ("e2e after the warm-up (thresholds), ms", e2e),
+            ],
+        );
+    }
     for (k, v) in rows {
         let _ = write!(page, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(&v));
     }

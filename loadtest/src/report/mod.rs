@@ -264,6 +264,15 @@ impl ServerSummary {
     }
 }
 
+/// Ack and end-to-end latencies after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SteadyLatency {
+    /// Send → ack.
+    pub ack_ms: Percentiles,
+    /// Record → subscriber.
+    pub e2e_ms: Percentiles,
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -293,6 +302,9 @@ pub struct Report {
     pub error_ratio: f64,
     /// Target process figures.
     pub server: ServerSummary,
+    /// Latencies after the scenario's `warmup_secs` (the drain included), which the
+    /// latency thresholds judge; `None` without a warm-up.
+    pub steady: Option<SteadyLatency>,
     /// Where a ramp saturated the target.
     pub knee: Option<KneeReport>,
     /// Threshold checks.

@@ -51,6 +51,34 @@ impl Latency {
     }
 }
 
+/// Ack and end-to-end latencies summed over the one-second windows after a run's
+/// warm-up (`Scenario::warmup_secs`).
+#[derive(Debug)]
+pub struct SteadyHistograms {
+    /// Send → ack, µs.
+    pub ack: Histogram<u64>,
+    /// Record → subscriber, µs.
+    pub e2e: Histogram<u64>,
+}
+
+impl Default for SteadyHistograms {
+    fn default() -> Self {
+        Self {
+            ack: histogram(),
+            e2e: histogram(),
+        }
+    }
+}
+
+impl SteadyHistograms {
+    /// Adds one window of each.
+    pub fn add(&mut self, ack: &Histogram<u64>, e2e: &Histogram<u64>) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.ack.add(ack);
+        let _ = self.e2e.add(e2e);
+    }
+}
+
 /// Shards of the end-to-end recorder, so thousands of subscribers do not share one lock.
 pub const E2E_SHARDS: usize = 32;
 

@@ -18,9 +18,9 @@ use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::report::{self, Outcome, Percentiles, Report, Sample, ServerSummary, Throughput};
+use crate::report::{self, Outcome, Percentiles, Report, Sample, ServerSummary, SteadyLatency, Throughput};
 use crate::scenario::{Protocol, Scenario};
-use live::Live;
+use live::{Live, SteadyHistograms};
 
 /// A scenario being run: what every driver and subscriber reads.
 pub struct Plan {
@@ -203,6 +203,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
         live.attempts.load(Ordering::Relaxed),
         live.errors.load(Ordering::Relaxed),
     );
+    let mut steady = (s.warmup_secs > 0).then(SteadyHistograms::default);
     let mut ticker =
         tokio::time::interval_at(plan.started() + Duration::from_secs(1), Duration::from_secs(1));
     loop {
@@ -215,6 +216,13 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
             live.errors.load(Ordering::Relaxed),
         );
         let server = sampler.sample().await;
+        let (ack_window, e2e_window) = (live.ack.take_window(), live.take_e2e_window());
+        // Windows that began once the warm-up was over.
+        if let Some(steady) = &mut steady
+            && t.round() - 1.0 >= s.warmup_secs as f64
+        {
+            steady.add(&ack_window, &e2e_window);
+        }
         let sample = Sample {
             t: t.round(),
             offered_rps: plan.offered_at(t - 0.5),
@@ -222,8 +230,8 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
             events_ps: (events - last.1) as f64,
             attempts_ps: (attempts.0 - last_attempts.0) as f64,
             errors_ps: (attempts.1 - last_attempts.1) as f64,
-            ack: Percentiles::from_us(&live.ack.take_window()),
-            e2e: Percentiles::from_us(&live.take_e2e_window()),
+            ack: Percentiles::from_us(&ack_window),
+            e2e: Percentiles::from_us(&e2e_window),
             subscribers: live.subscribers_connected.load(Ordering::Relaxed),
             cpu_percent: server.cpu_percent,
             rss_mib: server.rss_bytes.map(|b| b / 1_048_576.0),
@@ -289,6 +297,14 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
     let errors = live.errors.load(Ordering::Relaxed);
     let accepted_records = live.accepted.load(Ordering::Relaxed);
     let events = live.events.load(Ordering::Relaxed);
+    // What arrived after the last window (the drain) belongs to the steady state too.
+    if let Some(steady) = &mut steady {
+        steady.add(&live.ack.take_window(), &live.take_e2e_window());
+    }
+    let steady = steady.map(|h| SteadyLatency {
+        ack_ms: Percentiles::from_us(&h.ack),
+        e2e_ms: Percentiles::from_us(&h.e2e),
+    });
     let ack_ms = Percentiles::from_us(&live.ack.total());
     let e2e_ms = Percentiles::from_us(&live.e2e_total());
     let error_ratio = if attempts == 0 {
@@ -302,8 +318,15 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
         duplicates: delivery.duplicates + delivery.double_applied,
         resets: delivery.resets,
         error_ratio,
-        e2e_p99_ms: (e2e_measured && e2e_ms.count > 0).then_some(e2e_ms.p99),
-        ack_p99_ms: (ack_ms.count > 0).then_some(ack_ms.p99),
+        // The latency thresholds judge the steady state when the scenario has a warm-up.
+        e2e_p99_ms: {
+            let e2e = steady.map_or(e2e_ms, |st| st.e2e_ms);
+            (e2e_measured && e2e.count > 0).then_some(e2e.p99)
+        },
+        ack_p99_ms: {
+            let ack = steady.map_or(ack_ms, |st| st.ack_ms);
+            (ack.count > 0).then_some(ack.p99)
+        },
         throughput: accepted_records as f64 / load_secs_actual.max(0.001),
     };
     let checks = report::check(&s.thresholds, &outcome);
@@ -328,6 +351,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
         errors: live.errors_by_kind(),
         error_ratio,
         server: ServerSummary::from_samples(&samples),
+        steady,
         knee,
         passed: checks.iter().all(|c| c.pass),
         checks,

@@ -96,8 +96,15 @@ fn out_of_bounds_values_are_named() {
     s.fleet.batch_size = 0;
     s.stages[0].hz = f64::NAN;
     s.drain_secs = 601;
+    s.warmup_secs = s.load_secs();
     let err = s.validate(false).unwrap_err().to_string();
-    for key in ["fleet.vehicles", "fleet.batch_size", "stages[0]", "drain_secs"] {
+    for key in [
+        "fleet.vehicles",
+        "fleet.batch_size",
+        "stages[0]",
+        "drain_secs",
+        "warmup_secs",
+    ] {
         assert!(err.contains(key), "{key} missing in {err}");
     }
     let mut s = shipped("soak");
