@@ -299,6 +299,48 @@ async fn concurrent_publishes_are_batched_without_reordering_or_loss() {
     }
 }
 
+/// The append task runs on the runtime of the publish that started it. When that runtime
+/// is gone (an actix arbiter stopped), publishing must not fail for ever: the next publish
+/// starts a new task. Its connection died with that runtime too, so that publish may fail
+/// (recorded as a gap, never retried: a retry could append twice); once the gap marker is
+/// written, publishes go through again.
+#[test]
+fn publishes_go_on_after_the_runtime_that_started_the_append_task_is_gone() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let prefix = unique_prefix();
+    let fanout = fanout(&prefix);
+    let first = runtime();
+    first.block_on(async {
+        admin().await;
+        fanout.publish(update("car", 1)).await.expect("first publish")
+    });
+    drop(first);
+    let second = runtime();
+    second.block_on(async {
+        if fanout.publish(update("car", 2)).await.is_err() {
+            eventually("the gap marker is written", || async { !fanout.is_down() }).await;
+        }
+        let id = fanout
+            .publish(update("car", 3))
+            .await
+            .expect("publish after the first runtime ended");
+        let mut admin = admin().await;
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(fanout.log_key(&TenantId::default()))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut admin)
+            .await
+            .expect("XRANGE");
+        assert_eq!(entries.last().map(|(id, _)| id.clone()), Some(id.to_string()));
+    });
+}
+
 #[tokio::test]
 async fn updates_cross_nodes_and_prefixes_isolate() {
     admin().await;

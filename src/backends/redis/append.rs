@@ -24,7 +24,7 @@
 //!   entries are ever in two calls; within a call they keep queue order per tenant.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::Pool;
@@ -82,9 +82,11 @@ pub(crate) struct Appender {
     /// Bounds every append, waiting for room in the queue included.
     pub(crate) timeout: Duration,
     batcher: Batcher,
-    /// The queue into the append task, which is started by the first append (building a
-    /// fan-out needs no runtime). The task ends when the last clone is dropped.
-    queue: Arc<OnceLock<mpsc::Sender<Pending>>>,
+    /// The queue into the append task, which the first append starts (building a fan-out
+    /// needs no runtime) and the next one restarts if it has ended: the task lives on the
+    /// runtime of the append that started it, and ends with it. It also ends when the last
+    /// clone is dropped.
+    queue: Arc<Mutex<Option<mpsc::Sender<Pending>>>>,
 }
 
 impl Appender {
@@ -127,11 +129,7 @@ impl Appender {
             deadline,
             reply,
         };
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-            tokio::spawn(self.batcher.clone().run(rx));
-            tx
-        });
+        let queue = self.queue();
         match tokio::time::timeout_at(deadline, queue.send(pending)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err("the append task has ended".into()),
@@ -141,6 +139,20 @@ impl Appender {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("the append task dropped the entry".into()),
             Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        }
+    }
+
+    /// The queue into a running append task, started here if there is none.
+    fn queue(&self) -> mpsc::Sender<Pending> {
+        let mut queue = self.queue.lock().expect("append queue lock never poisoned");
+        match &*queue {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+                tokio::spawn(self.batcher.clone().run(rx));
+                *queue = Some(tx.clone());
+                tx
+            }
         }
     }
 }
