@@ -21,6 +21,11 @@ pub const HISTORY_AGGREGATE_WRITES_TOTAL: &str = "fleetwire_history_aggregate_wr
 pub const PUBLISH_UPDATES_TOTAL: &str = "fleetwire_publish_updates_total";
 /// Time from ingest to publish of the newest record of an update, in seconds.
 pub const INGEST_TO_PUBLISH_SECONDS: &str = "fleetwire_ingest_to_publish_seconds";
+/// Time from ingest to this node's subscriber hub (through the fan-out) of the newest
+/// record of each update that has subscribers here, in seconds; minus
+/// `fleetwire_ingest_to_publish_seconds`, the fan-out's own delivery time (across nodes
+/// the difference of their clocks is in it too).
+pub const INGEST_TO_HUB_SECONDS: &str = "fleetwire_ingest_to_hub_seconds";
 /// Checkpoint writes; label `result` = `ok` | `lease_lost` | `error`.
 pub const CHECKPOINTS_TOTAL: &str = "fleetwire_checkpoints_total";
 /// Lease transitions on this node; label `event` = `taken` | `stolen` | `renewed` | `lost` |
@@ -228,6 +233,11 @@ pub fn describe() {
         INGEST_TO_PUBLISH_SECONDS,
         metrics::Unit::Seconds,
         "Ingest to publish latency of the newest record of each update."
+    );
+    describe_histogram!(
+        INGEST_TO_HUB_SECONDS,
+        metrics::Unit::Seconds,
+        "Ingest to this node's subscriber hub, for updates with subscribers here."
     );
     describe_counter!(
         AWS_CALLS_TOTAL,
