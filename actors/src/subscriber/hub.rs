@@ -147,7 +147,9 @@ impl SubscriberHub {
         let Some(routes) = self.tenants.get_mut(&update.tenant) else {
             return;
         };
-        let latency = (chrono::Utc::now() - update.ingest_received_at).to_std().unwrap_or_default();
+        let latency = (chrono::Utc::now() - update.ingest_received_at)
+            .to_std()
+            .unwrap_or_default();
         metrics::histogram!(telemetry::INGEST_TO_HUB_SECONDS).record(latency.as_secs_f64());
         let event = Arc::new(HubEvent::new(id, update));
         let mut staged = false;
