@@ -114,6 +114,21 @@ where
     }
 }
 
+/// Every entry of `tenant`'s replay log as `(id, [field, value])`, read straight from Redis.
+async fn log_entries(
+    admin: &mut redis::aio::MultiplexedConnection,
+    fanout: &RedisFanOut,
+    tenant: &TenantId,
+) -> Vec<(String, Vec<String>)> {
+    redis::cmd("XRANGE")
+        .arg(fanout.log_key(tenant))
+        .arg("-")
+        .arg("+")
+        .query_async(admin)
+        .await
+        .expect("XRANGE")
+}
+
 async fn wait_subscribed(fanout: &RedisFanOut) {
     assert!(
         fanout.wait_until_all_subscribed(WAIT).await,
@@ -196,13 +211,7 @@ async fn the_log_holds_what_was_published_and_live_ids_are_log_ids() {
     let id = fanout.publish(update("car", 1)).await.expect("publish");
     assert_eq!(next_update_id(&mut sub, "live").await, (id, "car".to_owned(), 1));
     let tenant = TenantId::default();
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(fanout.log_key(&tenant))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut admin)
-        .await
-        .expect("XRANGE");
+    let entries = log_entries(&mut admin, &fanout, &tenant).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(
         entries[0].0,
@@ -284,13 +293,7 @@ async fn concurrent_publishes_are_batched_without_reordering_or_loss() {
         );
     }
     for tenant in &tenants {
-        let ids: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(fanout.log_key(tenant))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut admin)
-            .await
-            .expect("XRANGE");
+        let ids = log_entries(&mut admin, &fanout, tenant).await;
         assert_eq!(
             ids.len(),
             VEHICLES * VERSIONS as usize,
@@ -330,13 +333,7 @@ fn publishes_go_on_after_the_runtime_that_started_the_append_task_is_gone() {
             .await
             .expect("publish after the first runtime ended");
         let mut admin = admin().await;
-        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(fanout.log_key(&TenantId::default()))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut admin)
-            .await
-            .expect("XRANGE");
+        let entries = log_entries(&mut admin, &fanout, &TenantId::default()).await;
         assert_eq!(entries.last().map(|(id, _)| id.clone()), Some(id.to_string()));
     });
 }

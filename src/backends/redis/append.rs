@@ -78,7 +78,6 @@ struct Batcher {
 pub(crate) struct Appender {
     /// Replays, `PING` and the subscriptions' recovery reads (not appends).
     pub(crate) pool: Pool,
-    pub(crate) keys: Arc<Keys>,
     /// Bounds every append, waiting for room in the queue included.
     pub(crate) timeout: Duration,
     batcher: Batcher,
@@ -100,7 +99,6 @@ impl Appender {
     ) -> Self {
         Self {
             pool,
-            keys: keys.clone(),
             timeout,
             batcher: Batcher {
                 conn: Arc::new(conn),
@@ -110,6 +108,11 @@ impl Appender {
             },
             queue: Arc::default(),
         }
+    }
+
+    /// The key layout appends use (and the fan-out's reads with them).
+    pub(crate) fn keys(&self) -> &Arc<Keys> {
+        &self.batcher.keys
     }
 
     /// Appends `field = value` to `tenant`'s log and publishes it; returns the entry's id.

@@ -137,17 +137,17 @@ impl RedisFanOut {
 
     /// The pub/sub channel of `tenant`'s updates.
     pub fn channel(&self, tenant: &TenantId) -> String {
-        self.appender.keys.channel(tenant)
+        self.appender.keys().channel(tenant)
     }
 
     /// The key of `tenant`'s replay log (a stream).
     pub fn log_key(&self, tenant: &TenantId) -> String {
-        self.appender.keys.log(tenant)
+        self.appender.keys().log(tenant)
     }
 
     /// The pattern every subscription subscribes to.
     pub fn pattern(&self) -> String {
-        self.appender.keys.pattern()
+        self.appender.keys().pattern()
     }
 
     /// `true` when there is at least one subscription and every subscription is currently
@@ -235,7 +235,7 @@ impl FanOut for RedisFanOut {
             ReaderSetup {
                 client: self.client.clone(),
                 pool: self.appender.pool.clone(),
-                keys: self.appender.keys.clone(),
+                keys: self.appender.keys().clone(),
                 prefix: self.prefix.clone(),
                 retention: self.retention,
                 command_timeout: self.appender.timeout,
@@ -257,7 +257,7 @@ impl FanOut for RedisFanOut {
         let a = &self.appender;
         let call = async {
             let mut conn = a.pool.get().await.map_err(|e| format!("no connection: {e}"))?;
-            log::read(&mut conn, &a.keys, &self.retention, tenant, after, limit)
+            log::read(&mut conn, a.keys(), &self.retention, tenant, after, limit)
                 .await
                 .map_err(|e| format!("reading the log failed: {e}"))
         };
