@@ -19,6 +19,10 @@ pub const HISTORY_BUCKET_WRITES_TOTAL: &str = "fleetwire_history_bucket_writes_t
 pub const HISTORY_AGGREGATE_WRITES_TOTAL: &str = "fleetwire_history_aggregate_writes_total";
 /// Vehicle updates published to the fan-out; label `result` = `ok` | `error`.
 pub const PUBLISH_UPDATES_TOTAL: &str = "fleetwire_publish_updates_total";
+/// Time from ingest to the vehicle actor starting to apply a routed batch (its newest
+/// record), in seconds: the producer, the stream and the shard consumer's wait. Minus this,
+/// `fleetwire_ingest_to_publish_seconds` is the actor's apply and the publish.
+pub const INGEST_TO_APPLY_SECONDS: &str = "fleetwire_ingest_to_apply_seconds";
 /// Time from ingest to publish of the newest record of an update, in seconds.
 pub const INGEST_TO_PUBLISH_SECONDS: &str = "fleetwire_ingest_to_publish_seconds";
 /// Time from ingest to this node's subscriber hub (through the fan-out) of the newest
@@ -94,6 +98,12 @@ pub const REDIS_FANOUT_PUBLISH_SECONDS: &str = "fleetwire_redis_fanout_publish_s
 /// Entries appended by one call of the append script (publishes and gap markers queued
 /// together).
 pub const REDIS_FANOUT_APPEND_BATCH_ENTRIES: &str = "fleetwire_redis_fanout_append_batch_entries";
+/// How long each append waited in the queue before a script call took it, in seconds.
+pub const REDIS_FANOUT_APPEND_QUEUE_SECONDS: &str = "fleetwire_redis_fanout_append_queue_seconds";
+/// One append script call, from sending it to its answer, in seconds. What
+/// `fleetwire_redis_fanout_publish_seconds` has beyond this and the queue wait is the time the
+/// publishing task took to be resumed (its thread was busy).
+pub const REDIS_FANOUT_APPEND_CALL_SECONDS: &str = "fleetwire_redis_fanout_append_call_seconds";
 
 /// Vehicles connected over the Tesla WebSocket listener (gauge).
 pub const TESLA_CONNECTIONS: &str = "fleetwire_tesla_connections";
@@ -235,6 +245,11 @@ pub fn describe() {
         "Ingest to publish latency of the newest record of each update."
     );
     describe_histogram!(
+        INGEST_TO_APPLY_SECONDS,
+        metrics::Unit::Seconds,
+        "Ingest to the vehicle actor applying a routed batch (its newest record)."
+    );
+    describe_histogram!(
         INGEST_TO_HUB_SECONDS,
         metrics::Unit::Seconds,
         "Ingest to this node's subscriber hub, for updates with subscribers here."
@@ -348,6 +363,16 @@ pub fn describe() {
     describe_histogram!(
         REDIS_FANOUT_APPEND_BATCH_ENTRIES,
         "Entries appended to Redis logs by one append script call."
+    );
+    describe_histogram!(
+        REDIS_FANOUT_APPEND_QUEUE_SECONDS,
+        metrics::Unit::Seconds,
+        "Wait of each Redis append in the queue before a script call took it."
+    );
+    describe_histogram!(
+        REDIS_FANOUT_APPEND_CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "One Redis append script call, sent to answered."
     );
     describe_counter!(
         TESLA_DATUMS_TOTAL,

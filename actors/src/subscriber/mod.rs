@@ -68,9 +68,13 @@ pub struct SubscriberConfig {
     /// Most vehicles a slow subscriber may have waiting before it is disconnected. Default 10,000.
     pub max_pending: usize,
     /// Most serialized bytes that may wait for a slow client (its live queue and its
-    /// channel to the HTTP response) before it is disconnected; bounds a subscriber's
-    /// memory where `max_pending` alone would allow 10,000 large updates. At least 1.
-    /// Default 1 MiB (1,048,576).
+    /// channel to the HTTP response) before it is disconnected; bounds how much a client
+    /// may lag (and the updates it keeps alive) where `max_pending` alone would allow
+    /// 10,000 large updates. The updates themselves are shared by every subscriber they go
+    /// to, so a burst that all clients lag behind together costs its size once. At least 1.
+    /// Default 4 MiB (4,194,304): about half a second of a whole 5,000-vehicle fleet at
+    /// 1 Hz (~8 MB/s of ~1.6 KB events); 1 MiB (~130 ms of it) cut every such client off
+    /// at ordinary delivery hiccups (docs/performance.md).
     pub max_buffered_bytes: usize,
     /// How long a client may block the stream before it is disconnected. Default 30,000 ms.
     pub slow_client_timeout_ms: u64,
@@ -115,7 +119,7 @@ impl Default for SubscriberConfig {
             mailbox_capacity: 256,
             channel_capacity: 64,
             max_pending: 10_000,
-            max_buffered_bytes: 1024 * 1024,
+            max_buffered_bytes: 4 * 1024 * 1024,
             slow_client_timeout_ms: 30_000,
             keep_alive_ms: 15_000,
             retry_ms: 3_000,

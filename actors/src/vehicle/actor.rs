@@ -24,8 +24,8 @@ use crate::model::{TelemetryRecord, TenantId, VehicleId, VehicleSnapshot, Vehicl
 use crate::ports::{FanOut, HistoryError, StateStore, StoreError};
 use crate::registry::Registration;
 use crate::telemetry::{
-    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_PUBLISH_SECONDS, PUBLISH_UPDATES_TOTAL,
-    ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
+    FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_APPLY_SECONDS, INGEST_TO_PUBLISH_SECONDS,
+    PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
 };
 
 /// Loads tried before a vehicle actor gives up and stops (transient store errors only).
@@ -475,6 +475,10 @@ impl Handler<ApplyRecords> for VehicleStateActor {
             reg.handled(true);
         }
         let records = self.own_records(msg.records);
+        if let Some(newest) = records.iter().map(|r| r.ingest_received_at).max() {
+            let waited = (Utc::now() - newest).to_std().unwrap_or_default();
+            histogram!(INGEST_TO_APPLY_SECONDS).record(waited.as_secs_f64());
+        }
         let rules = self.fleet.rules.tenant(self.state.tenant());
         let fleet = FleetContext {
             config: &self.fleet.config,

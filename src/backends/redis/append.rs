@@ -30,7 +30,9 @@ use std::time::Duration;
 use deadpool_redis::Pool;
 use fleetwire_actors::model::TenantId;
 use fleetwire_actors::ports::EventId;
-use fleetwire_actors::telemetry::REDIS_FANOUT_APPEND_BATCH_ENTRIES;
+use fleetwire_actors::telemetry::{
+    REDIS_FANOUT_APPEND_BATCH_ENTRIES, REDIS_FANOUT_APPEND_CALL_SECONDS, REDIS_FANOUT_APPEND_QUEUE_SECONDS,
+};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
@@ -59,6 +61,8 @@ struct Pending {
     value: Vec<u8>,
     /// When the caller stops waiting.
     deadline: Instant,
+    /// When the caller queued it (for the queue-wait metric).
+    queued: Instant,
     reply: oneshot::Sender<Result<EventId, String>>,
 }
 
@@ -130,6 +134,7 @@ impl Appender {
             field,
             value,
             deadline,
+            queued: Instant::now(),
             reply,
         };
         let queue = self.queue();
@@ -175,6 +180,10 @@ impl Batcher {
                     let now = Instant::now();
                     // Their callers have stopped waiting and counted them as lost.
                     batch.retain(|p| p.deadline > now);
+                    let waited = metrics::histogram!(REDIS_FANOUT_APPEND_QUEUE_SECONDS);
+                    for p in &batch {
+                        waited.record(now.duration_since(p.queued).as_secs_f64());
+                    }
                     if !batch.is_empty() {
                         metrics::histogram!(REDIS_FANOUT_APPEND_BATCH_ENTRIES).record(batch.len() as f64);
                         in_flight.push(self.append(std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH))));
@@ -195,7 +204,10 @@ impl Batcher {
             .max()
             .expect("a batch is not empty");
         let groups = Groups::of(&batch);
-        let results: Vec<Result<EventId, String>> = match self.call(&batch, &groups, deadline).await {
+        let sent = Instant::now();
+        let called = self.call(&batch, &groups, deadline).await;
+        metrics::histogram!(REDIS_FANOUT_APPEND_CALL_SECONDS).record(sent.elapsed().as_secs_f64());
+        let results: Vec<Result<EventId, String>> = match called {
             Ok(ids) if ids.len() == batch.len() => {
                 let mut by_index = vec![None; batch.len()];
                 for (&i, id) in groups.order.iter().zip(ids) {
