@@ -21,7 +21,7 @@ use fleetwire_actors::model::{Location, TenantId};
 use fleetwire_actors::tenancy::{TenancyConfig, UnknownVehiclePolicy};
 use fleetwire_loadtest::fleet::{Fleet, FleetConfig, IngestRecord};
 use fleetwire_loadtest::pki::DevPki;
-use fleetwire_loadtest::tesla::{DriverStats, Drivers};
+use fleetwire_loadtest::tesla::{DriverStats, Drivers, ack_summary_ms};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -321,7 +321,7 @@ async fn drive_tesla_fleet(
         }
         if last_report.0.elapsed() >= Duration::from_secs(10) {
             let acked = stats.acked.load(Ordering::Relaxed);
-            let (_, p50, p99, max) = stats.take_ack_latency_ms();
+            let (_, p50, p99, max) = ack_summary_ms(&stats.take_ack_latency());
             info!(
                 frames_acked_per_sec = (acked - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64(),
                 ack_ms_p50 = p50,

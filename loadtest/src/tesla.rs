@@ -156,19 +156,24 @@ impl Default for DriverStats {
 }
 
 impl DriverStats {
-    /// Takes the ack latencies recorded since the last call: (count, p50, p99, max) in ms.
-    pub fn take_ack_latency_ms(&self) -> (u64, f64, f64, f64) {
+    /// Takes the ack latencies (µs) recorded since the last call.
+    pub fn take_ack_latency(&self) -> hdrhistogram::Histogram<u64> {
         let mut h = self.ack_latency_us.lock().expect("histogram lock never poisoned");
-        let ms = |us: u64| us as f64 / 1000.0;
-        let out = (
-            h.len(),
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.max()),
-        );
+        let window = h.clone();
         h.reset();
-        out
+        window
     }
+}
+
+/// (count, p50, p99, max) of ack latencies in µs, the latencies in ms.
+pub fn ack_summary_ms(h: &hdrhistogram::Histogram<u64>) -> (u64, f64, f64, f64) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    (
+        h.len(),
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.max()),
+    )
 }
 
 /// A fleet's drivers: one [`drive_vehicle`] task per vehicle, each fed through its own
