@@ -165,7 +165,7 @@ impl DriverStats {
     }
 }
 
-/// (count, p50, p99, max) of ack latencies in µs, the latencies in ms.
+/// Count, p50, p99 and max (in ms) of a histogram of ack latencies in µs.
 pub fn ack_summary_ms(h: &hdrhistogram::Histogram<u64>) -> (u64, f64, f64, f64) {
     let ms = |us: u64| us as f64 / 1000.0;
     (
