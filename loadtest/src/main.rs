@@ -323,13 +323,13 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
         if last_report.elapsed() >= Duration::from_secs(5) {
             let acked = stats.acked.load(Ordering::Relaxed);
             let window = stats.take_ack_latency();
+            let (n, p50, p99, max) = ack_summary_ms(&window);
             if last_report >= warmed_up {
                 match &mut steady {
                     Some(all) => all.add(&window).context("merging ack latencies")?,
-                    None => steady = Some(window.clone()),
+                    None => steady = Some(window),
                 }
             }
-            let (n, p50, p99, max) = ack_summary_ms(&window);
             println!(
                 "t={:>4}s acked/s={:>8.1} ack_ms p50={p50:.1} p99={p99:.1} max={max:.1} (n={n}) connects={} errors={} skipped={dropped}",
                 started.elapsed().as_secs(),
