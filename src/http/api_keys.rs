@@ -155,7 +155,7 @@ pub async fn list(caller: Caller, state: web::Data<ApiState>) -> Result<HttpResp
     path = "/v1/api-keys/{id}",
     operation_id = "revoke_api_key",
     tag = "api-keys",
-    params(("id" = String, Path, description = "The key id")),
+    params(("id" = String, Path, pattern = r"^[0-9a-f]{12}$", description = "The key id: 12 hex digits")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, response = super::openapi::errors::Unauthorized),

@@ -324,7 +324,7 @@ pub async fn list_geofences(caller: Caller, state: web::Data<ApiState>) -> Resul
     get,
     path = "/v1/geofences/{id}",
     tag = "fleet",
-    params(("id" = String, Path, description = "The geofence id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,128}$", description = "The geofence id: 1–128 characters of `A-Z a-z 0-9 _ - .`")),
     responses(
         (status = 200, description = "The geofence", body = Geofence),
         (status = 401, response = super::openapi::errors::Unauthorized),
@@ -375,7 +375,7 @@ pub async fn put_geofence(
     delete,
     path = "/v1/geofences/{id}",
     tag = "fleet",
-    params(("id" = String, Path, description = "The geofence id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,128}$", description = "The geofence id: 1–128 characters of `A-Z a-z 0-9 _ - .`")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::openapi::errors::Unauthorized),
@@ -441,7 +441,7 @@ pub async fn put_alert_rule(
     delete,
     path = "/v1/alert-rules/{id}",
     tag = "fleet",
-    params(("id" = String, Path, description = "The alert rule id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,128}$", description = "The alert rule id: 1–128 characters of `A-Z a-z 0-9 _ - .`")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::openapi::errors::Unauthorized),
