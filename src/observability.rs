@@ -34,11 +34,13 @@ pub fn metrics_handle() -> PrometheusHandle {
             ];
             let batch_entries = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0];
             let batch_bytes = [1e3, 1e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5.3e6];
-            let buckets: [(&str, &[f64]); 10] = [
+            let buckets: [(&str, &[f64]); 12] = [
                 (t::AWS_CALL_SECONDS, &producer_latency),
                 (t::TESLA_ACK_SECONDS, &producer_latency),
                 (t::INGEST_TO_APPLY_SECONDS, &latency_buckets),
                 (t::INGEST_TO_PUBLISH_SECONDS, &latency_buckets),
+                (t::INGEST_TO_HUB_SECONDS, &latency_buckets),
+                (t::INGEST_TO_SSE_SECONDS, &latency_buckets),
                 (t::PRODUCER_LINGER_SECONDS, &producer_latency),
                 (t::REDIS_FANOUT_APPEND_QUEUE_SECONDS, &producer_latency),
                 (t::REDIS_FANOUT_APPEND_CALL_SECONDS, &producer_latency),

@@ -30,6 +30,10 @@ pub const INGEST_TO_PUBLISH_SECONDS: &str = "fleetwire_ingest_to_publish_seconds
 /// `fleetwire_ingest_to_publish_seconds`, the fan-out's own delivery time (across nodes
 /// the difference of their clocks is in it too).
 pub const INGEST_TO_HUB_SECONDS: &str = "fleetwire_ingest_to_hub_seconds";
+/// Time from ingest to a subscriber handing the update to its client's HTTP body, in
+/// seconds, once per update and subscriber; minus `fleetwire_ingest_to_hub_seconds`, the
+/// hub's routing and the subscriber's queue (what is left to the browser is the socket).
+pub const INGEST_TO_SSE_SECONDS: &str = "fleetwire_ingest_to_sse_seconds";
 /// Checkpoint writes; label `result` = `ok` | `lease_lost` | `error`.
 pub const CHECKPOINTS_TOTAL: &str = "fleetwire_checkpoints_total";
 /// Lease transitions on this node; label `event` = `taken` | `stolen` | `renewed` | `lost` |
@@ -253,6 +257,11 @@ pub fn describe() {
         INGEST_TO_HUB_SECONDS,
         metrics::Unit::Seconds,
         "Ingest to this node's subscriber hub, for updates with subscribers here."
+    );
+    describe_histogram!(
+        INGEST_TO_SSE_SECONDS,
+        metrics::Unit::Seconds,
+        "Ingest to a subscriber handing the update to its client's HTTP body."
     );
     describe_counter!(
         AWS_CALLS_TOTAL,

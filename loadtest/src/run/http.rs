@@ -66,7 +66,14 @@ pub async fn drive(
     let mut client = new_client();
     let reconnect_at = plan.reconnect_at(sender.index);
     let batch_size = plan.scenario.fleet.batch_size;
-    let mut tick_start = Instant::now();
+    // Senders start out of phase: vehicles report on clocks of their own, so the fleet's
+    // load is smooth. Started together, 16 senders sent 16 batches at each of the same
+    // 4 instants a second, and the bursts, not the target, set the e2e tail.
+    let mut tick_start = Instant::now() + first_phase(&plan, sender.index, n.div_ceil(batch_size.max(1)));
+    tokio::select! {
+        _ = tokio::time::sleep_until(tick_start) => {}
+        _ = stop.changed() => {}
+    }
     loop {
         let t = plan.elapsed();
         let Some(hz) = plan.hz_at(t) else { break };
@@ -177,6 +184,20 @@ pub async fn drive(
         }
     }
     accepted
+}
+
+/// Delay of sender `index`'s first tick: the senders' batches interleave evenly, each
+/// sender's `batches` spread over the period and the senders spread over the gap between
+/// two of them.
+fn first_phase(plan: &Plan, index: usize, batches: usize) -> Duration {
+    let senders = plan
+        .scenario
+        .fleet
+        .connections
+        .min(plan.scenario.fleet.vehicles)
+        .max(1);
+    let hz = plan.scenario.hz_at(0.0).filter(|hz| *hz > 0.0).unwrap_or(1.0);
+    Duration::from_secs_f64(index as f64 / (senders * batches.max(1)) as f64 / hz)
 }
 
 /// A record's seq is the sender's current one for its vehicle: a vehicle has at most one
