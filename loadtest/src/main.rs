@@ -133,9 +133,6 @@ enum Command {
     },
 }
 
-/// Waves per interval: the fleet's records go out in this many evenly spaced groups.
-const WAVES: usize = 20;
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // One process-wide rustls provider for the HTTPS client and the Tesla mTLS driver
@@ -298,7 +295,6 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
     let stats = Arc::new(DriverStats::default());
     let drivers = Drivers::start(fleet.vehicle_ids(), &pki, target, 4, &stats, &stop)?;
     let interval = Duration::from_millis(interval_ms.max(10));
-    let wave_gap = interval / WAVES as u32;
     let started = tokio::time::Instant::now();
     let end = started + Duration::from_secs(duration_secs);
     let (mut dropped, mut last_acked, mut last_report) = (0u64, 0u64, started);
@@ -307,19 +303,10 @@ async fn run_tesla(command: Command) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while tokio::time::Instant::now() < end {
-        ticker.tick().await;
-        let records = fleet.tick(chrono::Utc::now());
-        let per_wave = records.len().div_ceil(WAVES).max(1);
-        let mut records = records.into_iter().zip(drivers.queues.iter());
-        for _ in 0..WAVES {
-            for (record, queue) in records.by_ref().take(per_wave) {
-                // A vehicle still waiting for an ack skips a tick, like a real buffer.
-                if queue.try_send(record).is_err() {
-                    dropped += 1;
-                }
-            }
-            tokio::time::sleep(wave_gap).await;
-        }
+        let tick = ticker.tick().await;
+        dropped += drivers
+            .send_tick(fleet.tick(chrono::Utc::now()), tick, interval)
+            .await;
         if last_report.elapsed() >= Duration::from_secs(5) {
             let acked = stats.acked.load(Ordering::Relaxed);
             let window = stats.take_ack_latency();

@@ -21,6 +21,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
@@ -33,6 +34,9 @@ use crate::pki::DevPki;
 
 /// Envelope message type of an ack (FlatBuffers union tag of `FlatbuffersStreamAck`).
 pub const ACK_MESSAGE_TYPE: u8 = 5;
+
+/// Groups a tick's records go out in, evenly spaced over the tick ([`Drivers::send_tick`]).
+pub const WAVES: usize = 20;
 
 /// Where vehicles connect.
 #[derive(Clone)]
@@ -212,6 +216,26 @@ impl Drivers {
             tasks.push(tokio::spawn(driver));
         }
         Ok(Self { queues, tasks })
+    }
+
+    /// Hands one tick's records (in [`Fleet::tick`](crate::fleet::Fleet::tick) order) to
+    /// their vehicles in [`WAVES`] evenly spaced groups over `period` from `start`, as a
+    /// fleet whose vehicles report on clocks of their own would send them; a whole fleet
+    /// at one instant is a burst no real fleet makes. Returns how many records were
+    /// skipped because their vehicle still waited for acks (as a real buffer would).
+    pub async fn send_tick(&self, records: Vec<IngestRecord>, start: Instant, period: Duration) -> u64 {
+        let per_wave = records.len().div_ceil(WAVES).max(1);
+        let mut records = records.into_iter().zip(&self.queues);
+        let mut skipped = 0;
+        for wave in 0..WAVES as u32 {
+            tokio::time::sleep_until(start + period * wave / WAVES as u32).await;
+            for (record, queue) in records.by_ref().take(per_wave) {
+                if queue.try_send(record).is_err() {
+                    skipped += 1;
+                }
+            }
+        }
+        skipped
     }
 
     /// Closes the queues and waits until every driver has ended.

@@ -59,15 +59,14 @@ async fn drive_inner(plan: &Plan, live: &Live, stop: &mut watch::Receiver<bool>)
         }
         let records = fleet.tick(chrono::Utc::now());
         live.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
-        for (record, queue) in records.into_iter().zip(&drivers.queues) {
-            if queue.try_send(record).is_err() {
-                // The vehicle still waits for acks: a skipped send, counted as a failed one.
-                live.attempts.fetch_add(1, Ordering::Relaxed);
-                live.error("vehicle_busy");
-            }
+        let period = Duration::from_secs_f64(1.0 / hz);
+        // A skipped send (the vehicle still waits for acks) counts as a failed one.
+        for _ in 0..drivers.send_tick(records, tick_start, period).await {
+            live.attempts.fetch_add(1, Ordering::Relaxed);
+            live.error("vehicle_busy");
         }
         last = fold(&stats, live, last);
-        tick_start += Duration::from_secs_f64(1.0 / hz);
+        tick_start += period;
         tick_start = tick_start.max(Instant::now() - Duration::from_millis(100));
         tokio::select! {
             _ = tokio::time::sleep_until(tick_start) => {}
