@@ -93,6 +93,11 @@ pub struct HttpConfig {
     /// Browser origins (e.g. `https://fleet.example.com`) allowed to call the API from
     /// another origin (CORS). The page's own origin is always allowed. Default none.
     pub cors_allowed_origins: Vec<String>,
+    /// Also accept HTTP/2 without TLS (h2c, with prior knowledge) on the public listener;
+    /// HTTP/1.1 is always accepted. For a proxy that speaks HTTP/2 to its targets, or
+    /// clients that carry many SSE streams over one connection (each stream still counts
+    /// against the SSE connection limits). Default false.
+    pub h2c: bool,
 }
 
 impl Default for HttpConfig {
@@ -104,6 +109,7 @@ impl Default for HttpConfig {
             max_batch_records: 1000,
             shutdown_timeout_secs: 10,
             cors_allowed_origins: Vec::new(),
+            h2c: false,
         }
     }
 }

@@ -540,9 +540,12 @@ impl Node {
         if config.http.workers > 0 {
             api = api.workers(config.http.workers);
         }
-        let api = api
-            .listen(api_listener)
-            .with_context(|| format!("listening on {}", config.http.listen))?;
+        let api = if config.http.h2c {
+            api.listen_auto_h2c(api_listener)
+        } else {
+            api.listen(api_listener)
+        }
+        .with_context(|| format!("listening on {}", config.http.listen))?;
         let api_addr = api.addrs()[0];
         let api = api.run();
         let api_server = api.handle();

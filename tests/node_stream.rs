@@ -1,6 +1,7 @@
 //! `GET /v1/stream` of a whole node on the embedded backends, over HTTP: `Last-Event-ID`
 //! resume, `reset` for ids the log cannot cover, filters (`vehicles=`, `signals=`,
-//! `types=`), and the per-tenant and per-node connection limits (429 / 503).
+//! `types=`), the per-tenant and per-node connection limits (429 / 503), and streams over
+//! HTTP/2 without TLS (`http.h2c`).
 
 mod common;
 
@@ -262,4 +263,60 @@ async fn connection_limits_answer_429_and_503() {
             .await
             .expect("shutdown in time");
     }
+}
+
+fn http2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn with_h2c_streams_run_over_http2_next_to_http1() {
+    let mut config = test_config(None);
+    config.http.h2c = true;
+    let t = ready_node(config).await;
+    let h2 = http2_client();
+    let plain = h2
+        .get(format!("{}/v1/vehicles", t.api))
+        .bearer_auth(common::auth::default_admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.version(), reqwest::Version::HTTP_2);
+    assert_eq!(plain.status(), 200);
+    // Two streams on the client's one connection, each its own subscriber.
+    let mut all = t.subscribe_with(&h2, "", None).await;
+    let mut one = t.subscribe_with(&h2, "?vehicles=h2-1", None).await;
+    eventually("both subscribers registered", || async {
+        t.actor_count("subscriber").await == 2
+    })
+    .await;
+    assert_eq!(t.ingest(&batch(&["h2-1", "h2-2"], 1)).await.0, 200);
+    let seen = read_until_version(&mut all, &["h2-1", "h2-2"], 1).await;
+    assert_eq!(seen.len(), 2);
+    let mine = read_vehicles(&mut one, 1).await;
+    assert_eq!(mine[0].data["vehicle_id"], "h2-1");
+    // HTTP/1.1 on the same listener, as before.
+    assert_eq!(t.get(&format!("{}/v1/vehicles", t.api)).await.0, 200);
+}
+
+#[actix_rt::test]
+async fn without_h2c_the_listener_speaks_only_http1() {
+    let t = ready_node(test_config(None)).await;
+    let answer = http2_client()
+        .get(format!("{}/v1/vehicles", t.api))
+        .bearer_auth(common::auth::default_admin_token())
+        .send()
+        .await;
+    assert!(
+        answer.as_ref().is_err()
+            || answer
+                .as_ref()
+                .is_ok_and(|r| r.version() != reqwest::Version::HTTP_2),
+        "HTTP/2 prior knowledge was served: {answer:?}"
+    );
+    assert_eq!(t.get(&format!("{}/v1/vehicles", t.api)).await.0, 200);
 }

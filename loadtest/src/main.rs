@@ -74,6 +74,9 @@ struct RunArgs {
     /// Overrides `subscribers.count`.
     #[arg(long)]
     subscribers: Option<usize>,
+    /// Overrides `subscribers.h2c_connections` (HTTP/2 without TLS over this many connections).
+    #[arg(long)]
+    sse_h2c_connections: Option<usize>,
     /// Overrides `drain_secs`.
     #[arg(long)]
     drain_secs: Option<u64>,
@@ -196,6 +199,9 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<bool> {
     }
     if let Some(n) = args.subscribers {
         s.subscribers.count = n;
+    }
+    if let Some(n) = args.sse_h2c_connections {
+        s.subscribers.h2c_connections = n;
     }
     if let Some(d) = args.drain_secs {
         s.drain_secs = d;

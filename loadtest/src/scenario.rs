@@ -179,6 +179,12 @@ pub struct Subscribers {
     /// over the fleet), like an app that tracks one car; 0 = the whole fleet.
     #[serde(default)]
     pub vehicles_each: usize,
+    /// 0: HTTP/1.1, a connection per client, as a browser without HTTP/2 opens one. N > 0:
+    /// HTTP/2 without TLS (prior knowledge; the target needs `http.h2c = true`), the
+    /// clients spread over N connections, so one machine can hold more clients than its
+    /// open-file limit allows connections.
+    #[serde(default)]
+    pub h2c_connections: usize,
 }
 
 fn default_connect_secs() -> u64 {
@@ -192,6 +198,7 @@ impl Default for Subscribers {
             connect_secs: default_connect_secs(),
             signals: Vec::new(),
             vehicles_each: 0,
+            h2c_connections: 0,
         }
     }
 }

@@ -180,10 +180,20 @@ impl TestNode {
         query: &str,
         last_event_id: Option<&str>,
     ) -> mpsc::Receiver<SseEvent> {
+        self.subscribe_with(&reqwest::Client::new(), query, last_event_id)
+            .await
+    }
+
+    /// Like [`subscribe_after`](Self::subscribe_after), over `client` (e.g. one that speaks
+    /// HTTP/2 and carries several streams on one connection).
+    pub async fn subscribe_with(
+        &self,
+        client: &reqwest::Client,
+        query: &str,
+        last_event_id: Option<&str>,
+    ) -> mpsc::Receiver<SseEvent> {
         let url = format!("{}/v1/stream{query}", self.api);
-        let mut request = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(auth::default_admin_token());
+        let mut request = client.get(url).bearer_auth(auth::default_admin_token());
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }

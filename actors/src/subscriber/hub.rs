@@ -13,6 +13,7 @@ use super::actor::{Deliver, Subscriber};
 use super::budget::FRAME_OVERHEAD;
 use super::filter::SubscriptionFilter;
 use super::outbox::{ResetAt, ResetReason};
+use super::routes::TenantRoutes;
 use crate::model::{TenantId, VehicleUpdate};
 use crate::ports::{EventId, FanOut, FanOutMessage, LogEntry};
 use crate::registry::{ActorKind, ActorRegistry, Registration};
@@ -100,8 +101,9 @@ struct Route {
 /// Routes fan-out entries to the subscribers of this node.
 pub struct SubscriberHub {
     fanout: Arc<dyn FanOut>,
-    /// Live subscribers by tenant, then connection id.
-    tenants: HashMap<TenantId, HashMap<u64, Route>>,
+    /// Live subscribers by tenant, then connection id (indexed by the vehicles their
+    /// filters name).
+    tenants: HashMap<TenantId, TenantRoutes<Route>>,
     /// Tenant of each connection id.
     tenant_of: HashMap<u64, TenantId>,
     /// Tenants with updates staged in the chunk being routed (so delivering touches only
@@ -141,8 +143,8 @@ impl SubscriberHub {
             .set_detail("last_event_id", self.last_event_id.map(|id| id.to_string()));
     }
 
-    /// Serializes an update once and stages it for every local subscriber whose filter
-    /// matches; [`Self::deliver_staged`] sends what is staged.
+    /// Stages an update for every local subscriber whose filter matches, serialized once
+    /// when the first one does; [`Self::deliver_staged`] sends what is staged.
     fn stage(&mut self, id: EventId, update: Arc<VehicleUpdate>) {
         let Some(routes) = self.tenants.get_mut(&update.tenant) else {
             return;
@@ -151,16 +153,17 @@ impl SubscriberHub {
             .to_std()
             .unwrap_or_default();
         metrics::histogram!(telemetry::INGEST_TO_HUB_SECONDS).record(latency.as_secs_f64());
-        let event = Arc::new(HubEvent::new(id, update));
-        let mut staged = false;
-        for route in routes.values_mut() {
-            if route.filter.matches(&event.update) {
-                route.staged.push(event.clone());
-                staged = true;
+        let mut event: Option<Arc<HubEvent>> = None;
+        routes.stage_for(&update.vehicle_id, |route| {
+            if !route.filter.matches(&update) {
+                return false;
             }
-        }
-        if staged && !self.staged_tenants.contains(&event.update.tenant) {
-            self.staged_tenants.push(event.update.tenant.clone());
+            let event = event.get_or_insert_with(|| Arc::new(HubEvent::new(id, update.clone())));
+            route.staged.push(event.clone());
+            route.staged.len() == 1
+        });
+        if event.is_some() && !self.staged_tenants.contains(&update.tenant) {
+            self.staged_tenants.push(update.tenant.clone());
         }
     }
 
@@ -171,17 +174,17 @@ impl SubscriberHub {
             let Some(routes) = self.tenants.get_mut(&tenant) else {
                 continue;
             };
-            routes.retain(|_, route| {
+            for id in routes.take_staged() {
+                let Some(route) = routes.get_mut(id) else {
+                    continue; // Unregistered since.
+                };
                 let Some(first) = route.staged.first().map(|e| e.id) else {
-                    return true;
+                    continue;
                 };
                 let batch = std::mem::take(&mut route.staged);
                 let n = batch.len() as u64;
                 match route.addr.try_send(Deliver::Updates(batch)) {
-                    Ok(()) => {
-                        route.reset_owed = false;
-                        true
-                    }
+                    Ok(()) => route.reset_owed = false,
                     Err(SendError::Full(_)) => {
                         metrics::counter!(telemetry::SUBSCRIBER_HUB_DROPPED_TOTAL).increment(n);
                         route.dropped.fetch_add(n, Ordering::Relaxed);
@@ -196,11 +199,13 @@ impl SubscriberHub {
                                 reason: ResetReason::Dropped,
                             });
                         }
-                        true
                     }
-                    Err(SendError::Closed(_)) => false,
+                    // The subscriber stopped; its `Unregister` is on the way.
+                    Err(SendError::Closed(_)) => {
+                        routes.remove(id);
+                    }
                 }
-            });
+            }
         }
     }
 
@@ -299,10 +304,15 @@ impl Handler<Register> for SubscriberHub {
             reset_owed: false,
             staged: Vec::new(),
         };
+        let vehicles = route
+            .filter
+            .vehicles
+            .as_ref()
+            .map(|set| set.iter().cloned().collect());
         self.tenants
             .entry(msg.tenant.clone())
             .or_default()
-            .insert(msg.id, route);
+            .insert(msg.id, vehicles, route);
         self.tenant_of.insert(msg.id, msg.tenant);
         self.publish_details();
     }
@@ -323,7 +333,7 @@ impl Handler<Unregister> for SubscriberHub {
         if let Some(tenant) = self.tenant_of.remove(&msg.id)
             && let Some(routes) = self.tenants.get_mut(&tenant)
         {
-            routes.remove(&msg.id);
+            routes.remove(msg.id);
             if routes.is_empty() {
                 self.tenants.remove(&tenant);
             }
@@ -344,7 +354,7 @@ impl Handler<CloseAll> for SubscriberHub {
         self.registration.handled(false);
         let n = self.tenant_of.len();
         for (_, routes) in self.tenants.drain() {
-            for (_, route) in routes {
+            for route in routes.into_values() {
                 route.addr.do_send(Deliver::Close);
             }
         }

@@ -47,6 +47,7 @@ mod filter;
 mod hub;
 mod outbox;
 mod queue;
+mod routes;
 
 use serde::{Deserialize, Serialize};
 

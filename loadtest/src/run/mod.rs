@@ -123,9 +123,17 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
     let (connected_tx, mut connected_rx) = mpsc::channel(sub_count.max(1));
     let mut subscribers = Vec::with_capacity(sub_count);
     let connect_gap = Duration::from_secs(s.subscribers.connect_secs) / sub_count.max(1) as u32;
+    let shared: Vec<reqwest::Client> = (0..s.subscribers.h2c_connections)
+        .map(|_| sse::client(true))
+        .collect();
     for (n, seen) in seen.iter().enumerate() {
+        let client = match shared.len() {
+            0 => sse::client(false),
+            k => shared[n % k].clone(),
+        };
         subscribers.push(tokio::spawn(sse::subscribe(
             plan.clone(),
+            client,
             n,
             live.clone(),
             seen.clone(),

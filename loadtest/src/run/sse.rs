@@ -130,9 +130,24 @@ pub struct Seen {
     pub seq_sum: AtomicU64,
 }
 
-/// Runs subscriber `n` until `stop`; returns its counters (before the lost tail).
+/// An HTTP client for subscribers: HTTP/1.1 (one per subscriber), or HTTP/2 without TLS
+/// (`h2c`: one connection shared by the subscribers given clones of it).
+pub fn client(h2c: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    let builder = if h2c {
+        builder.http2_prior_knowledge().http2_adaptive_window(true)
+    } else {
+        builder.http1_only()
+    };
+    builder.build().expect("HTTP client builds")
+}
+
+/// Runs subscriber `n` with `client` until `stop`; returns its counters (before the lost tail).
 pub async fn subscribe(
     plan: Arc<Plan>,
+    client: reqwest::Client,
     n: usize,
     live: Arc<Live>,
     seen: Arc<Seen>,
@@ -143,11 +158,6 @@ pub async fn subscribe(
     let mut account = StreamAccount::new(vehicles);
     let urls = &plan.scenario.targets.sse;
     let mut url_index = n % urls.len();
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .build()
-        .expect("HTTP client builds");
     let mut last_id: Option<String> = None;
     let mut reconnect_at = plan.reconnect_at(n);
     let mut first = Some(connected);
