@@ -5,7 +5,9 @@
 //!   `Last-Event-ID`: it gets exactly what it missed, in order, then live updates;
 //! - a private Redis is killed and restarted under a streaming browser: the stream stays
 //!   open, `/readyz` reports the outage, the vehicle state is still persisted, the browser
-//!   gets `reset` (the restarted Redis lost the log) and then updates again.
+//!   gets `reset` (the restarted Redis lost the log) and then updates again;
+//! - a browser on node B stops reading: its updates are coalesced, then it is cut off at
+//!   its byte budget, while a second browser on B gets every update without a reset.
 
 mod common;
 
@@ -207,6 +209,111 @@ async fn a_redis_restart_keeps_streams_open_and_ends_in_a_reset() {
         "{metrics}"
     );
     drop(browser);
+    a.shutdown(Duration::from_secs(10)).await;
+    b.shutdown(Duration::from_secs(10)).await;
+}
+
+/// Records of `cars` at `second` whose state carries a text signal of `note_len` bytes,
+/// so that few updates fill a socket.
+fn noted(cars: &[&str], second: u32, note_len: usize) -> Value {
+    let note = "n".repeat(note_len);
+    json!(
+        cars.iter()
+            .map(|c| {
+                let mut r = record(c, second, 50.0);
+                r["payload"]["Note"] = json!(note);
+                r
+            })
+            .collect::<Vec<_>>()
+    )
+}
+
+/// Node `t`'s subscribers as `/admin/actors` lists them (`id`, `details`, …).
+async fn subscribers(t: &TestNode) -> Vec<Value> {
+    let (_, body) = t.get(&format!("{}/admin/actors?kind=subscriber", t.admin)).await;
+    body["actors"].as_array().cloned().unwrap_or_default()
+}
+
+#[actix_rt::test]
+async fn a_slow_browser_is_coalesced_then_cut_off_while_a_fast_one_gets_everything() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let prefix = TestPrefix::new();
+    let mut config_a = node_config(&redis_url(), &prefix);
+    // The rounds below go out back to back, faster than an API key's default rate.
+    config_a.auth.ingest_requests_per_sec = 10_000;
+    config_a.auth.ingest_burst = 10_000;
+    let a = ready_node(config_a).await;
+    let mut config_b = node_config(&redis_url(), &prefix);
+    config_b.subscribers.channel_capacity = 2;
+    // Far above what a reading client lags by here, far below 2,000 waiting vehicles.
+    config_b.subscribers.max_buffered_bytes = 1024 * 1024;
+    // Only the byte budget may cut the client off here.
+    config_b.subscribers.slow_client_timeout_ms = 600_000;
+    let b = ready_node(config_b).await;
+
+    let mut fast = b.subscribe("").await;
+    b.wait_for_subscribers(1, "the fast browser registered on B")
+        .await;
+    let fast_id = subscribers(&b).await[0]["id"].clone();
+    // The slow browser: a socket with a small receive buffer that never reads its stream.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = b.api.trim_start_matches("http://").parse().unwrap();
+    let mut slow = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /v1/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        common::auth::default_admin_token()
+    );
+    slow.write_all(request.as_bytes()).await.unwrap();
+    b.wait_for_subscribers(2, "the slow browser registered on B")
+        .await;
+
+    // Many updates of a few vehicles: the slow browser's socket buffers (the kernel's grow
+    // to megabytes) and channel fill, and what waits behind them is coalesced to the latest
+    // update per vehicle (under the budget). Rounds go on until all ten wait (bounded).
+    let few: Vec<String> = (0..10).map(|i| format!("s-{i}")).collect();
+    let few: Vec<&str> = few.iter().map(String::as_str).collect();
+    let mut rounds = 0;
+    let mut coalesced = false;
+    while !coalesced {
+        assert!(rounds < 1000, "no coalescing after {rounds} rounds");
+        rounds += 1;
+        assert_eq!(a.ingest(&noted(&few, rounds, 4096)).await.0, 200);
+        if rounds % 10 == 0 {
+            let subs = subscribers(&b).await;
+            assert_eq!(subs.len(), 2, "both browsers still connected: {subs:?}");
+            let slow = &subs.iter().find(|s| s["id"] != fast_id).unwrap()["details"];
+            coalesced = slow["queue_depth"] == few.len() && slow["coalesced"].as_u64() > Some(0);
+        }
+    }
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    for ev in read_until_version(&mut fast, &few, u64::from(rounds)).await {
+        let vehicle = ev.data["vehicle_id"].as_str().unwrap().to_owned();
+        let version = ev.data["version"].as_u64().unwrap();
+        let before = versions.insert(vehicle, version).unwrap_or(0);
+        assert!(version > before, "the fast browser's versions increase");
+    }
+
+    // Many vehicles: one waiting update each is more than the slow browser's byte budget.
+    let many: Vec<String> = (0..2000).map(|i| format!("w-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    for part in many.chunks(500) {
+        assert_eq!(a.ingest(&noted(part, 1, 1024)).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.wait_for_subscribers(1, "the slow browser is cut off").await;
+    // The fast one is not: it has every vehicle's update and never a reset.
+    read_until_version(&mut fast, &many, 1).await;
+    let subs = subscribers(&b).await;
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0]["id"], fast_id);
+    // The server closed the slow browser's connection: what it had sent ends in EOF.
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the connection ends (read {} bytes)", sink.len());
+    drop(fast);
     a.shutdown(Duration::from_secs(10)).await;
     b.shutdown(Duration::from_secs(10)).await;
 }

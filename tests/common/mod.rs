@@ -168,6 +168,11 @@ impl TestNode {
         body["counts"][kind].as_u64().unwrap_or(0)
     }
 
+    /// Waits until the node lists `n` subscribers (`what` names the moment for the failure).
+    pub async fn wait_for_subscribers(&self, n: u64, what: &str) {
+        eventually(what, || async { self.actor_count("subscriber").await == n }).await;
+    }
+
     /// Opens an SSE stream; events arrive on the returned channel.
     pub async fn subscribe(&self, query: &str) -> mpsc::Receiver<SseEvent> {
         self.subscribe_after(query, None).await
