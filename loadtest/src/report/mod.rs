@@ -114,13 +114,15 @@ fn knee_reason(s: &Sample, k: &Knee) -> Option<String> {
     None
 }
 
-/// The first run of `k.windows` consecutive bad windows (the first few seconds, while
-/// senders and subscribers warm up, are skipped).
-pub fn find_knee(samples: &[Sample], k: &Knee) -> Option<KneeReport> {
-    const WARM_UP_SECS: f64 = 3.0;
+/// The first run of `k.windows` consecutive bad windows after `warmup_secs` (at least the
+/// first 3 s, while senders and subscribers warm up, are skipped; a scenario's
+/// `warmup_secs` also covers the target's cold start, e.g. provisioning a new fleet).
+pub fn find_knee(samples: &[Sample], k: &Knee, warmup_secs: f64) -> Option<KneeReport> {
+    const MIN_WARM_UP_SECS: f64 = 3.0;
+    let warm_up = warmup_secs.max(MIN_WARM_UP_SECS);
     let mut run = 0;
     let mut last_good = 0.0;
-    for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.t >= WARM_UP_SECS) {
+    for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.t >= warm_up) {
         match knee_reason(s, k) {
             Some(_) => {
                 run += 1;

@@ -34,7 +34,7 @@ fn the_knee_is_the_first_of_enough_bad_windows_in_a_row() {
     for w in &mut s[10..] {
         w.e2e.p99 = 90.0;
     }
-    let k = find_knee(&s, &knee()).unwrap();
+    let k = find_knee(&s, &knee(), 0.0).unwrap();
     assert_eq!(
         (k.at_secs, k.offered_rps, k.last_good_accepted_rps),
         (10.0, 10_000.0, 9000.0)
@@ -47,15 +47,25 @@ fn senders_falling_behind_are_a_knee_too() {
     let s: Vec<Sample> = (0..10)
         .map(|t| sample(t as f64, 1000.0, if t >= 6 { 500.0 } else { 1000.0 }, 1.0))
         .collect();
-    let k = find_knee(&s, &knee()).unwrap();
+    let k = find_knee(&s, &knee(), 0.0).unwrap();
     assert_eq!(k.at_secs, 6.0);
     assert!(k.reason.contains("accepted"));
 }
 
 #[test]
+fn windows_within_the_warm_up_are_no_knee() {
+    let mut s: Vec<Sample> = (0..20).map(|t| sample(t as f64, 100.0, 100.0, 5.0)).collect();
+    for w in &mut s[..8] {
+        w.e2e.p99 = 200.0; // a cold start
+    }
+    assert_eq!(find_knee(&s, &knee(), 0.0).unwrap().at_secs, 3.0);
+    assert!(find_knee(&s, &knee(), 8.0).is_none());
+}
+
+#[test]
 fn no_knee_when_every_window_holds() {
     let s: Vec<Sample> = (0..10).map(|t| sample(t as f64, 100.0, 100.0, 5.0)).collect();
-    assert!(find_knee(&s, &knee()).is_none());
+    assert!(find_knee(&s, &knee(), 0.0).is_none());
 }
 
 #[test]

@@ -249,7 +249,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> anyhow::Result<Repo
         samples.push(sample);
         if knee.is_none()
             && let Some(k) = &s.knee
-            && let Some(found) = report::find_knee(&samples, k)
+            && let Some(found) = report::find_knee(&samples, k, s.warmup_secs as f64)
         {
             progress.line(&format!(
                 "knee at {:.0} s, offered {:.0} records/s: {}",
