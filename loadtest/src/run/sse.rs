@@ -1,11 +1,12 @@
-//! SSE subscribers: a streaming HTTP client per subscriber that parses every event and
-//! accounts for it ([`crate::account`]). A dropped stream reconnects with
+//! SSE subscribers: a streaming HTTP client per subscriber that parses every event
+//! (`eventsource-stream`) and accounts for it ([`crate::account`]). A dropped stream reconnects with
 //! `Last-Event-ID`, to the next SSE URL, as a browser's `EventSource` does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -14,75 +15,9 @@ use super::Plan;
 use super::live::{Live, now_us};
 use crate::account::{Counts, StreamAccount};
 
-/// One parsed SSE event.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Event {
-    /// `event:` (`message` when absent).
-    pub name: String,
-    /// `id:` when present.
-    pub id: Option<String>,
-    /// `data:` lines joined by `\n`.
-    pub data: String,
-}
-
-/// An incremental `text/event-stream` parser (the WHATWG rules the live page's
-/// `EventSource` follows, minus `retry:`, which the client ignores).
-#[derive(Debug, Default)]
-pub struct Parser {
-    buffer: Vec<u8>,
-    event: Event,
-    has_data: bool,
-}
-
-impl Parser {
-    /// Feeds bytes; returns the events they complete.
-    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Event>) {
-        self.buffer.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(pos) = self.buffer[start..].iter().position(|&b| b == b'\n') {
-            let mut line = &self.buffer[start..start + pos];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            let line = String::from_utf8_lossy(line).into_owned();
-            start += pos + 1;
-            self.line(&line, out);
-        }
-        self.buffer.drain(..start);
-    }
-
-    fn line(&mut self, line: &str, out: &mut Vec<Event>) {
-        if line.is_empty() {
-            if self.has_data {
-                let mut event = std::mem::take(&mut self.event);
-                if event.name.is_empty() {
-                    event.name = "message".into();
-                }
-                out.push(event);
-            }
-            self.event = Event::default();
-            self.has_data = false;
-            return;
-        }
-        if line.starts_with(':') {
-            return;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "event" => self.event.name = value.to_owned(),
-            "id" => self.event.id = Some(value.to_owned()),
-            "data" => {
-                if self.has_data {
-                    self.event.data.push('\n');
-                }
-                self.event.data.push_str(value);
-                self.has_data = true;
-            }
-            _ => {}
-        }
-    }
-}
+/// Most events taken from a stream at once (those already received): their latency is
+/// stamped and recorded together.
+const EVENTS_PER_READ: usize = 256;
 
 /// The fields of a `vehicle` event the accounting needs; everything else is skipped.
 #[derive(Deserialize)]
@@ -162,7 +97,6 @@ pub async fn subscribe(
     let mut reconnect_at = plan.reconnect_at(n);
     let mut first = Some(connected);
     let mut backoff = Duration::from_millis(100);
-    let mut events = Vec::new();
     let mut latencies = Vec::new();
     let recorder = live.e2e(n);
     let mut filters = Vec::new();
@@ -222,8 +156,10 @@ pub async fn subscribe(
             let _ = tx.send(()).await;
         }
         live.subscribers_connected.fetch_add(1, Ordering::Relaxed);
-        let mut parser = Parser::default();
-        let mut body = response.bytes_stream();
+        let mut events = response
+            .bytes_stream()
+            .eventsource()
+            .ready_chunks(EVENTS_PER_READ);
         let ended = loop {
             let storm = async {
                 match reconnect_at {
@@ -231,23 +167,25 @@ pub async fn subscribe(
                     None => std::future::pending().await,
                 }
             };
-            let chunk = tokio::select! {
-                c = body.next() => c,
+            let batch = tokio::select! {
+                b = events.next() => b,
                 _ = storm => { reconnect_at = None; break "storm"; }
                 _ = stop.changed() => break "stop",
             };
-            let chunk = match chunk {
-                Some(Ok(c)) => c,
-                Some(Err(_)) | None => break "disconnect",
-            };
-            parser.feed(&chunk, &mut events);
+            let Some(batch) = batch else { break "disconnect" };
             let now = now_us();
             let mut advanced = 0;
-            for event in events.drain(..) {
-                if let Some(id) = event.id {
-                    last_id = Some(id);
+            let mut broken = false;
+            for event in batch {
+                // A transport error or a stream that is not SSE ends the connection.
+                let Ok(event) = event else {
+                    broken = true;
+                    break;
+                };
+                if !event.id.is_empty() {
+                    last_id = Some(event.id);
                 }
-                match event.name.as_str() {
+                match event.event.as_str() {
                     "vehicle" => match parse_update(&event.data, &plan.prefix) {
                         Ok(Some((index, seq, version, sent))) => {
                             let dups = account.counts.duplicates;
@@ -273,6 +211,9 @@ pub async fn subscribe(
                 latencies.clear();
             }
             seen.seq_sum.fetch_add(advanced, Ordering::Relaxed);
+            if broken {
+                break "disconnect";
+            }
         };
         live.subscribers_connected.fetch_sub(1, Ordering::Relaxed);
         match ended {

@@ -1,45 +1,6 @@
 use super::*;
 
 #[test]
-fn parses_events_split_across_chunks() {
-    let mut p = Parser::default();
-    let mut out = Vec::new();
-    p.feed(
-        b"retry: 3000\n\n: keep-alive\n\nevent: vehicle\nid: 17-0\nda",
-        &mut out,
-    );
-    assert!(out.is_empty());
-    p.feed(
-        b"ta: {\"a\":1}\r\n\r\nevent: reset\ndata: {\"reason\":\"lagged\"}\n\n",
-        &mut out,
-    );
-    assert_eq!(
-        out,
-        vec![
-            Event {
-                name: "vehicle".into(),
-                id: Some("17-0".into()),
-                data: "{\"a\":1}".into()
-            },
-            Event {
-                name: "reset".into(),
-                id: None,
-                data: "{\"reason\":\"lagged\"}".into()
-            },
-        ]
-    );
-}
-
-#[test]
-fn multi_line_data_is_joined() {
-    let mut p = Parser::default();
-    let mut out = Vec::new();
-    p.feed(b"data: a\ndata: b\n\n", &mut out);
-    assert_eq!(out[0].data, "a\nb");
-    assert_eq!(out[0].name, "message");
-}
-
-#[test]
 fn reads_the_load_test_signals_of_a_full_update() {
     let data = r#"{"tenant":"default","vehicle_id":"ltab12-42","version":7,"last_seen":"2026-01-01T00:00:00Z",
         "changed":["lt_seq"],"signals":{"Soc":{"value":80.5,"timestamp":"2026-01-01T00:00:00Z"},
