@@ -200,9 +200,57 @@ pub const TENANCY_LOOKUPS_TOTAL: &str = "fleetwire_tenancy_lookups_total";
 /// Unknown vehicles this node provisioned (`tenancy.unknown_vehicles = "provision"`).
 pub const TENANCY_PROVISIONED_TOTAL: &str = "fleetwire_tenancy_provisioned_total";
 
+/// Latency histograms (seconds) and their descriptions, described in one loop.
+const SECONDS_HISTOGRAMS: &[(&str, &str)] = &[
+    (
+        INGEST_TO_PUBLISH_SECONDS,
+        "Ingest to publish latency of the newest record of each update.",
+    ),
+    (
+        INGEST_TO_APPLY_SECONDS,
+        "Ingest to the vehicle actor applying a routed batch (its newest record).",
+    ),
+    (
+        INGEST_TO_HUB_SECONDS,
+        "Ingest to this node's subscriber hub, for updates with subscribers here.",
+    ),
+    (
+        INGEST_TO_SSE_SECONDS,
+        "Ingest to a subscriber handing the update to its client's HTTP body.",
+    ),
+    (
+        AWS_CALL_SECONDS,
+        "Duration of AWS SDK calls (retries included), by service and operation.",
+    ),
+    (
+        TESLA_ACK_SECONDS,
+        "Frame arrival to ack queued (the stream put included), by reliability.",
+    ),
+    (
+        REDIS_FANOUT_PUBLISH_SECONDS,
+        "Time to append an update to the Redis log and publish it.",
+    ),
+    (
+        REDIS_FANOUT_APPEND_QUEUE_SECONDS,
+        "Wait of each Redis append in the queue before a script call took it.",
+    ),
+    (
+        REDIS_FANOUT_APPEND_CALL_SECONDS,
+        "One Redis append script call, sent to answered.",
+    ),
+    (
+        PRODUCER_LINGER_SECONDS,
+        "Wait of the oldest new record of each producer call.",
+    ),
+    (PRODUCER_PRODUCE_SECONDS, "Produce to outcome latency per record."),
+];
+
 /// Registers descriptions for every metric (call once after installing the recorder).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    for (name, description) in SECONDS_HISTOGRAMS {
+        describe_histogram!(*name, metrics::Unit::Seconds, *description);
+    }
     describe_counter!(
         INGEST_RECORDS_TOTAL,
         "Records received by POST /v1/ingest, by result."
@@ -243,34 +291,9 @@ pub fn describe() {
         "Hour aggregate writes, by result."
     );
     describe_counter!(PUBLISH_UPDATES_TOTAL, "Vehicle updates published, by result.");
-    describe_histogram!(
-        INGEST_TO_PUBLISH_SECONDS,
-        metrics::Unit::Seconds,
-        "Ingest to publish latency of the newest record of each update."
-    );
-    describe_histogram!(
-        INGEST_TO_APPLY_SECONDS,
-        metrics::Unit::Seconds,
-        "Ingest to the vehicle actor applying a routed batch (its newest record)."
-    );
-    describe_histogram!(
-        INGEST_TO_HUB_SECONDS,
-        metrics::Unit::Seconds,
-        "Ingest to this node's subscriber hub, for updates with subscribers here."
-    );
-    describe_histogram!(
-        INGEST_TO_SSE_SECONDS,
-        metrics::Unit::Seconds,
-        "Ingest to a subscriber handing the update to its client's HTTP body."
-    );
     describe_counter!(
         AWS_CALLS_TOTAL,
         "AWS SDK calls, by service, operation and result."
-    );
-    describe_histogram!(
-        AWS_CALL_SECONDS,
-        metrics::Unit::Seconds,
-        "Duration of AWS SDK calls (retries included), by service and operation."
     );
     describe_counter!(CHECKPOINTS_TOTAL, "Shard checkpoint writes, by result.");
     describe_counter!(LEASE_EVENTS_TOTAL, "Shard lease transitions on this node.");
@@ -333,11 +356,6 @@ pub fn describe() {
         "Tesla frames that produced no record, by reason."
     );
     describe_counter!(TESLA_ACKS_TOTAL, "Acks sent to vehicles, by reliability.");
-    describe_histogram!(
-        TESLA_ACK_SECONDS,
-        metrics::Unit::Seconds,
-        "Frame arrival to ack queued (the stream put included), by reliability."
-    );
     describe_counter!(
         TESLA_PUT_FAILURES_TOTAL,
         "Tesla records the stream did not store, by topic."
@@ -365,23 +383,8 @@ pub fn describe() {
         "Gap markers appended after failed publishes, by result."
     );
     describe_histogram!(
-        REDIS_FANOUT_PUBLISH_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to append an update to the Redis log and publish it."
-    );
-    describe_histogram!(
         REDIS_FANOUT_APPEND_BATCH_ENTRIES,
         "Entries appended to Redis logs by one append script call."
-    );
-    describe_histogram!(
-        REDIS_FANOUT_APPEND_QUEUE_SECONDS,
-        metrics::Unit::Seconds,
-        "Wait of each Redis append in the queue before a script call took it."
-    );
-    describe_histogram!(
-        REDIS_FANOUT_APPEND_CALL_SECONDS,
-        metrics::Unit::Seconds,
-        "One Redis append script call, sent to answered."
     );
     describe_counter!(
         TESLA_DATUMS_TOTAL,
@@ -429,16 +432,6 @@ pub fn describe() {
     );
     describe_gauge!(PRODUCER_IN_FLIGHT, "Producer PutRecords calls in flight.");
     describe_gauge!(PRODUCER_PENDING, "Records pending in the producer.");
-    describe_histogram!(
-        PRODUCER_LINGER_SECONDS,
-        metrics::Unit::Seconds,
-        "Wait of the oldest new record of each producer call."
-    );
-    describe_histogram!(
-        PRODUCER_PRODUCE_SECONDS,
-        metrics::Unit::Seconds,
-        "Produce to outcome latency per record."
-    );
 }
 /// Counter: positions the fleet filter rejected; label `reason` (`invalid`, `zero`,
 /// `duplicate`, `future`, `past`, `out_of_order`, `jump`).
