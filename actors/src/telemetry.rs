@@ -200,6 +200,13 @@ pub const TENANCY_LOOKUPS_TOTAL: &str = "fleetwire_tenancy_lookups_total";
 /// Unknown vehicles this node provisioned (`tenancy.unknown_vehicles = "provision"`).
 pub const TENANCY_PROVISIONED_TOTAL: &str = "fleetwire_tenancy_provisioned_total";
 
+/// Records the time since `ingest` (a record's `ingest_received_at`) in the seconds
+/// histogram `name`, one of the `INGEST_TO_*` stages; a clock that went back counts 0.
+pub fn record_since_ingest(name: &'static str, ingest: chrono::DateTime<chrono::Utc>) {
+    let waited = (chrono::Utc::now() - ingest).to_std().unwrap_or_default();
+    metrics::histogram!(name).record(waited.as_secs_f64());
+}
+
 /// Latency histograms (seconds) and their descriptions, described in one loop.
 const SECONDS_HISTOGRAMS: &[(&str, &str)] = &[
     (

@@ -241,10 +241,10 @@ impl Subscriber {
                 Outgoing::Vehicle(event) => {
                     self.sent += 1;
                     metrics::counter!(telemetry::SSE_EVENTS_SENT_TOTAL).increment(1);
-                    let waited = (chrono::Utc::now() - event.update.ingest_received_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::histogram!(telemetry::INGEST_TO_SSE_SECONDS).record(waited.as_secs_f64());
+                    telemetry::record_since_ingest(
+                        telemetry::INGEST_TO_SSE_SECONDS,
+                        event.update.ingest_received_at,
+                    );
                     let mut fleet = if self.filter.wants(EventType::FleetEvent) {
                         event.fleet.clone()
                     } else {

@@ -149,10 +149,7 @@ impl SubscriberHub {
         let Some(routes) = self.tenants.get_mut(&update.tenant) else {
             return;
         };
-        let latency = (chrono::Utc::now() - update.ingest_received_at)
-            .to_std()
-            .unwrap_or_default();
-        metrics::histogram!(telemetry::INGEST_TO_HUB_SECONDS).record(latency.as_secs_f64());
+        telemetry::record_since_ingest(telemetry::INGEST_TO_HUB_SECONDS, update.ingest_received_at);
         let mut event: Option<Arc<HubEvent>> = None;
         routes.stage_for(&update.vehicle_id, |route| {
             if !route.filter.matches(&update) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::Utc;
-use metrics::{counter, histogram};
+use metrics::counter;
 use tracing::{debug, error, warn};
 
 use super::directory::DirectorySlot;
@@ -26,6 +26,7 @@ use crate::registry::Registration;
 use crate::telemetry::{
     FLEET_EVENTS_TOTAL, FLEET_POSITIONS_FILTERED_TOTAL, INGEST_TO_APPLY_SECONDS, INGEST_TO_PUBLISH_SECONDS,
     PUBLISH_UPDATES_TOTAL, ROUTE_RECORDS_TOTAL, VEHICLE_ACTIVATIONS_TOTAL, VEHICLE_PASSIVATIONS_TOTAL,
+    record_since_ingest,
 };
 
 /// Loads tried before a vehicle actor gives up and stops (transient store errors only).
@@ -442,8 +443,7 @@ async fn publish(fanout: &dyn FanOut, update: Arc<VehicleUpdate>) {
     match fanout.publish(update.clone()).await {
         Ok(_id) => {
             counter!(PUBLISH_UPDATES_TOTAL, "result" => "ok").increment(1);
-            let latency = (Utc::now() - ingest).to_std().unwrap_or_default();
-            histogram!(INGEST_TO_PUBLISH_SECONDS).record(latency.as_secs_f64());
+            record_since_ingest(INGEST_TO_PUBLISH_SECONDS, ingest);
         }
         Err(err) => {
             counter!(PUBLISH_UPDATES_TOTAL, "result" => "error").increment(1);
@@ -476,8 +476,7 @@ impl Handler<ApplyRecords> for VehicleStateActor {
         }
         let records = self.own_records(msg.records);
         if let Some(newest) = records.iter().map(|r| r.ingest_received_at).max() {
-            let waited = (Utc::now() - newest).to_std().unwrap_or_default();
-            histogram!(INGEST_TO_APPLY_SECONDS).record(waited.as_secs_f64());
+            record_since_ingest(INGEST_TO_APPLY_SECONDS, newest);
         }
         let rules = self.fleet.rules.tenant(self.state.tenant());
         let fleet = FleetContext {
